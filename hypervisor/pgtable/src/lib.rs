@@ -1,0 +1,2 @@
+//! Translation-table engine (work in progress).
+#![cfg_attr(not(test), no_std)]

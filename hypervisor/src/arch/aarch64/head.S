@@ -1,0 +1,111 @@
+/*
+ * Entry of the hypervisor image, per the arm64 Linux boot protocol
+ * (Documentation/arch/arm64/booting.rst): x0 = DTB physical address, x1..x3 = 0,
+ * MMU off, DAIF masked, entered at EL2 (or, wrongly, at EL1).
+ */
+
+/* Image header flags: bit 0 = 0 little-endian, bits 2:1 = 01 4K pages, bit 3 = 1 placement anywhere. */
+.equ IMAGE_FLAGS, (0 << 0) | (1 << 1) | (1 << 3)
+.equ R_AARCH64_RELATIVE, 1027
+
+/* CPTR_EL2 (E2H = 0): RES1 bits 13:12, 9 and 7:0; TFP (bit 10) = 0 so FP/SIMD does not trap. */
+.equ CPTR_EL2_NO_TRAPS, 0x32ff
+/* SCTLR_EL2 (E2H = 0) RES1 bits, plus I (12) and SA (3); MMU, D-cache and alignment checks off. */
+.equ SCTLR_EL2_RES1, 0x30c50830
+.equ SCTLR_EL2_BOOT, SCTLR_EL2_RES1 | (1 << 12) | (1 << 3)
+/* HCR_EL2: RW (31) = EL1 is AArch64; nothing trapped yet, E2H = 0 (nVHE layout of EL2 registers). */
+.equ HCR_EL2_BOOT, (1 << 31)
+/* CPACR_EL1.FPEN = 0b11: FP/SIMD usable at EL1 (only for the not-at-EL2 report path). */
+.equ CPACR_EL1_FPEN, (3 << 20)
+
+.macro adr_l reg, sym
+    adrp    \reg, \sym
+    add     \reg, \reg, :lo12:\sym
+.endm
+
+.section .text.head, "ax"
+.global _start
+_start:
+    b       primary_entry               // code0
+    .long   0                           // code1
+    .quad   0                           // text_offset: load at a 2 MiB boundary
+    .quad   __image_size                // image_size: the whole footprint, bss and stack included
+    .quad   IMAGE_FLAGS                 // flags
+    .quad   0                           // res2
+    .quad   0                           // res3
+    .quad   0                           // res4
+    .ascii  "ARM\x64"                   // magic
+    .long   0                           // res5: no PE/COFF header
+
+primary_entry:
+    mrs     x20, cntpct_el0             // boot timestamp, before anything else
+    mov     x19, x0                     // DTB physical address
+
+    adr_l   x1, __boot_stack_top
+    mov     sp, x1
+
+    /* Zero .bss; the stack lives in its own section above it. */
+    adr_l   x1, __bss_start
+    adr_l   x2, __bss_end
+0:  cmp     x1, x2
+    b.hs    1f
+    stp     xzr, xzr, [x1], #16
+    b       0b
+1:
+    /*
+     * Self-relocation: the image is linked at 0, so each R_AARCH64_RELATIVE entry asks
+     * for *(base + r_offset) = base + r_addend. Any other relocation type means the
+     * link went wrong: stop before running code that would use a bad pointer.
+     */
+    adr_l   x3, _start
+    adr_l   x4, __rela_start
+    adr_l   x5, __rela_end
+2:  cmp     x4, x5
+    b.hs    3f
+    ldp     x6, x7, [x4], #16           // r_offset, r_info
+    ldr     x8, [x4], #8                // r_addend
+    cmp     w7, #R_AARCH64_RELATIVE
+    b.ne    park
+    add     x8, x8, x3
+    str     x8, [x3, x6]
+    b       2b
+3:
+    mrs     x21, CurrentEL
+    ubfx    x21, x21, #2, #2
+    cmp     x21, #2
+    b.ne    not_at_el2
+
+    mov     x1, #CPTR_EL2_NO_TRAPS
+    msr     cptr_el2, x1
+    ldr     x1, =SCTLR_EL2_BOOT
+    msr     sctlr_el2, x1
+    mov     x1, #HCR_EL2_BOOT
+    msr     hcr_el2, x1
+    adr_l   x1, el2_vectors
+    msr     vbar_el2, x1
+    isb                                 // context synchronisation before relying on the new controls
+
+    mov     x0, x19
+    mov     x1, x20
+    bl      primary_main                // never returns
+    b       park
+
+not_at_el2:
+    cmp     x21, #1
+    b.ne    park                        // EL3 or EL0: no way to report; stop
+    mov     x1, #CPACR_EL1_FPEN
+    msr     cpacr_el1, x1
+    isb
+    mov     x0, x19
+    mov     x1, x20
+    mov     x2, x21
+    bl      not_at_el2_main             // reports on the console and powers off
+    b       park
+
+.global park
+park:
+    msr     daifset, #0xf
+0:  wfi
+    b       0b
+
+.ltorg

@@ -1,0 +1,98 @@
+//! The console: the PL011 the device tree names, behind a lock, and the `log` backend
+//! that stamps each line with the time since boot (CNTPCT_EL0 / CNTFRQ_EL0).
+
+use core::fmt::{self, Write};
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use platform::info::Console;
+use platform::pl011::Pl011;
+use spin::Mutex;
+
+use crate::arch::sysreg;
+
+static UART: Mutex<Option<Pl011>> = Mutex::new(None);
+static BOOT_COUNTER: AtomicU64 = AtomicU64::new(0);
+static LOGGER: ConsoleLogger = ConsoleLogger;
+
+/// Records the counter value taken at entry; log timestamps count from it.
+pub fn set_boot_counter(ticks: u64) {
+    BOOT_COUNTER.store(ticks, Ordering::Relaxed);
+}
+
+/// Microseconds since entry.
+pub fn micros_since_boot() -> u64 {
+    let elapsed = sysreg::counter().wrapping_sub(BOOT_COUNTER.load(Ordering::Relaxed));
+    let frequency = sysreg::counter_frequency().max(1);
+    ((u128::from(elapsed) * 1_000_000) / u128::from(frequency)) as u64
+}
+
+/// Takes the console the device tree names. Until this runs, output is dropped.
+pub fn init(console: &Console<'_>) {
+    let Some(base) = NonNull::new(console.regs.base as *mut u32) else {
+        return;
+    };
+    // SAFETY: the DT names this PL011 as the console; while the MMU is off its physical
+    // address is directly accessible as device memory, and from here on only this lock
+    // drives it.
+    let mut uart = unsafe { Pl011::new(base) };
+    uart.enable_transmitter();
+    *UART.lock() = Some(uart);
+}
+
+/// Installs the `log` backend with the given level.
+pub fn init_logging(level: log::LevelFilter) {
+    // A second call fails harmlessly; the first logger stays.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(level);
+}
+
+/// Writes text as is (no timestamp), for marker and `hyp-facts:` lines.
+pub fn write_raw(args: fmt::Arguments<'_>) {
+    if let Some(uart) = UART.lock().as_mut() {
+        let _ = uart.write_fmt(args);
+    }
+}
+
+/// Waits until everything written has left the UART.
+pub fn flush() {
+    if let Some(uart) = UART.lock().as_ref() {
+        uart.flush();
+    }
+}
+
+/// For the panic path: if the lock is held (we panicked while printing), break it so the
+/// report still gets out rather than deadlocking.
+pub fn break_lock_for_panic() {
+    if UART.is_locked() {
+        // SAFETY: only the panic path calls this, after which this CPU never returns to
+        // the interrupted writer; interleaved output is the worst outcome.
+        unsafe { UART.force_unlock() };
+    }
+}
+
+struct ConsoleLogger;
+
+impl log::Log for ConsoleLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let micros = micros_since_boot();
+        write_raw(format_args!(
+            "[{:5}.{:06}] {:<5} {}\n",
+            micros / 1_000_000,
+            micros % 1_000_000,
+            record.level(),
+            record.args()
+        ));
+    }
+
+    fn flush(&self) {
+        flush();
+    }
+}

@@ -1,0 +1,112 @@
+//! CPU facts the hypervisor bases decisions on, decoded from raw ID register values so the
+//! decoding is testable on the host (the aarch64 layer only reads the registers).
+
+/// Raw ID register values, as read at EL2.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IdRegisters {
+    pub midr: u64,
+    pub mpidr: u64,
+    pub id_aa64mmfr0: u64,
+    pub id_aa64mmfr1: u64,
+    pub id_aa64mmfr2: u64,
+    pub id_aa64isar0: u64,
+    pub id_aa64pfr0: u64,
+}
+
+/// What the hypervisor needs to know about the CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuFeatures {
+    /// ID_AA64MMFR2_EL1.BBM, bits [55:52]: 0 = break-before-make required, 1 = FEAT_BBML1,
+    /// 2 = FEAT_BBML2 (block size may change without an invalid step; Arm ARM RKFLJB).
+    pub bbm_level: u8,
+    /// FEAT_TLBIRANGE: ID_AA64ISAR0_EL1.TLB, bits [59:56], is 0b0010.
+    pub tlbi_range: bool,
+    /// Physical address size from ID_AA64MMFR0_EL1.PARange, bits [3:0].
+    pub pa_bits: u8,
+    /// FEAT_VHE: ID_AA64MMFR1_EL1.VH, bits [11:8].
+    pub vhe: bool,
+    /// FEAT_XNX: ID_AA64MMFR1_EL1.XNX, bits [31:28] (stage-2 XN split by EL).
+    pub xnx: bool,
+}
+
+/// PARange encodings (Arm ARM ID_AA64MMFR0_EL1.PARange).
+pub fn pa_range_bits(parange: u8) -> Option<u8> {
+    match parange {
+        0b0000 => Some(32),
+        0b0001 => Some(36),
+        0b0010 => Some(40),
+        0b0011 => Some(42),
+        0b0100 => Some(44),
+        0b0101 => Some(48),
+        0b0110 => Some(52),
+        0b0111 => Some(56),
+        _ => None,
+    }
+}
+
+fn field(value: u64, shift: u32) -> u8 {
+    ((value >> shift) & 0xf) as u8
+}
+
+impl CpuFeatures {
+    pub fn decode(ids: &IdRegisters) -> Self {
+        Self {
+            bbm_level: field(ids.id_aa64mmfr2, 52),
+            tlbi_range: field(ids.id_aa64isar0, 56) == 0b0010,
+            // An unknown PARange is treated as the smallest size: safe for stage 2.
+            pa_bits: pa_range_bits(field(ids.id_aa64mmfr0, 0)).unwrap_or(32),
+            vhe: field(ids.id_aa64mmfr1, 8) != 0,
+            xnx: field(ids.id_aa64mmfr1, 28) != 0,
+        }
+    }
+
+    /// FEAT_BBML2: a live block may be split (or tables collapsed) without the invalid step.
+    pub fn has_bbml2(&self) -> bool {
+        self.bbm_level >= 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qemu_max_reports_bbml2_and_tlbi_range() {
+        // Values shaped like QEMU 10 `-cpu max`: BBM = 2, TLB = 2, PARange = 48 bits.
+        let ids = IdRegisters {
+            id_aa64mmfr2: 2 << 52,
+            id_aa64isar0: 2 << 56,
+            id_aa64mmfr0: 0b0101,
+            id_aa64mmfr1: 1 << 8,
+            ..IdRegisters::default()
+        };
+        let features = CpuFeatures::decode(&ids);
+        assert_eq!(features.bbm_level, 2);
+        assert!(features.has_bbml2());
+        assert!(features.tlbi_range);
+        assert_eq!(features.pa_bits, 48);
+        assert!(features.vhe);
+    }
+
+    #[test]
+    fn cortex_a72_needs_break_before_make() {
+        let ids = IdRegisters {
+            id_aa64mmfr0: 0b0010,
+            ..IdRegisters::default()
+        };
+        let features = CpuFeatures::decode(&ids);
+        assert_eq!(features.bbm_level, 0);
+        assert!(!features.has_bbml2());
+        assert!(!features.tlbi_range);
+        assert_eq!(features.pa_bits, 40);
+    }
+
+    #[test]
+    fn tlbios_alone_is_not_tlbi_range() {
+        let ids = IdRegisters {
+            id_aa64isar0: 1 << 56,
+            ..IdRegisters::default()
+        };
+        assert!(!CpuFeatures::decode(&ids).tlbi_range);
+    }
+}

@@ -1,0 +1,12 @@
+//! The hypervisor's portable logic: everything that can be decided without touching a
+//! system register lives here and is tested on the host with `cargo test`. The thin
+//! aarch64 layer (entry, vectors, system registers, PSCI calls) is in the binary
+//! (`main.rs` and `arch/`).
+#![cfg_attr(not(test), no_std)]
+
+pub mod cpu_features;
+pub mod esr;
+pub mod facts;
+pub mod memory_plan;
+pub mod outcome;
+pub mod trap_frame;

@@ -1,0 +1,389 @@
+//! Physical memory at boot: which RAM is free once the image, the DTB, the guest modules,
+//! the firmware's reservations and the crash region are taken out, and where the crash
+//! region goes (`crashkernel=SIZE[@BASE]`, placed as Linux places it on arm64).
+
+use arrayvec::ArrayVec;
+use core::fmt;
+use platform::info::PhysRange;
+
+/// Most disjoint free ranges tracked (RAM banks split by exclusions).
+pub const MAX_FREE_RANGES: usize = 64;
+/// Most excluded ranges considered.
+pub const MAX_EXCLUSIONS: usize = 64;
+
+pub const PAGE_SIZE: u64 = 4096;
+/// The crash region's alignment (Linux arm64 CRASH_ALIGN).
+pub const CRASH_ALIGN: u64 = 2 << 20;
+/// Linux tries below this first (arm64 CRASH_ADDR_LOW_MAX on a DMA32 system).
+pub const LOW_MEMORY_LIMIT: u64 = 1 << 32;
+
+/// Why a range is not free.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExclusionKind {
+    Image,
+    DeviceTree,
+    Module,
+    Reserved,
+    CrashRegion,
+}
+
+impl fmt::Display for ExclusionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Image => "the hypervisor image",
+            Self::DeviceTree => "the device tree",
+            Self::Module => "a guest module",
+            Self::Reserved => "a firmware reservation",
+            Self::CrashRegion => "the crash region",
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exclusion {
+    pub range: PhysRange,
+    pub kind: ExclusionKind,
+}
+
+/// A `crashkernel=` request as parsed from the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CrashRequest {
+    pub size: u64,
+    pub base: Option<u64>,
+}
+
+/// Why a crash request was refused; boot continues without a crash region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashPlacementError {
+    ZeroSize,
+    LargerThanRam { size: u64, ram: u64 },
+    BaseUnaligned { base: u64 },
+    OutsideRam { range: PhysRange },
+    Overlaps { range: PhysRange, with: Exclusion },
+    NoRoom { size: u64 },
+    Overflow { base: u64, size: u64 },
+}
+
+impl fmt::Display for CrashPlacementError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ZeroSize => write!(f, "crashkernel: size 0"),
+            Self::LargerThanRam { size, ram } => {
+                write!(
+                    f,
+                    "crashkernel: size {size:#x} is larger than RAM ({ram:#x})"
+                )
+            }
+            Self::BaseUnaligned { base } => {
+                write!(f, "crashkernel: base {base:#x} is not 2 MiB aligned")
+            }
+            Self::OutsideRam { range } => write!(
+                f,
+                "crashkernel: [{:#x}, {:#x}) is not inside one RAM bank",
+                range.base,
+                range.end()
+            ),
+            Self::Overlaps { range, with } => write!(
+                f,
+                "crashkernel: [{:#x}, {:#x}) overlaps {} at [{:#x}, {:#x})",
+                range.base,
+                range.end(),
+                with.kind,
+                with.range.base,
+                with.range.end()
+            ),
+            Self::NoRoom { size } => {
+                write!(
+                    f,
+                    "crashkernel: no free 2 MiB-aligned range of {size:#x} bytes"
+                )
+            }
+            Self::Overflow { base, size } => {
+                write!(f, "crashkernel: base {base:#x} + size {size:#x} overflows")
+            }
+        }
+    }
+}
+
+const fn align_up(value: u64, align: u64) -> Option<u64> {
+    match value.checked_add(align - 1) {
+        Some(v) => Some(v & !(align - 1)),
+        None => None,
+    }
+}
+
+const fn align_down(value: u64, align: u64) -> u64 {
+    value & !(align - 1)
+}
+
+/// The crash region for `request`, or why there is none. The size is rounded up to
+/// whole pages (the region is mapped at 4K). With a base, that exact place must be free;
+/// without, the highest free 2 MiB-aligned place below 4 GiB, else the highest above.
+///
+/// # Errors
+/// Every refusal names the reason; see [`CrashPlacementError`].
+pub fn place_crash_region(
+    request: CrashRequest,
+    ram: &[PhysRange],
+    exclusions: &[Exclusion],
+) -> Result<PhysRange, CrashPlacementError> {
+    if request.size == 0 {
+        return Err(CrashPlacementError::ZeroSize);
+    }
+    let ram_total: u64 = ram.iter().map(|bank| bank.size).sum();
+    if request.size > ram_total {
+        return Err(CrashPlacementError::LargerThanRam {
+            size: request.size,
+            ram: ram_total,
+        });
+    }
+    let size = align_up(request.size, PAGE_SIZE).ok_or(CrashPlacementError::Overflow {
+        base: request.base.unwrap_or(0),
+        size: request.size,
+    })?;
+    if let Some(base) = request.base {
+        if base % CRASH_ALIGN != 0 {
+            return Err(CrashPlacementError::BaseUnaligned { base });
+        }
+        let range =
+            PhysRange::new(base, size).ok_or(CrashPlacementError::Overflow { base, size })?;
+        if !ram.iter().any(|bank| bank.contains_range(&range)) {
+            return Err(CrashPlacementError::OutsideRam { range });
+        }
+        if let Some(with) = exclusions.iter().find(|e| e.range.overlaps(&range)) {
+            return Err(CrashPlacementError::Overlaps { range, with: *with });
+        }
+        return Ok(range);
+    }
+    let free = free_ranges(ram, exclusions);
+    highest_fit(&free, size, LOW_MEMORY_LIMIT)
+        .or_else(|| highest_fit(&free, size, u64::MAX))
+        .ok_or(CrashPlacementError::NoRoom { size })
+}
+
+/// The highest 2 MiB-aligned `size` bytes inside one free range, ending at or below `limit`.
+fn highest_fit(free: &[PhysRange], size: u64, limit: u64) -> Option<PhysRange> {
+    free.iter()
+        .rev()
+        .filter_map(|range| {
+            let top = range.end().min(limit);
+            let base = align_down(top.checked_sub(size)?, CRASH_ALIGN);
+            (base >= range.base).then(|| PhysRange { base, size })
+        })
+        .next()
+}
+
+/// RAM minus the exclusions, shrunk inward to whole pages, sorted by base. Ranges beyond
+/// [`MAX_FREE_RANGES`] are dropped (counted by the caller as lost, never overlapped).
+pub fn free_ranges(
+    ram: &[PhysRange],
+    exclusions: &[Exclusion],
+) -> ArrayVec<PhysRange, MAX_FREE_RANGES> {
+    let mut sorted: ArrayVec<PhysRange, MAX_EXCLUSIONS> = exclusions
+        .iter()
+        .map(|e| e.range)
+        .take(MAX_EXCLUSIONS)
+        .collect();
+    sorted.sort_unstable_by_key(|r| r.base);
+    let mut free = ArrayVec::new();
+    let mut banks: ArrayVec<PhysRange, MAX_FREE_RANGES> =
+        ram.iter().copied().take(MAX_FREE_RANGES).collect();
+    banks.sort_unstable_by_key(|r| r.base);
+    for bank in &banks {
+        let mut cursor = bank.base;
+        for excluded in sorted.iter().filter(|e| e.overlaps(bank)) {
+            push_page_aligned(&mut free, cursor, excluded.base.min(bank.end()));
+            cursor = cursor.max(excluded.end());
+        }
+        push_page_aligned(&mut free, cursor, bank.end());
+    }
+    free
+}
+
+fn push_page_aligned(free: &mut ArrayVec<PhysRange, MAX_FREE_RANGES>, start: u64, end: u64) {
+    let Some(start) = align_up(start, PAGE_SIZE) else {
+        return;
+    };
+    let end = align_down(end, PAGE_SIZE);
+    if end > start {
+        let _ = free.try_push(PhysRange {
+            base: start,
+            size: end - start,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+
+    fn range(base: u64, size: u64) -> PhysRange {
+        PhysRange::new(base, size).expect("test range")
+    }
+
+    fn qemu_exclusions() -> [Exclusion; 3] {
+        [
+            Exclusion {
+                range: range(0x4020_0000, 2 * MIB),
+                kind: ExclusionKind::Image,
+            },
+            Exclusion {
+                range: range(0x4800_0000, MIB),
+                kind: ExclusionKind::DeviceTree,
+            },
+            Exclusion {
+                range: range(0x5000_0000, 34 * MIB),
+                kind: ExclusionKind::Module,
+            },
+        ]
+    }
+
+    #[test]
+    fn free_ranges_cut_every_exclusion_out() {
+        let ram = [range(0x4000_0000, 2 * GIB)];
+        let free = free_ranges(&ram, &qemu_exclusions());
+        assert_eq!(
+            free.as_slice(),
+            &[
+                range(0x4000_0000, 2 * MIB),
+                range(0x4040_0000, 0x4800_0000 - 0x4040_0000),
+                range(0x4810_0000, 0x5000_0000 - 0x4810_0000),
+                range(0x5220_0000, 0xc000_0000 - 0x5220_0000),
+            ]
+        );
+    }
+
+    #[test]
+    fn crash_region_without_base_goes_high_below_4g() {
+        let ram = [range(0x4000_0000, 8 * GIB)];
+        let placed = place_crash_region(
+            CrashRequest {
+                size: 64 * MIB,
+                base: None,
+            },
+            &ram,
+            &qemu_exclusions(),
+        );
+        assert_eq!(placed, Ok(range(LOW_MEMORY_LIMIT - 64 * MIB, 64 * MIB)));
+    }
+
+    #[test]
+    fn crash_region_goes_above_4g_when_low_memory_is_full() {
+        let ram = [range(0x4000_0000, 8 * GIB)];
+        let low_full = [Exclusion {
+            range: range(0x4000_0000, 3 * GIB),
+            kind: ExclusionKind::Reserved,
+        }];
+        let placed = place_crash_region(
+            CrashRequest {
+                size: 64 * MIB,
+                base: None,
+            },
+            &ram,
+            &low_full,
+        );
+        assert_eq!(
+            placed,
+            Ok(range(0x4000_0000 + 8 * GIB - 64 * MIB, 64 * MIB))
+        );
+    }
+
+    #[test]
+    fn crash_region_honours_a_valid_base_and_rounds_size_to_pages() {
+        let ram = [range(0x4000_0000, 2 * GIB)];
+        let placed = place_crash_region(
+            CrashRequest {
+                size: 10 * MIB + 1,
+                base: Some(0x6000_0000),
+            },
+            &ram,
+            &qemu_exclusions(),
+        );
+        assert_eq!(placed, Ok(range(0x6000_0000, 10 * MIB + PAGE_SIZE)));
+    }
+
+    #[test]
+    fn bad_crash_requests_are_named() {
+        let ram = [range(0x4000_0000, 2 * GIB)];
+        let ex = qemu_exclusions();
+        let place = |size, base| place_crash_region(CrashRequest { size, base }, &ram, &ex);
+        assert_eq!(place(0, None), Err(CrashPlacementError::ZeroSize));
+        assert!(matches!(
+            place(3 * GIB, None),
+            Err(CrashPlacementError::LargerThanRam { .. })
+        ));
+        assert_eq!(
+            place(MIB, Some(0x6000_1000)),
+            Err(CrashPlacementError::BaseUnaligned { base: 0x6000_1000 })
+        );
+        assert!(matches!(
+            place(MIB, Some(0x2000_0000)),
+            Err(CrashPlacementError::OutsideRam { .. })
+        ));
+        assert!(matches!(
+            place(64 * MIB, Some(0xbe00_0000)),
+            Err(CrashPlacementError::OutsideRam { .. })
+        ));
+        assert!(matches!(
+            place(64 * MIB, Some(0x4e00_0000)),
+            Err(CrashPlacementError::Overlaps {
+                with: Exclusion {
+                    kind: ExclusionKind::Module,
+                    ..
+                },
+                ..
+            })
+        ));
+        assert!(matches!(
+            place(4 * MIB, Some(u64::MAX & !(CRASH_ALIGN - 1))),
+            Err(CrashPlacementError::Overflow { .. })
+        ));
+        let message = place(64 * MIB, Some(0x4800_0000))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("overlaps the device tree"), "{message}");
+    }
+
+    proptest! {
+        #[test]
+        fn free_ranges_are_inside_ram_outside_exclusions_sorted_and_page_aligned(
+            banks in proptest::collection::vec((0u64..64, 1u64..64), 1..4),
+            holes in proptest::collection::vec((0u64..(1 << 24), 1u64..(1 << 24)), 0..8),
+        ) {
+            let ram: Vec<PhysRange> = banks.iter().enumerate()
+                .map(|(i, (off, len))| range((i as u64) * (1 << 32) + off * MIB, len * MIB)).collect();
+            let exclusions: Vec<Exclusion> = holes.iter()
+                .map(|(off, len)| Exclusion { range: range(0x1000 * off, *len), kind: ExclusionKind::Reserved }).collect();
+            let free = free_ranges(&ram, &exclusions);
+            for window in free.windows(2) {
+                prop_assert!(window[0].end() <= window[1].base);
+            }
+            for r in &free {
+                prop_assert_eq!(r.base % PAGE_SIZE, 0);
+                prop_assert_eq!(r.size % PAGE_SIZE, 0);
+                prop_assert!(ram.iter().any(|bank| bank.contains_range(r)));
+                prop_assert!(exclusions.iter().all(|e| !e.range.overlaps(r)));
+            }
+        }
+
+        #[test]
+        fn a_placed_crash_region_is_free_aligned_and_in_ram(
+            size_mib in 1u64..512,
+            holes in proptest::collection::vec((0u64..2048, 1u64..256), 0..6),
+        ) {
+            let ram = [range(0x4000_0000, 2 * GIB)];
+            let exclusions: Vec<Exclusion> = holes.iter()
+                .map(|(off, len)| Exclusion { range: range(0x4000_0000 + off * MIB, len * MIB), kind: ExclusionKind::Module }).collect();
+            if let Ok(region) = place_crash_region(CrashRequest { size: size_mib * MIB, base: None }, &ram, &exclusions) {
+                prop_assert_eq!(region.base % CRASH_ALIGN, 0);
+                prop_assert!(ram[0].contains_range(&region));
+                prop_assert!(exclusions.iter().all(|e| !e.range.overlaps(&region)));
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! What runs after the boot report.

@@ -1,0 +1,1 @@
+//! Hypervisor command line (work in progress).

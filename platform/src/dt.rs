@@ -1,0 +1,1 @@
+//! Device-tree parsing (work in progress).

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds the default guest's initramfs: busybox-static for arm64 and an /init script.
+#   scripts/make-initramfs.sh OUTPUT.cpio.gz
+# /init mounts the usual filesystems and starts a shell on the console. With
+# `hyp.check=1` on the kernel command line it runs /check instead and powers off: /check
+# prints "guest-check: ..." lines and ends with "guest-check: pass" or "guest-check: fail".
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:?usage: make-initramfs.sh OUTPUT}
+busybox="$repo/.cache/guest/busybox"
+[ -x "$busybox" ] || "$repo/scripts/setup.sh" >&2
+command -v cpio >/dev/null || { echo "make-initramfs: cpio missing (scripts/setup.sh installs it)" >&2; exit 1; }
+
+src_stamp=$(cat "$0" "$repo/scripts/guest/init" "$repo/scripts/guest/check" "$busybox" | sha256sum | cut -c1-16)
+if [ -f "$out" ] && [ -f "$out.stamp" ] && [ "$(cat "$out.stamp")" = "$src_stamp" ]; then
+    exit 0
+fi
+
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,root}
+cp "$busybox" "$root/bin/busybox"
+for applet in sh mount umount cat echo grep sed awk nproc poweroff reboot ls dmesg devmem \
+              head tail wc sleep uname free mkdir cut tr; do
+    ln -s busybox "$root/bin/$applet"
+done
+install -m 0755 "$repo/scripts/guest/init" "$root/init"
+install -m 0755 "$repo/scripts/guest/check" "$root/check"
+(cd "$root" && find . -print0 | cpio --null -o -H newc --quiet | gzip -9) >"$out"
+echo "$src_stamp" >"$out.stamp"
+echo "make-initramfs: $out ($(stat -c %s "$out") bytes)" >&2

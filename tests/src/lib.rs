@@ -1,0 +1,91 @@
+//! Helpers for the QEMU tests: run `scripts/run.sh` and read what the hypervisor printed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository root (the parent of this crate).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// The result of one `scripts/run.sh` invocation.
+#[derive(Debug)]
+pub struct Run {
+    pub status: Option<i32>,
+    /// The serial console, with `\r` removed.
+    pub console: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The `key=value` pairs of every `hyp-facts:` line whose first token is `first`
+    /// (or of the main facts line when `first` is `None`).
+    pub fn facts(&self) -> Vec<Vec<(String, String)>> {
+        self.console
+            .lines()
+            .filter_map(|line| line.strip_prefix("hyp-facts:"))
+            .map(|rest| {
+                rest.split_whitespace()
+                    .filter_map(|pair| pair.split_once('='))
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The value of `key` in the first facts line that has it.
+    pub fn fact(&self, key: &str) -> Option<String> {
+        self.facts()
+            .into_iter()
+            .flatten()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+
+    pub fn outcome_line(&self) -> Option<&str> {
+        self.console
+            .lines()
+            .filter(|l| l.starts_with("hyp-exit:"))
+            .last()
+    }
+
+    /// Panics with the console attached, so a failing test shows what the guest saw.
+    pub fn assert_success(&self) {
+        assert_eq!(
+            self.status,
+            Some(0),
+            "run failed\n--- console ---\n{}\n--- stderr ---\n{}",
+            self.console,
+            self.stderr
+        );
+    }
+}
+
+/// Runs `scripts/run.sh` with `args`, its console logged to a fresh file.
+pub fn run(name: &str, args: &[&str]) -> Run {
+    let root = repo_root();
+    let log = root
+        .join("target")
+        .join("qemu-tests")
+        .join(format!("{name}.log"));
+    if let Some(dir) = log.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let output = Command::new(root.join("scripts/run.sh"))
+        .args(args)
+        .arg("--log")
+        .arg(&log)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start scripts/run.sh: {e}"));
+    let console = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .replace('\r', "");
+    Run {
+        status: output.status.code(),
+        console,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
