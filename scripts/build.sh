@@ -8,8 +8,8 @@ profile=release
 [ "${1:-}" = "--debug" ] && profile=dev
 out_dir=$([ "$profile" = dev ] && echo debug || echo release)
 
-cargo build --quiet -p hypervisor --target aarch64-unknown-none --profile "$profile"
-elf="target/aarch64-unknown-none/$out_dir/hypervisor"
+cargo build --quiet -p hypervisor --target aarch64-unknown-none-softfloat --profile "$profile"
+elf="target/aarch64-unknown-none-softfloat/$out_dir/hypervisor"
 sysroot=$(rustc --print sysroot)
 host=$(rustc -vV | sed -n 's/^host: //p')
 objcopy="$sysroot/lib/rustlib/$host/bin/llvm-objcopy"

@@ -91,10 +91,13 @@ ensure_rust_target() {
     command -v rustup >/dev/null || die "rustup is needed (https://rustup.rs)"
     # rust-toolchain.toml names the target and components; this installs them on first use.
     (cd "$repo" && rustup show active-toolchain >/dev/null 2>&1) || true
-    if ! (cd "$repo" && rustup target list --installed | grep -qx aarch64-unknown-none); then
-        say "adding rust target aarch64-unknown-none"
-        (cd "$repo" && rustup target add aarch64-unknown-none >/dev/null) || die "rustup target add failed"
-    fi
+    local target
+    for target in aarch64-unknown-none-softfloat aarch64-unknown-none; do
+        if ! (cd "$repo" && rustup target list --installed | grep -qx "$target"); then
+            say "adding rust target $target"
+            (cd "$repo" && rustup target add "$target" >/dev/null) || die "rustup target add $target failed"
+        fi
+    done
     if ! (cd "$repo" && rustup component list --installed | grep -q '^llvm-tools'); then
         say "adding rust component llvm-tools"
         (cd "$repo" && rustup component add llvm-tools >/dev/null) || die "rustup component add llvm-tools failed"

@@ -8,15 +8,17 @@
 .equ IMAGE_FLAGS, (0 << 0) | (1 << 1) | (1 << 3)
 .equ R_AARCH64_RELATIVE, 1027
 
-/* CPTR_EL2 (E2H = 0): RES1 bits 13:12, 9 and 7:0; TFP (bit 10) = 0 so FP/SIMD does not trap. */
+/*
+ * CPTR_EL2 (E2H = 0): RES1 bits 13:12, 9 and 7:0; TFP (bit 10) = 0 and TZ (bit 8) = 0 so
+ * the guest's FP/SIMD and SVE do not trap. EL2 itself is built soft-float and never
+ * touches those registers.
+ */
 .equ CPTR_EL2_NO_TRAPS, 0x32ff
 /* SCTLR_EL2 (E2H = 0) RES1 bits, plus I (12) and SA (3); MMU, D-cache and alignment checks off. */
 .equ SCTLR_EL2_RES1, 0x30c50830
 .equ SCTLR_EL2_BOOT, SCTLR_EL2_RES1 | (1 << 12) | (1 << 3)
 /* HCR_EL2: RW (31) = EL1 is AArch64; nothing trapped yet, E2H = 0 (nVHE layout of EL2 registers). */
 .equ HCR_EL2_BOOT, (1 << 31)
-/* CPACR_EL1.FPEN = 0b11: FP/SIMD usable at EL1 (only for the not-at-EL2 report path). */
-.equ CPACR_EL1_FPEN, (3 << 20)
 
 .macro adr_l reg, sym
     adrp    \reg, \sym
@@ -93,9 +95,6 @@ primary_entry:
 not_at_el2:
     cmp     x21, #1
     b.ne    park                        // EL3 or EL0: no way to report; stop
-    mov     x1, #CPACR_EL1_FPEN
-    msr     cpacr_el1, x1
-    isb
     mov     x0, x19
     mov     x1, x20
     mov     x2, x21
