@@ -7,6 +7,9 @@
 pub mod cpu_features;
 pub mod esr;
 pub mod facts;
+pub mod inject;
 pub mod memory_plan;
 pub mod outcome;
+pub mod psci;
+pub mod smccc;
 pub mod trap_frame;
