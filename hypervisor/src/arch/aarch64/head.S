@@ -25,6 +25,19 @@
     add     \reg, \reg, :lo12:\sym
 .endm
 
+/* The EL2 controls every CPU starts with; clobbers \tmp. */
+.macro el2_controls tmp
+    mov     \tmp, #CPTR_EL2_NO_TRAPS
+    msr     cptr_el2, \tmp
+    ldr     \tmp, =SCTLR_EL2_BOOT
+    msr     sctlr_el2, \tmp
+    mov     \tmp, #HCR_EL2_BOOT
+    msr     hcr_el2, \tmp
+    adr_l   \tmp, el2_vectors
+    msr     vbar_el2, \tmp
+    isb                                 // context synchronisation before relying on the new controls
+.endm
+
 .section .text.head, "ax"
 .global _start
 _start:
@@ -77,15 +90,7 @@ primary_entry:
     cmp     x21, #2
     b.ne    not_at_el2
 
-    mov     x1, #CPTR_EL2_NO_TRAPS
-    msr     cptr_el2, x1
-    ldr     x1, =SCTLR_EL2_BOOT
-    msr     sctlr_el2, x1
-    mov     x1, #HCR_EL2_BOOT
-    msr     hcr_el2, x1
-    adr_l   x1, el2_vectors
-    msr     vbar_el2, x1
-    isb                                 // context synchronisation before relying on the new controls
+    el2_controls x1
 
     mov     x0, x19
     mov     x1, x20
@@ -100,6 +105,41 @@ not_at_el2:
     mov     x2, x21
     bl      not_at_el2_main             // reports on the console and powers off
     b       park
+
+/*
+ * Secondary CPUs, started through firmware PSCI CPU_ON with x0 = their index in the
+ * hypervisor's CPU table; the image is already relocated and .bss is live. Each gets
+ * SECONDARY_STACK_SIZE bytes of __secondary_stacks.
+ */
+.equ SECONDARY_STACK_SIZE, 0x4000
+.global secondary_entry
+secondary_entry:
+    mov     x19, x0
+    adr_l   x1, __secondary_stacks
+    add     x2, x19, #1
+    mov     x3, #SECONDARY_STACK_SIZE
+    madd    x1, x2, x3, x1              // top of this CPU's stack
+    mov     sp, x1
+    el2_controls x1
+    mov     x0, x19
+    bl      secondary_main              // never returns
+    b       park
+
+/*
+ * First entry into a guest vCPU: x0 = the guest's x0, x1 = entry point, x2 = the top of
+ * this CPU's EL2 stack (traps from the guest save their frame just below it). All other
+ * general-purpose registers are cleared so nothing of EL2 leaks to the guest.
+ */
+.global guest_first_entry
+guest_first_entry:
+    mov     sp, x2
+    msr     elr_el2, x1
+    mov     x1, #0x3c5                  // SPSR: EL1h, D, A, I, F masked (booting.rst)
+    msr     spsr_el2, x1
+    .irp reg, 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30
+    mov     x\reg, xzr
+    .endr
+    eret
 
 .global park
 park:

@@ -1,5 +1,7 @@
 //! aarch64 entry, exception vectors and system-register access.
 
+pub mod el2_setup;
+pub mod guest;
 pub mod psci;
 pub mod sysreg;
 pub mod trap;
@@ -16,4 +18,11 @@ unsafe extern "C" {
 pub fn halt() -> ! {
     // SAFETY: `park` only masks interrupts and loops on WFI; it touches no memory.
     unsafe { park() }
+}
+
+/// Context synchronisation (Arm ARM D19.2.3): system-register writes before it take effect
+/// for the instructions after it.
+pub fn barrier_isb() {
+    // SAFETY: ISB only synchronises the instruction stream.
+    unsafe { core::arch::asm!("isb", options(nostack, preserves_flags)) };
 }

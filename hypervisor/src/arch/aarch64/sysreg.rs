@@ -1,4 +1,31 @@
-//! Reads of the system registers the hypervisor reports or decides on.
+//! System-register access: typed reads through `aarch64-cpu` where it has the register,
+//! and `read_sysreg!`/`write_sysreg!` by name or encoding for the rest.
+
+/// Reads a system register by name or `s<op0>_<op1>_c<n>_c<m>_<op2>` encoding.
+macro_rules! read_sysreg {
+    ($name:literal) => {{
+        let value: u64;
+        // SAFETY: reading an ID or control register has no side effects on memory.
+        unsafe {
+            core::arch::asm!(concat!("mrs {}, ", $name), out(reg) value, options(nomem, nostack, preserves_flags))
+        };
+        value
+    }};
+}
+
+/// Writes a system register by name or encoding. Callers pair it with an ISB before
+/// relying on the new value (Arm ARM D19.2.3).
+macro_rules! write_sysreg {
+    ($name:literal, $value:expr) => {{
+        let value: u64 = $value;
+        // SAFETY: used only for EL2/EL1 control and context registers whose values the
+        // callers derive from the CPU's ID registers or the guest's own state; none of
+        // them changes the memory EL2 itself relies on.
+        unsafe { core::arch::asm!(concat!("msr ", $name, ", {}"), in(reg) value, options(nostack, preserves_flags)) };
+    }};
+}
+
+pub(crate) use {read_sysreg, write_sysreg};
 
 use aarch64_cpu::registers::{
     CNTFRQ_EL0, CNTPCT_EL0, ESR_EL2, FAR_EL2, ID_AA64ISAR0_EL1, ID_AA64MMFR0_EL1, ID_AA64MMFR1_EL1,

@@ -1,22 +1,29 @@
-//! The Rust side of the EL2 vectors. Until guests run, every trap is unexpected: report
-//! it with the decoded syndrome and the registers, then stop with a failure outcome.
+//! The Rust side of the EL2 vectors: traps from the guest go to [`super::guest`]; any
+//! exception taken at EL2 itself is a hypervisor bug: report it with the decoded syndrome
+//! and the registers, then stop with a failure outcome.
 
 use hypervisor::esr::Esr;
-use hypervisor::trap_frame::{TrapFrame, VectorSlot};
+use hypervisor::trap_frame::{TrapFrame, TrapKind, VectorSlot};
 
-use super::sysreg;
+use super::{guest, sysreg};
 use crate::boot;
 
 #[unsafe(no_mangle)]
 extern "C" fn el2_trap(frame: &mut TrapFrame, slot: u64) {
     let esr = Esr(sysreg::esr_el2());
     let far = sysreg::far_el2();
-    report_unexpected(frame, slot, esr, far);
-    boot::stop_failure("unexpected exception at EL2");
+    match VectorSlot::from_slot(slot) {
+        Some(VectorSlot::LowerElAarch64(TrapKind::Synchronous)) => {
+            guest::handle_sync(frame, esr, far)
+        }
+        origin => {
+            report_unexpected(frame, origin, esr, far);
+            boot::stop_failure("unexpected exception at EL2");
+        }
+    }
 }
 
-fn report_unexpected(frame: &TrapFrame, slot: u64, esr: Esr, far: u64) {
-    let origin = VectorSlot::from_slot(slot);
+fn report_unexpected(frame: &TrapFrame, origin: Option<VectorSlot>, esr: Esr, far: u64) {
     log::error!("unexpected exception: {origin:?}");
     log::error!("  ESR_EL2  {esr}");
     log::error!("  FAR_EL2  {far:#018x}");

@@ -1,0 +1,249 @@
+//! Running the guest: per-CPU vCPU state, first entry, and the handling of synchronous
+//! traps from EL1 (SMCCC calls, stage-2 aborts, anything unexpected).
+
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use arrayvec::ArrayVec;
+use hypervisor::esr::{Esr, ExceptionClass};
+use hypervisor::inject::{self, GuestState, SyncException};
+use hypervisor::psci::{self, CpuPowerState, Followup, PsciPlatform};
+use hypervisor::smccc::{self, FunctionId};
+use hypervisor::trap_frame::TrapFrame;
+use platform::info::{MAX_CPUS, PhysRange};
+use spin::Once;
+
+use super::el2_setup::{self, GuestFeatures};
+use super::sysreg::{read_sysreg, write_sysreg};
+use crate::boot;
+
+/// What every CPU needs to enter the guest, fixed before the first vCPU runs.
+pub struct GuestConfig {
+    pub features: GuestFeatures,
+    pub vtcr: u64,
+    pub vttbr: u64,
+    pub midr: u64,
+    /// MPIDR affinity of each CPU, by index (the DT's order).
+    pub cpus: ArrayVec<u64, MAX_CPUS>,
+    /// The guest's RAM (identity mapped).
+    pub ram: ArrayVec<PhysRange, 16>,
+}
+
+static CONFIG: Once<GuestConfig> = Once::new();
+
+const OFF: u8 = CpuPowerState::Off as u8;
+const ON: u8 = CpuPowerState::On as u8;
+const ON_PENDING: u8 = CpuPowerState::OnPending as u8;
+
+/// Per-CPU vCPU power state, and the entry/context a CPU_ON asked for.
+static POWER: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(OFF) }; MAX_CPUS];
+static PENDING_ENTRY: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static PENDING_CONTEXT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+unsafe extern "C" {
+    fn guest_first_entry(x0: u64, entry: u64, el2_stack_top: usize) -> !;
+    static __boot_stack_top: u8;
+    static __secondary_stacks: u8;
+    fn secondary_entry();
+}
+
+const SECONDARY_STACK_SIZE: usize = 0x4000;
+
+fn this_cpu_index(config: &GuestConfig) -> Option<usize> {
+    let mpidr = read_sysreg!("mpidr_el1") & 0xff_00ff_ffff;
+    config.cpus.iter().position(|&m| m == mpidr)
+}
+
+fn stack_top(index: usize, boot_cpu: bool) -> usize {
+    if boot_cpu {
+        core::ptr::addr_of!(__boot_stack_top) as usize
+    } else {
+        core::ptr::addr_of!(__secondary_stacks) as usize + (index + 1) * SECONDARY_STACK_SIZE
+    }
+}
+
+/// Starts the guest on the boot CPU: `entry` with x0 = `dtb`. Never returns.
+pub fn start(config: GuestConfig, entry: u64, dtb: u64) -> ! {
+    let config = CONFIG.call_once(|| config);
+    let Some(index) = this_cpu_index(config) else {
+        boot::stop_failure("the boot CPU's MPIDR is not in the device tree");
+    };
+    POWER[index].store(ON, Ordering::Release);
+    enter(config, index, true, entry, dtb)
+}
+
+fn enter(config: &GuestConfig, index: usize, boot_cpu: bool, entry: u64, x0: u64) -> ! {
+    let mpidr = config.cpus[index] | (1 << 31); // MPIDR_EL1 bit 31 is RES1
+    el2_setup::configure_for_guest(
+        &config.features,
+        config.vtcr,
+        config.vttbr,
+        config.midr,
+        mpidr,
+    );
+    log::debug!("cpu{index}: entering the guest at {entry:#x}");
+    // SAFETY: the stack top is this CPU's own EL2 stack, unused below this call chain once
+    // we leave; `entry` was checked to be in guest RAM; the EL2 controls are set.
+    unsafe { guest_first_entry(x0, entry, stack_top(index, boot_cpu)) }
+}
+
+/// A secondary CPU started by a guest CPU_ON arrives here (head.S secondary_entry).
+#[unsafe(no_mangle)]
+extern "C" fn secondary_main(index: usize) -> ! {
+    let Some(config) = CONFIG.get() else {
+        super::halt()
+    };
+    if index >= config.cpus.len() {
+        super::halt();
+    }
+    let entry = PENDING_ENTRY[index].load(Ordering::Acquire);
+    let context = PENDING_CONTEXT[index].load(Ordering::Acquire);
+    POWER[index].store(ON, Ordering::Release);
+    enter(config, index, false, entry, context)
+}
+
+/// The PSCI effects for the guest, on real firmware.
+struct Firmware<'a> {
+    config: &'a GuestConfig,
+}
+
+impl PsciPlatform for Firmware<'_> {
+    fn power_state(&self, mpidr: u64) -> Option<CpuPowerState> {
+        let index = self.config.cpus.iter().position(|&m| m == mpidr)?;
+        Some(match POWER[index].load(Ordering::Acquire) {
+            ON => CpuPowerState::On,
+            ON_PENDING => CpuPowerState::OnPending,
+            _ => CpuPowerState::Off,
+        })
+    }
+
+    fn is_guest_ram(&self, entry: u64) -> bool {
+        self.config.ram.iter().any(|r| r.contains(entry))
+    }
+
+    fn cpu_on(&mut self, mpidr: u64, entry: u64, context: u64) -> i64 {
+        let Some(index) = self.config.cpus.iter().position(|&m| m == mpidr) else {
+            return psci::INVALID_PARAMETERS;
+        };
+        if POWER[index]
+            .compare_exchange(OFF, ON_PENDING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return psci::ALREADY_ON;
+        }
+        PENDING_ENTRY[index].store(entry, Ordering::Release);
+        PENDING_CONTEXT[index].store(context, Ordering::Release);
+        let hyp_entry = secondary_entry as *const () as usize as u64;
+        match super::psci::cpu_on(mpidr, hyp_entry, index as u64) {
+            Ok(()) => psci::SUCCESS,
+            Err(code) => {
+                POWER[index].store(OFF, Ordering::Release);
+                log::warn!("firmware CPU_ON({mpidr:#x}) failed: {code}");
+                code
+            }
+        }
+    }
+
+    fn cpu_off(&mut self) {
+        if let Some(index) = this_cpu_index(self.config) {
+            POWER[index].store(OFF, Ordering::Release);
+        }
+    }
+}
+
+/// A synchronous trap from the guest (EL1 or EL0, AArch64).
+pub fn handle_sync(frame: &mut TrapFrame, esr: Esr, far: u64) {
+    let Some(config) = CONFIG.get() else {
+        boot::stop_failure("a guest trap arrived before the guest was configured");
+    };
+    match esr.class() {
+        ExceptionClass::HVC64 => smccc_call(config, frame),
+        ExceptionClass::SMC64 => {
+            // A trapped SMC returns to the SMC itself (Arm ARM D1.10.2): step over it.
+            frame.elr = frame.elr.wrapping_add(4);
+            smccc_call(config, frame);
+        }
+        ExceptionClass::DATA_ABORT_LOWER | ExceptionClass::INSTR_ABORT_LOWER => {
+            stage2_abort(frame, esr, far);
+        }
+        _ => {
+            log::warn!(
+                "guest trap {esr} at {:#x}: injecting an undefined-instruction exception",
+                frame.elr
+            );
+            inject_into_guest(frame, SyncException::Undefined);
+        }
+    }
+}
+
+fn smccc_call(config: &GuestConfig, frame: &mut TrapFrame) {
+    let function = FunctionId(frame.regs[0] as u32);
+    let args = [frame.regs[1], frame.regs[2], frame.regs[3]];
+    let mut firmware = Firmware { config };
+    match psci::handle(function, args, &mut firmware) {
+        Some(Followup::Return(value)) => frame.regs[0] = value as u64,
+        Some(Followup::CpuOff) => {
+            super::psci::cpu_off();
+            super::halt();
+        }
+        Some(Followup::SystemOff) => {
+            log::info!("guest: PSCI SYSTEM_OFF");
+            boot::stop(hypervisor::outcome::Outcome::Success);
+        }
+        Some(Followup::SystemReset) => {
+            log::info!("guest: PSCI SYSTEM_RESET");
+            super::psci::system_reset();
+            boot::stop(hypervisor::outcome::Outcome::Success);
+        }
+        None => frame.regs[0] = smccc::NOT_SUPPORTED as u64,
+    }
+}
+
+/// Logs each kind of stage-2 abort once, so a misbehaving guest cannot flood the console.
+static ABORTS_LOGGED: AtomicU64 = AtomicU64::new(0);
+
+fn stage2_abort(frame: &mut TrapFrame, esr: Esr, far: u64) {
+    let hpfar = read_sysreg!("hpfar_el2");
+    // HPFAR_EL2.FIPA holds IPA[51:12] in bits [43:4]; the page offset comes from FAR_EL2.
+    let ipa = ((hpfar >> 4) << 12) | (far & 0xfff);
+    let kind_bit = 1u64 << (esr.fault_status() & 0x3f);
+    if ABORTS_LOGGED.fetch_or(kind_bit, Ordering::Relaxed) & kind_bit == 0 {
+        log::warn!(
+            "guest access outside its memory: IPA {ipa:#x} (VA {far:#x}, PC {:#x}), {esr}; \
+             injecting a synchronous external abort (further aborts of this kind are not logged)",
+            frame.elr
+        );
+    }
+    let exception = if esr.class() == ExceptionClass::DATA_ABORT_LOWER {
+        SyncException::DataAbort {
+            far,
+            fsc: inject::FSC_SYNC_EXTERNAL_ABORT,
+            write: esr.is_write(),
+        }
+    } else {
+        SyncException::InstructionAbort {
+            far,
+            fsc: inject::FSC_SYNC_EXTERNAL_ABORT,
+        }
+    };
+    inject_into_guest(frame, exception);
+}
+
+/// Makes the guest take `exception` at EL1 when it resumes.
+pub fn inject_into_guest(frame: &mut TrapFrame, exception: SyncException) {
+    let guest = GuestState {
+        pc: frame.elr,
+        pstate: frame.spsr,
+        vbar_el1: read_sysreg!("vbar_el1"),
+        sctlr_el1: read_sysreg!("sctlr_el1"),
+        mte: read_sysreg!("hcr_el2") & (1 << 56) != 0,
+    };
+    let injection = inject::inject(&guest, exception);
+    write_sysreg!("elr_el1", injection.elr_el1);
+    write_sysreg!("spsr_el1", injection.spsr_el1);
+    write_sysreg!("esr_el1", injection.esr_el1);
+    if let Some(far) = injection.far_el1 {
+        write_sysreg!("far_el1", far);
+    }
+    frame.elr = injection.resume_pc;
+    frame.spsr = injection.resume_pstate;
+}
