@@ -1,2 +1,5 @@
 pub struct Args;
-pub fn apply(_i: &platform::info::PlatformInfo) -> Args { crate::console::init_logging(log::LevelFilter::Debug); Args }
+pub fn apply(_i: &platform::info::PlatformInfo) -> Args {
+    crate::console::init_logging(log::LevelFilter::Debug);
+    Args
+}

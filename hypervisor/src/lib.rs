@@ -5,9 +5,11 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod cpu_features;
+pub mod crash_record;
 pub mod esr;
 pub mod facts;
 pub mod inject;
+pub mod log_ring;
 pub mod memory_plan;
 pub mod outcome;
 pub mod psci;
