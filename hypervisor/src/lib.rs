@@ -8,6 +8,7 @@ pub mod cpu_features;
 pub mod crash_record;
 pub mod esr;
 pub mod facts;
+pub mod hypercall;
 pub mod inject;
 pub mod log_ring;
 pub mod memory_plan;
