@@ -4,6 +4,7 @@
 //! (`main.rs` and `arch/`).
 #![cfg_attr(not(test), no_std)]
 
+pub mod change_window;
 pub mod cpu_features;
 pub mod crash_record;
 pub mod esr;
