@@ -9,6 +9,8 @@ pub mod cpu_features;
 pub mod crash_record;
 pub mod esr;
 pub mod facts;
+pub mod frames;
+pub mod heap_window;
 pub mod hypercall;
 pub mod inject;
 pub mod log_ring;

@@ -1,0 +1,177 @@
+//! Physical page frames for the hypervisor: page tables, heap chunks, stacks.
+//!
+//! Backed by `buddy_system_allocator::Heap`, whose free lists live inside the free
+//! frames themselves, so it needs no heap of its own and can serve the very first table
+//! pages; naturally aligned power-of-two blocks make 2 MiB-aligned 2 MiB chunks (for
+//! block-mapped heap growth) a plain allocation. The frames must be accessible at their
+//! physical addresses (identity: MMU off, or the EL2 direct map).
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use buddy_system_allocator::Heap;
+
+pub const PAGE_SIZE: u64 = 4096;
+pub const BLOCK_2M: u64 = 2 << 20;
+
+/// Counters that make memory claims checkable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameCounters {
+    pub pages_allocated: u64,
+    pub pages_freed: u64,
+    pub chunks_2m_allocated: u64,
+    pub failures: u64,
+}
+
+pub struct FrameAllocator {
+    heap: Heap<33>,
+    counters: FrameCounters,
+}
+
+impl FrameAllocator {
+    pub const fn new() -> Self {
+        Self {
+            heap: Heap::empty(),
+            counters: FrameCounters {
+                pages_allocated: 0,
+                pages_freed: 0,
+                chunks_2m_allocated: 0,
+                failures: 0,
+            },
+        }
+    }
+
+    /// Hands `[start, end)` to the allocator (shrunk inward to whole pages).
+    ///
+    /// # Safety
+    /// The range must be RAM that nothing else uses, readable and writable at these
+    /// addresses for as long as the allocator lives.
+    pub unsafe fn add_range(&mut self, start: u64, end: u64) {
+        let start = start.next_multiple_of(PAGE_SIZE);
+        let end = end & !(PAGE_SIZE - 1);
+        if end > start {
+            // SAFETY: the caller guarantees the range is unused, accessible RAM.
+            unsafe { self.heap.add_to_heap(start as usize, end as usize) };
+        }
+    }
+
+    fn alloc(&mut self, size: u64, align: u64) -> Option<u64> {
+        let layout = Layout::from_size_align(size as usize, align as usize).ok()?;
+        match self.heap.alloc(layout) {
+            Ok(ptr) => Some(ptr.as_ptr() as u64),
+            Err(()) => {
+                self.counters.failures += 1;
+                None
+            }
+        }
+    }
+
+    /// One 4 KiB frame, contents undefined.
+    pub fn alloc_page(&mut self) -> Option<u64> {
+        let frame = self.alloc(PAGE_SIZE, PAGE_SIZE)?;
+        self.counters.pages_allocated += 1;
+        Some(frame)
+    }
+
+    /// A 2 MiB-aligned, physically contiguous 2 MiB chunk.
+    pub fn alloc_2m(&mut self) -> Option<u64> {
+        let chunk = self.alloc(BLOCK_2M, BLOCK_2M)?;
+        self.counters.chunks_2m_allocated += 1;
+        Some(chunk)
+    }
+
+    /// Returns a frame from [`Self::alloc_page`].
+    ///
+    /// # Safety
+    /// `frame` came from `alloc_page` of this allocator and is no longer used.
+    pub unsafe fn free_page(&mut self, frame: u64) {
+        let (Some(ptr), Ok(layout)) = (
+            NonNull::new(frame as *mut u8),
+            Layout::from_size_align(PAGE_SIZE as usize, PAGE_SIZE as usize),
+        ) else {
+            return;
+        };
+        // SAFETY: per the contract, `frame` is a live allocation of this layout.
+        unsafe { self.heap.dealloc(ptr, layout) };
+        self.counters.pages_freed += 1;
+    }
+
+    pub fn free_bytes(&self) -> u64 {
+        (self.heap.stats_total_bytes() - self.heap.stats_alloc_actual()) as u64
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.heap.stats_total_bytes() as u64
+    }
+
+    pub fn counters(&self) -> FrameCounters {
+        self.counters
+    }
+}
+
+impl Default for FrameAllocator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Host memory standing in for RAM: `size` bytes aligned to 2 MiB.
+    pub(crate) struct FakeRam {
+        _buffer: Vec<u8>,
+        pub base: u64,
+        pub size: u64,
+    }
+
+    impl FakeRam {
+        pub(crate) fn new(size: u64) -> Self {
+            let buffer = vec![0u8; (size + BLOCK_2M) as usize];
+            let base = (buffer.as_ptr() as u64).next_multiple_of(BLOCK_2M);
+            Self {
+                _buffer: buffer,
+                base,
+                size,
+            }
+        }
+    }
+
+    #[test]
+    fn pages_and_aligned_chunks_come_from_the_given_ranges() {
+        let ram = FakeRam::new(8 * BLOCK_2M);
+        let mut frames = FrameAllocator::new();
+        // SAFETY: the fake RAM outlives the allocator and nothing else uses it.
+        unsafe { frames.add_range(ram.base, ram.base + ram.size) };
+        let chunk = frames.alloc_2m().expect("2 MiB chunk");
+        assert_eq!(chunk % BLOCK_2M, 0);
+        assert!(chunk >= ram.base && chunk + BLOCK_2M <= ram.base + ram.size);
+        let page = frames.alloc_page().expect("page");
+        assert_eq!(page % PAGE_SIZE, 0);
+        assert!(page + PAGE_SIZE <= chunk || page >= chunk + BLOCK_2M);
+        assert_eq!(frames.free_bytes(), ram.size - BLOCK_2M - PAGE_SIZE);
+        // SAFETY: `page` came from alloc_page and is unused.
+        unsafe { frames.free_page(page) };
+        assert_eq!(
+            frames.counters(),
+            FrameCounters {
+                pages_allocated: 1,
+                pages_freed: 1,
+                chunks_2m_allocated: 1,
+                failures: 0
+            }
+        );
+    }
+
+    #[test]
+    fn running_dry_fails_and_counts() {
+        let ram = FakeRam::new(BLOCK_2M);
+        let mut frames = FrameAllocator::new();
+        // SAFETY: as above.
+        unsafe { frames.add_range(ram.base + PAGE_SIZE, ram.base + BLOCK_2M) };
+        assert_eq!(frames.alloc_2m(), None);
+        assert_eq!(frames.counters().failures, 1);
+        assert!(frames.alloc_page().is_some());
+    }
+}
