@@ -203,7 +203,7 @@ mod tests {
             pages: vec![],
             freed: vec![],
             mapped: vec![],
-            table_pages_left: 0,
+            table_pages_left: usize::MAX,
         };
         let mut window = HeapWindow::new(WINDOW, WINDOW + BLOCK_2M);
         assert!(window.grow(1, &mut backing).is_ok());
