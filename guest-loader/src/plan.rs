@@ -1,0 +1,309 @@
+//! The whole guest-loading decision in one call: which modules, is the kernel bootable,
+//! where everything goes, and the guest's DTB. Each step is also public on its own
+//! ([`crate::modules`], [`crate::image`], [`crate::placement`], [`crate::guest_dt`]).
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use platform::info::{BootModule, Conduit, PhysRange};
+
+use crate::guest_dt::{GuestDtError, GuestDtSpec, build_guest_dtb};
+use crate::image::{ImageError, ImageHeader};
+use crate::modules::{GuestModules, ModuleError, RangeDisplay, select_modules};
+use crate::placement::{Placement, PlacementError, PlacementRequest, place_guest};
+
+/// What the hypervisor decides about the guest.
+#[derive(Clone, Copy, Debug)]
+pub struct GuestConfig<'c> {
+    /// Guest RAM (IPA = PA): RAM minus everything the hypervisor keeps.
+    pub guest_ram: &'c [PhysRange],
+    /// The host's reserved ranges (`PlatformInfo::reserved`); placement avoids the parts
+    /// inside guest RAM.
+    pub reserved: &'c [PhysRange],
+    /// Ranges the guest must never see: the hypervisor's memory, a crash region, the
+    /// host DTB. None may overlap `guest_ram`.
+    pub hidden: &'c [PhysRange],
+    pub vcpus: usize,
+    pub psci_conduit: Conduit,
+    pub kaslr_seed: Option<u64>,
+    pub rng_seed: Option<&'c [u8]>,
+}
+
+/// Everything needed to start the guest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestPlan<'m> {
+    pub modules: GuestModules<'m>,
+    pub image: ImageHeader,
+    /// Copies to perform, the entry point and the DTB address (x0).
+    pub placement: Placement,
+    /// The guest DTB, to write at `placement.dtb.base` after the copies.
+    pub dtb: Vec<u8>,
+}
+
+/// Which step failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LoadError {
+    Modules(ModuleError),
+    Image {
+        kernel: PhysRange,
+        error: ImageError,
+    },
+    Placement(PlacementError),
+    GuestDt(GuestDtError),
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Modules(error) => write!(f, "boot modules: {error}"),
+            Self::Image { kernel, error } => {
+                write!(f, "kernel module at {}: {error}", RangeDisplay(*kernel))
+            }
+            Self::Placement(error) => write!(f, "guest placement: {error}"),
+            Self::GuestDt(error) => write!(f, "guest device tree: {error}"),
+        }
+    }
+}
+
+/// Plans the guest: selects the modules, checks the kernel header, places the pieces in
+/// guest RAM and builds the DTB that names them.
+///
+/// `read_kernel_head` gives the first bytes (at least 64; a page is plenty) of the
+/// kernel module's range; the file size is the range's size.
+///
+/// The hypervisor then performs `placement.copies` in order (memmove), writes `dtb` at
+/// `placement.dtb.base`, cleans the written ranges to PoC and enters the guest at
+/// `placement.entry` with x0 = `placement.dtb.base`, x1 = x2 = x3 = 0.
+///
+/// # Errors
+///
+/// [`LoadError::Modules`], [`LoadError::Image`], [`LoadError::Placement`] or
+/// [`LoadError::GuestDt`], wrapping the failing step's error.
+pub fn plan_guest<'m, 'h>(
+    modules: &[BootModule<'m>],
+    host_dtb: &[u8],
+    config: &GuestConfig<'_>,
+    read_kernel_head: impl FnOnce(PhysRange) -> &'h [u8],
+) -> Result<GuestPlan<'m>, LoadError> {
+    let modules = select_modules(modules).map_err(LoadError::Modules)?;
+    let kernel = modules.kernel.range;
+    let image = ImageHeader::parse_with_file_size(read_kernel_head(kernel), kernel.size)
+        .map_err(|error| LoadError::Image { kernel, error })?;
+
+    let reserved_in_guest_ram: Vec<PhysRange> = config
+        .reserved
+        .iter()
+        .flat_map(|reserved| {
+            config
+                .guest_ram
+                .iter()
+                .filter_map(move |ram| clip(reserved, ram))
+        })
+        .collect();
+    let placement = place_guest(&PlacementRequest {
+        guest_ram: config.guest_ram,
+        reserved: &reserved_in_guest_ram,
+        kernel,
+        image,
+        initrd: modules.ramdisk.map(|ramdisk| ramdisk.range),
+    })
+    .map_err(LoadError::Placement)?;
+
+    let dtb = build_guest_dtb(
+        host_dtb,
+        &GuestDtSpec {
+            memory: config.guest_ram,
+            bootargs: modules.bootargs,
+            initrd: placement.initrd,
+            vcpus: config.vcpus,
+            psci_conduit: config.psci_conduit,
+            hidden: config.hidden,
+            kaslr_seed: config.kaslr_seed,
+            rng_seed: config.rng_seed,
+        },
+    )
+    .map_err(LoadError::GuestDt)?;
+
+    Ok(GuestPlan {
+        modules,
+        image,
+        placement,
+        dtb,
+    })
+}
+
+fn clip(a: &PhysRange, b: &PhysRange) -> Option<PhysRange> {
+    let base = a.base.max(b.base);
+    PhysRange::new(base, a.end().min(b.end()).checked_sub(base)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+    use platform::info::ModuleKind;
+
+    const HOST_DTB: &[u8] = include_bytes!("../tests/fixtures/qemu-virt-smp2-2g-kernel-initrd.dtb");
+    const DEBIAN_HEAD: &[u8] = include_bytes!("../tests/fixtures/debian-6.12-arm64-Image.head");
+    const DEBIAN_SIZE: u64 = 34_834_368;
+    const HIDDEN: [PhysRange; 1] = [PhysRange {
+        base: 0x4000_0000,
+        size: 0x200_0000,
+    }];
+    const GUEST_RAM: [PhysRange; 1] = [PhysRange {
+        base: 0x4200_0000,
+        size: 0x7e00_0000,
+    }];
+
+    fn range(base: u64, size: u64) -> PhysRange {
+        PhysRange::new(base, size).unwrap()
+    }
+
+    /// The modules as the platform parser reports the fixture's (with the real
+    /// kernel's size).
+    fn qemu_modules(kernel_base: u64) -> [BootModule<'static>; 2] {
+        [
+            BootModule {
+                kind: ModuleKind::Ramdisk,
+                range: range(0x5800_0000, 0x10_0000),
+                bootargs: None,
+                name: "module@0x58000000",
+            },
+            BootModule {
+                kind: ModuleKind::Kernel,
+                range: range(kernel_base, DEBIAN_SIZE),
+                bootargs: Some("console=ttyAMA0 earlycon"),
+                name: "module@0x50000000",
+            },
+        ]
+    }
+
+    fn config() -> GuestConfig<'static> {
+        GuestConfig {
+            guest_ram: &GUEST_RAM,
+            reserved: &[],
+            hidden: &HIDDEN,
+            vcpus: 2,
+            psci_conduit: Conduit::Hvc,
+            kaslr_seed: None,
+            rng_seed: None,
+        }
+    }
+
+    #[test]
+    fn qemu_guest_loader_layout_boots_in_place() {
+        let mut asked = None;
+        let plan = plan_guest(&qemu_modules(0x5000_0000), HOST_DTB, &config(), |range| {
+            asked = Some(range);
+            DEBIAN_HEAD
+        })
+        .unwrap();
+        assert_eq!(asked, Some(range(0x5000_0000, DEBIAN_SIZE)));
+        assert_eq!(plan.modules.bootargs, Some("console=ttyAMA0 earlycon"));
+        assert_eq!(plan.placement.entry, 0x5000_0000);
+        assert!(plan.placement.copies.is_empty());
+        assert_eq!(plan.placement.dtb.base, 0x4200_0000);
+        assert!(plan.dtb.len() as u64 <= plan.placement.dtb.size);
+
+        let dtb = fdt::Fdt::new(&plan.dtb).unwrap();
+        let chosen = dtb.find_node("/chosen").unwrap();
+        assert_eq!(
+            chosen.property("bootargs").unwrap().as_str(),
+            Some("console=ttyAMA0 earlycon")
+        );
+        assert_eq!(
+            chosen.property("linux,initrd-start").unwrap().as_usize(),
+            Some(0x5800_0000)
+        );
+        assert_eq!(
+            chosen.property("linux,initrd-end").unwrap().as_usize(),
+            Some(0x5810_0000)
+        );
+    }
+
+    #[test]
+    fn reserved_memory_in_guest_ram_steers_placement() {
+        // A reservation over the kernel's place forces a copy; the part outside guest RAM
+        // (in hidden memory) is ignored.
+        let reserved = [range(0x41f0_0000, 0x20_0000), range(0x5000_0000, 0x1000)];
+        let config = GuestConfig {
+            reserved: &reserved,
+            ..config()
+        };
+        let plan = plan_guest(&qemu_modules(0x5000_0000), HOST_DTB, &config, |_| {
+            DEBIAN_HEAD
+        })
+        .unwrap();
+        assert_eq!(plan.placement.entry, 0x4220_0000);
+        assert_eq!(plan.placement.copies.len(), 1);
+        assert_eq!(plan.placement.dtb.base, 0x4460_0000);
+    }
+
+    #[test]
+    fn moved_initrd_is_what_the_dtb_names() {
+        let mut modules = qemu_modules(0x5000_0000);
+        modules[0].range = range(0x4100_0000, 0x10_0000); // in hidden memory
+        let plan = plan_guest(&modules, HOST_DTB, &config(), |_| DEBIAN_HEAD).unwrap();
+        let initrd = plan.placement.initrd.unwrap();
+        assert_ne!(initrd.base, 0x4100_0000);
+        let dtb = fdt::Fdt::new(&plan.dtb).unwrap();
+        let chosen = dtb.find_node("/chosen").unwrap();
+        assert_eq!(
+            chosen.property("linux,initrd-start").unwrap().as_usize(),
+            Some(initrd.base as usize)
+        );
+    }
+
+    #[test]
+    fn each_step_reports_its_error() {
+        let err = plan_guest(&[], HOST_DTB, &config(), |_| DEBIAN_HEAD).unwrap_err();
+        assert_eq!(
+            err,
+            LoadError::Modules(ModuleError::NoKernel { module_count: 0 })
+        );
+        assert!(err.to_string().starts_with("boot modules: no guest kernel"));
+
+        let err = plan_guest(&qemu_modules(0x5000_0000), HOST_DTB, &config(), |_| {
+            &[0x1f, 0x8b, 8, 0]
+        })
+        .unwrap_err();
+        assert!(matches!(err, LoadError::Image { .. }));
+        assert!(
+            err.to_string()
+                .starts_with("kernel module at [0x50000000, 0x521387c0): kernel module is gzip"),
+            "{err}"
+        );
+
+        let tiny = [range(0x4200_0000, 0x100_0000)];
+        let config_tiny = GuestConfig {
+            guest_ram: &tiny,
+            ..config()
+        };
+        let err = plan_guest(&qemu_modules(0x5000_0000), HOST_DTB, &config_tiny, |_| {
+            DEBIAN_HEAD
+        })
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            LoadError::Placement(PlacementError::KernelDoesNotFit { .. })
+        ));
+        assert!(
+            err.to_string()
+                .starts_with("guest placement: kernel does not fit")
+        );
+
+        let config_cpus = GuestConfig {
+            vcpus: 9,
+            ..config()
+        };
+        let err = plan_guest(&qemu_modules(0x5000_0000), HOST_DTB, &config_cpus, |_| {
+            DEBIAN_HEAD
+        })
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            LoadError::GuestDt(GuestDtError::TooManyVcpus { .. })
+        ));
+        assert!(err.to_string().starts_with("guest device tree: 9 vCPUs"));
+    }
+}
