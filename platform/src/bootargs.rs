@@ -1,1 +1,0 @@
-//! Hypervisor command line (work in progress).

@@ -1,1 +1,0 @@
-//! Device-tree parsing (work in progress).
