@@ -23,15 +23,24 @@ const CONDUIT_HVC: u8 = 1;
 /// Header bytes needed to learn the DTB's size.
 const FDT_HEADER_SIZE: usize = 40;
 
+/// The device tree the loader handed over, with any FDT_NOP tokens compacted out (the
+/// blob is the hypervisor's now; QEMU's `-dtb` loader leaves NOPs where it deleted
+/// properties).
+///
 /// # Safety
-/// `dtb_pa` must be the address the loader passed in x0, readable while the MMU is off.
+/// `dtb_pa` must be the address the loader passed in x0, readable and writable while the
+/// MMU is off, and nothing else may use the blob.
 unsafe fn device_tree_blob(dtb_pa: usize) -> Result<&'static [u8], platform::dt::DtError> {
     // SAFETY: the boot protocol gives the DTB's physical address, 8-byte aligned; its first
     // 40 bytes are the header (a bad address faults into the vectors, which report it).
     let header = unsafe { core::slice::from_raw_parts(dtb_pa as *const u8, FDT_HEADER_SIZE) };
     let size = platform::dt::blob_size(header)?;
-    // SAFETY: `blob_size` validated the header's totalsize (at most 2 MiB, booting.rst);
-    // the blob stays in place and reserved for the hypervisor's lifetime.
+    // SAFETY: `blob_size` validated the header's totalsize (bounded by MAX_TOTAL_SIZE); the
+    // blob stays in place, reserved for the hypervisor's lifetime, and this is its only
+    // mutable view, dropped before the shared one below is made.
+    let blob = unsafe { core::slice::from_raw_parts_mut(dtb_pa as *mut u8, size) };
+    platform::dt::remove_nops(blob)?;
+    // SAFETY: as above; from here on the blob is only read.
     Ok(unsafe { core::slice::from_raw_parts(dtb_pa as *const u8, size) })
 }
 

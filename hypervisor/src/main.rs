@@ -8,7 +8,11 @@ mod arch;
 #[cfg(target_os = "none")]
 mod boot;
 #[cfg(target_os = "none")]
+mod bootargs;
+#[cfg(target_os = "none")]
 mod console;
+#[cfg(target_os = "none")]
+mod run;
 
 #[cfg(not(target_os = "none"))]
 fn main() {

@@ -213,6 +213,105 @@ fn push_page_aligned(free: &mut ArrayVec<PhysRange, MAX_FREE_RANGES>, start: u64
     }
 }
 
+/// The hypervisor's own pool (page tables, heap, stacks): 1/32 of RAM, at least 32 MiB
+/// and at most 512 MiB, in whole 2 MiB blocks.
+pub fn pool_size(ram_bytes: u64) -> u64 {
+    const MIN: u64 = 32 << 20;
+    const MAX: u64 = 512 << 20;
+    (ram_bytes / 32).clamp(MIN, MAX) & !(CRASH_ALIGN - 1)
+}
+
+/// Who gets which RAM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// The hypervisor's pool, 2 MiB aligned.
+    pub pool: PhysRange,
+    /// The crash region, if one was asked for and could be placed.
+    pub crash: Option<PhysRange>,
+    /// Why a requested crash region was refused.
+    pub crash_error: Option<CrashPlacementError>,
+    /// Guest RAM (identity mapped): RAM minus the image, the DTB, the pool and the crash
+    /// region. Modules and firmware reservations stay inside: the guest boots from the
+    /// modules and its device tree carries the reservations.
+    pub guest_ram: ArrayVec<PhysRange, MAX_FREE_RANGES>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayoutError {
+    /// No free 2 MiB-aligned range of the pool's size.
+    NoRoomForPool { size: u64 },
+}
+
+impl fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoRoomForPool { size } => {
+                write!(
+                    f,
+                    "no free 2 MiB-aligned range of {size:#x} bytes for the hypervisor's memory pool"
+                )
+            }
+        }
+    }
+}
+
+/// Decides the layout. `exclusions` are the image, the DTB, the modules and the firmware
+/// reservations; the crash region is placed first (as Linux reserves it early), then the
+/// pool at the highest free place.
+///
+/// # Errors
+/// [`LayoutError`] when the pool does not fit; a crash request that does not fit is not
+/// an error (see [`Layout::crash_error`]).
+pub fn plan_layout(
+    ram: &[PhysRange],
+    exclusions: &[Exclusion],
+    crash_request: Option<CrashRequest>,
+) -> Result<Layout, LayoutError> {
+    let mut taken: ArrayVec<Exclusion, MAX_EXCLUSIONS> = exclusions
+        .iter()
+        .copied()
+        .take(MAX_EXCLUSIONS - 2)
+        .collect();
+    let (crash, crash_error) =
+        match crash_request.map(|request| place_crash_region(request, ram, &taken)) {
+            None => (None, None),
+            Some(Ok(region)) => (Some(region), None),
+            Some(Err(error)) => (None, Some(error)),
+        };
+    if let Some(region) = crash {
+        let _ = taken.try_push(Exclusion {
+            range: region,
+            kind: ExclusionKind::CrashRegion,
+        });
+    }
+    let size = pool_size(ram.iter().map(|bank| bank.size).sum());
+    let free = free_ranges(ram, &taken);
+    let pool = highest_fit(&free, size, u64::MAX).ok_or(LayoutError::NoRoomForPool { size })?;
+
+    let mut hypervisor_owned: ArrayVec<Exclusion, MAX_EXCLUSIONS> = exclusions
+        .iter()
+        .filter(|e| matches!(e.kind, ExclusionKind::Image | ExclusionKind::DeviceTree))
+        .copied()
+        .collect();
+    let _ = hypervisor_owned.try_push(Exclusion {
+        range: pool,
+        kind: ExclusionKind::Image,
+    });
+    if let Some(region) = crash {
+        let _ = hypervisor_owned.try_push(Exclusion {
+            range: region,
+            kind: ExclusionKind::CrashRegion,
+        });
+    }
+    let guest_ram = free_ranges(ram, &hypervisor_owned);
+    Ok(Layout {
+        pool,
+        crash,
+        crash_error,
+        guest_ram,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,6 +446,64 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.contains("overlaps the device tree"), "{message}");
+    }
+
+    #[test]
+    fn layout_gives_the_guest_everything_but_the_hypervisor_pool_dtb_and_crash_region() {
+        let ram = [range(0x4000_0000, 2 * GIB)];
+        let layout = plan_layout(
+            &ram,
+            &qemu_exclusions(),
+            Some(CrashRequest {
+                size: 64 * MIB,
+                base: None,
+            }),
+        )
+        .expect("layout");
+        assert_eq!(layout.pool, range(0xc000_0000 - 128 * MIB, 64 * MIB));
+        assert_eq!(layout.crash, Some(range(0xc000_0000 - 64 * MIB, 64 * MIB)));
+        assert_eq!(layout.crash_error, None);
+        // The module stays inside guest RAM; image, DTB, crash region and pool do not.
+        assert_eq!(
+            layout.guest_ram.as_slice(),
+            &[
+                range(0x4000_0000, 2 * MIB),
+                range(0x4040_0000, 0x4800_0000 - 0x4040_0000),
+                range(0x4810_0000, 0xc000_0000 - 128 * MIB - 0x4810_0000),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_refused_crash_request_leaves_the_layout_without_one() {
+        let ram = [range(0x4000_0000, GIB)];
+        let layout = plan_layout(
+            &ram,
+            &qemu_exclusions(),
+            Some(CrashRequest {
+                size: 0,
+                base: None,
+            }),
+        )
+        .expect("layout");
+        assert_eq!(layout.crash, None);
+        assert_eq!(layout.crash_error, Some(CrashPlacementError::ZeroSize));
+    }
+
+    #[test]
+    fn pool_size_scales_with_ram_within_bounds() {
+        assert_eq!(pool_size(GIB), 32 * MIB);
+        assert_eq!(pool_size(8 * GIB), 256 * MIB);
+        assert_eq!(pool_size(64 * GIB), 512 * MIB);
+    }
+
+    #[test]
+    fn a_machine_too_small_for_the_pool_is_an_error() {
+        let ram = [range(0x4000_0000, 16 * MIB)];
+        assert_eq!(
+            plan_layout(&ram, &[], None),
+            Err(LayoutError::NoRoomForPool { size: 32 * MIB })
+        );
     }
 
     proptest! {

@@ -40,14 +40,16 @@ fn hypervisor_args() -> impl Strategy<Value = HypervisorArgs> {
         ],
         prop_oneof![Just(MappingMode::Blocks), Just(MappingMode::Pages)],
         prop::option::of(any::<NonZeroU32>()),
+        any::<bool>(),
     )
         .prop_map(
-            |(log_level, crashkernel, split, mapping, fail_table_alloc)| HypervisorArgs {
+            |(log_level, crashkernel, split, mapping, fail_table_alloc, selftest)| HypervisorArgs {
                 log_level,
                 crashkernel,
                 split,
                 mapping,
                 fail_table_alloc,
+                selftest,
             },
         )
 }
@@ -61,6 +63,7 @@ fn command_line_ish() -> impl Strategy<Value = String> {
         Just("mapping".to_string()),
         Just("fail_table_alloc".to_string()),
         Just("fail-table-alloc".to_string()),
+        Just("selftest".to_string()),
         Just("=".to_string()),
         Just("\"".to_string()),
         Just(" ".to_string()),

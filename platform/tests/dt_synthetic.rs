@@ -705,10 +705,10 @@ fn header_checks() {
         blob
     };
     assert_eq!(
-        dt::blob_size(&with_field(1, 3 << 20)),
+        dt::blob_size(&with_field(1, 17 << 20)),
         Err(DtError::TooLarge {
-            totalsize: 3 << 20,
-            limit: 2 << 20
+            totalsize: 17 << 20,
+            limit: 16 << 20
         })
     );
     assert_eq!(
@@ -796,4 +796,61 @@ fn invalid_utf8_strings_are_errors_not_panics() {
         "{error:?}"
     );
     let _ = string("unused");
+}
+
+/// QEMU's `-dtb` loader leaves FDT_NOP tokens where libfdt deleted properties; after
+/// `remove_nops` the blob parses as if they had never been there.
+#[test]
+fn nop_tokens_are_compacted_out_in_place() {
+    let clean = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/qemu-2g-smp2-max.dtb"
+    ))
+    .expect("fixture");
+    let expected = dt::parse(&clean, 0x4800_0000)
+        .expect("clean fixture parses")
+        .memory;
+    // Turn the first property of the root node into NOPs, as fdt_nop_property() does.
+    let mut blob = clean.clone();
+    let struct_offset = u32::from_be_bytes(blob[8..12].try_into().unwrap()) as usize;
+    // BEGIN_NODE "" (8 bytes with padding), then the first FDT_PROP.
+    let prop = struct_offset + 8;
+    assert_eq!(
+        u32::from_be_bytes(blob[prop..prop + 4].try_into().unwrap()),
+        3
+    );
+    let len = u32::from_be_bytes(blob[prop + 4..prop + 8].try_into().unwrap()) as usize;
+    let words = (12 + len.next_multiple_of(4)) / 4;
+    for word in 0..words {
+        blob[prop + 4 * word..prop + 4 * word + 4].copy_from_slice(&4u32.to_be_bytes());
+    }
+    assert!(matches!(
+        dt::parse(&blob, 0x4800_0000),
+        Err(DtError::Structure { .. })
+    ));
+    assert_eq!(dt::remove_nops(&mut blob), Ok(words));
+    assert_eq!(
+        dt::parse(&blob, 0x4800_0000)
+            .expect("compacted blob parses")
+            .memory,
+        expected
+    );
+    // A second pass finds nothing to do.
+    assert_eq!(dt::remove_nops(&mut blob), Ok(0));
+}
+
+#[test]
+fn remove_nops_leaves_a_malformed_blob_unchanged() {
+    let clean = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/qemu-2g-smp2-max.dtb"
+    ))
+    .expect("fixture");
+    let mut blob = clean.clone();
+    let struct_offset = u32::from_be_bytes(blob[8..12].try_into().unwrap()) as usize;
+    blob[struct_offset + 8..struct_offset + 12].copy_from_slice(&4u32.to_be_bytes());
+    blob[struct_offset + 12..struct_offset + 16].copy_from_slice(&0x77u32.to_be_bytes());
+    let before = blob.clone();
+    assert!(dt::remove_nops(&mut blob).is_err());
+    assert_eq!(blob, before);
 }

@@ -74,10 +74,11 @@ pub fn run(name: &str, args: &[&str]) -> Run {
     if let Some(dir) = log.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
+    // --log goes first: everything after a `--` in `args` belongs to QEMU.
     let output = Command::new(root.join("scripts/run.sh"))
-        .args(args)
         .arg("--log")
         .arg(&log)
+        .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot start scripts/run.sh: {e}"));
     let console = std::fs::read_to_string(&log)

@@ -9,6 +9,7 @@
 //! | `split` | `auto`, `bbml2`, `bbm` (block-split strategy) | `auto` |
 //! | `mapping` | `blocks`, `pages` (force 4 KiB pages, a benchmark baseline) | `blocks` |
 //! | `fail_table_alloc` | `N` >= 1: the N-th page-table allocation fails (fault injection) | none |
+//! | `selftest` | a bare flag: run the EL2 selftests and the test guest instead of Linux | off |
 //!
 //! Parsing never fails: an unknown option is a warning, a bad value an error that
 //! leaves its option at the default, and parsing goes on. There is no heap, so the
@@ -56,6 +57,8 @@ pub struct HypervisorArgs {
     pub mapping: MappingMode,
     /// `fail_table_alloc=N`.
     pub fail_table_alloc: Option<NonZeroU32>,
+    /// `selftest`.
+    pub selftest: bool,
 }
 
 /// `crashkernel=SIZE[@BASE]`. A size of 0 is kept: placement decides what it means.
@@ -198,14 +201,16 @@ enum KnownOption {
     Split,
     Mapping,
     FailTableAlloc,
+    Selftest,
 }
 
-const OPTIONS: [(&str, KnownOption); 5] = [
+const OPTIONS: [(&str, KnownOption); 6] = [
     ("loglevel", KnownOption::LogLevel),
     ("crashkernel", KnownOption::CrashKernel),
     ("split", KnownOption::Split),
     ("mapping", KnownOption::Mapping),
     ("fail_table_alloc", KnownOption::FailTableAlloc),
+    ("selftest", KnownOption::Selftest),
 ];
 
 const LOG_LEVELS: [(&str, LevelFilter); 5] = [
@@ -240,6 +245,11 @@ pub fn parse(cmdline: &str) -> ParsedArgs<'_> {
         };
         let value = arg.value.unwrap_or_default();
         let outcome = match arg.value {
+            // The one flag: present means on.
+            None if matches!(option, KnownOption::Selftest) => {
+                parsed.args.selftest = true;
+                Ok(())
+            }
             None => Err(ValueProblem::Missing),
             Some(value) => parsed.args.apply(option, value),
         };
@@ -295,6 +305,7 @@ impl HypervisorArgs {
             KnownOption::Split => self.split = word(&SPLITS, value, "auto, bbml2 or bbm")?,
             KnownOption::Mapping => self.mapping = word(&MAPPINGS, value, "blocks or pages")?,
             KnownOption::FailTableAlloc => self.fail_table_alloc = Some(parse_count(value)?),
+            KnownOption::Selftest => return Err(ValueProblem::Unexpected { character: '=' }),
         }
         Ok(())
     }
@@ -457,6 +468,9 @@ impl fmt::Display for HypervisorArgs {
         }
         if let Some(count) = self.fail_table_alloc {
             option(f, format_args!("fail_table_alloc={count}"))?;
+        }
+        if self.selftest {
+            option(f, format_args!("selftest"))?;
         }
         Ok(())
     }

@@ -39,7 +39,7 @@ fn empty_and_blank_give_defaults() {
 #[test]
 fn every_option() {
     let parsed = args(
-        "loglevel=debug crashkernel=256M@0x60000000 split=bbml2 mapping=pages fail_table_alloc=3",
+        "loglevel=debug crashkernel=256M@0x60000000 split=bbml2 mapping=pages fail_table_alloc=3 selftest",
     );
     assert_eq!(
         parsed,
@@ -49,7 +49,18 @@ fn every_option() {
             split: SplitStrategy::Bbml2,
             mapping: MappingMode::Pages,
             fail_table_alloc: NonZeroU32::new(3),
+            selftest: true,
         }
+    );
+}
+
+#[test]
+fn selftest_is_a_bare_flag() {
+    assert!(args("selftest").selftest);
+    assert!(!args("").selftest);
+    assert_eq!(
+        only_problem("selftest=1"),
+        ("selftest", ValueProblem::Unexpected { character: '=' })
     );
 }
 
@@ -314,11 +325,12 @@ fn display_round_trips() {
         split: SplitStrategy::Bbm,
         mapping: MappingMode::Pages,
         fail_table_alloc: NonZeroU32::new(42),
+        selftest: true,
     };
     let text = all.to_string();
     assert_eq!(
         text,
-        "loglevel=trace crashkernel=3076K@0x123400000 split=bbm mapping=pages fail_table_alloc=42"
+        "loglevel=trace crashkernel=3076K@0x123400000 split=bbm mapping=pages fail_table_alloc=42 selftest"
     );
     assert_eq!(args(&text), all);
     assert_eq!(crash(64 * M, None).unwrap().to_string(), "64M");

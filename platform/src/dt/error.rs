@@ -115,8 +115,11 @@ pub struct ReservationSite {
 pub enum StructureProblem {
     /// A token that is not BEGIN_NODE, END_NODE, PROP, NOP or END.
     UnknownToken(u32),
-    /// FDT_NOP: legal, but `fdt` 0.1.5 loses nodes or panics on it, so it is refused.
+    /// FDT_NOP: legal, but `fdt` 0.1.5 loses nodes or panics on it; [`super::remove_nops`]
+    /// compacts them out of a blob the caller owns, and the parser refuses any left.
     NopToken,
+    /// A token (or its name or value) running past the end of the block.
+    TokenOutOfBounds,
     /// The block does not start with the root node.
     NoRootNode,
     /// The root node has a name (it must be empty).
@@ -148,9 +151,9 @@ impl fmt::Display for StructureProblem {
         match self {
             Self::UnknownToken(token) => write!(f, "unknown token {token:#x}"),
             Self::NopToken => f.write_str(
-                "FDT_NOP token (not supported: the fdt crate mis-walks NOP tokens; \
-                 re-pack the blob with `dtc -I dtb -O dtb`)",
+                "FDT_NOP token (compact the blob with dt::remove_nops or `dtc -I dtb -O dtb` first)",
             ),
+            Self::TokenOutOfBounds => f.write_str("a token runs past the end of the block"),
             Self::NoRootNode => f.write_str("the structure block does not start with a node"),
             Self::RootHasName => f.write_str("the root node has a name"),
             Self::AfterRoot => f.write_str("data after the root node other than FDT_END"),

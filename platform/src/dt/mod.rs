@@ -34,6 +34,7 @@ mod header;
 mod interrupts;
 mod memory;
 mod node;
+mod nops;
 mod psci;
 mod structure;
 
@@ -45,6 +46,7 @@ pub use error::{
     StructureProblem,
 };
 pub use header::{HEADER_SIZE, MAX_TOTAL_SIZE};
+pub use nops::remove_nops;
 pub use structure::MAX_DEPTH;
 
 use crate::info::{Console, PhysRange, PlatformInfo};
@@ -55,7 +57,7 @@ use node::Node;
 /// `totalsize`, so that the caller can make a slice of exactly that size.
 ///
 /// Checks: the magic; version >= 16 with last compatible version <= 17; totalsize at
-/// least the header and at most 2 MiB (Linux arm64 booting.rst); the struct, strings and
+/// least the header and at most [`MAX_TOTAL_SIZE`]; the struct, strings and
 /// memory reservation blocks after the header and inside totalsize.
 ///
 /// # Errors
