@@ -202,11 +202,6 @@ pub(crate) fn encode(regime: RegimeKind, attrs: Attributes, flags: MapFlags) -> 
     Ok(bits)
 }
 
-/// Replaces the attributes in leaf attribute bits `old`, keeping its mapping flags.
-pub(crate) fn reencode(regime: RegimeKind, old: u64, attrs: Attributes) -> Result<u64, Error> {
-    encode(regime, attrs, flags_of(old))
-}
-
 /// The mapping flags remembered in leaf attribute bits.
 pub(crate) const fn flags_of(bits: u64) -> MapFlags {
     let mut f = 0;
@@ -275,8 +270,14 @@ mod tests {
         let dev = encode(RegimeKind::El2, Attributes::DEVICE, MapFlags::NONE).unwrap();
         assert_eq!(dev, (1 << 2) | (0b01 << 6) | (1 << 10) | (1 << 54));
         let nc = Attributes::new(Access::READ, MemoryType::NormalNonCacheable);
-        assert_eq!(encode(RegimeKind::El2, nc, MapFlags::NONE).unwrap() >> 2 & 7, 2);
-        assert_eq!(encode(RegimeKind::El2, nc, MapFlags::NONE).unwrap() & (1 << 53), 0);
+        assert_eq!(
+            encode(RegimeKind::El2, nc, MapFlags::NONE).unwrap() >> 2 & 7,
+            2
+        );
+        assert_eq!(
+            encode(RegimeKind::El2, nc, MapFlags::NONE).unwrap() & (1 << 53),
+            0
+        );
     }
 
     #[test]
@@ -309,7 +310,10 @@ mod tests {
     #[test]
     fn stage2_encoding() {
         let rw = encode(RegimeKind::Stage2, Attributes::RW, MapFlags::NONE).unwrap();
-        assert_eq!(rw, (0b1111 << 2) | (0b11 << 6) | (0b11 << 8) | (1 << 10) | (1 << 54));
+        assert_eq!(
+            rw,
+            (0b1111 << 2) | (0b11 << 6) | (0b11 << 8) | (1 << 10) | (1 << 54)
+        );
         let dev = encode(RegimeKind::Stage2, Attributes::DEVICE, MapFlags::NONE).unwrap();
         assert_eq!(dev, (0b0001 << 2) | (0b11 << 6) | (1 << 10) | (1 << 54));
         let nc = Attributes::new(Access::WRITE, MemoryType::NormalNonCacheable);
@@ -333,7 +337,10 @@ mod tests {
                     MemoryType::NormalNonCacheable,
                 ] {
                     let a = Attributes::new(Access::from_bits_truncate(access), memory);
-                    for flags in [MapFlags::NONE, MapFlags::NO_BLOCK_MAPPINGS | MapFlags::NO_CONT_MAPPINGS] {
+                    for flags in [
+                        MapFlags::NONE,
+                        MapFlags::NO_BLOCK_MAPPINGS | MapFlags::NO_CONT_MAPPINGS,
+                    ] {
                         if let Ok(bits) = encode(regime, a, flags) {
                             assert_eq!(decode(regime, bits), a);
                             assert_eq!(flags_of(bits), flags);

@@ -120,13 +120,6 @@ impl Descriptor {
     pub(crate) const fn table(pa: u64) -> Descriptor {
         Descriptor(pa | VALID | TABLE_OR_PAGE)
     }
-
-    /// The same leaf at another level (for splits and collapses), output address
-    /// `oa`, contiguous hint `cont`.
-    #[inline]
-    pub(crate) const fn leaf_like(self, level: u8, oa: u64, cont: bool) -> Descriptor {
-        Descriptor::leaf(level, oa, self.attrs(), cont)
-    }
 }
 
 /// Input range of the contiguous group that contains `addr` at `level`.

@@ -149,7 +149,8 @@ impl Regime {
 
     /// Entries in the (possibly concatenated) root.
     pub(crate) const fn root_entries(&self) -> usize {
-        ENTRIES * self.root_tables as usize
+        // A root may resolve fewer bits than a full table (36-bit IPA at level 1: 64).
+        (self.ia_limit() >> level_shift(self.start_level)) as usize
     }
 }
 
@@ -250,7 +251,11 @@ mod tests {
         ];
         for (bits, level, tables) in cases {
             let r = Regime::stage2(bits).unwrap();
-            assert_eq!((r.start_level(), r.root_tables()), (level, tables), "{bits}");
+            assert_eq!(
+                (r.start_level(), r.root_tables()),
+                (level, tables),
+                "{bits}"
+            );
             assert_eq!(r.root_entries() as u64 * level_size(level), 1 << bits);
         }
         assert!(Regime::stage2(31).is_err());

@@ -1,0 +1,122 @@
+//! Prints this engine's and aarch64-paging's numbers side by side as a plain-text table:
+//! `cargo run --release -p pgtable --features host --example compare [repetitions]`.
+
+use std::time::Duration;
+
+use pgtable::check::minimal_cover_of_map;
+use pgtable::host::HostHardware;
+
+#[path = "../benches/support/workloads.rs"]
+mod workloads;
+use workloads::*;
+
+fn median_and_spread(mut times: Vec<Duration>) -> (f64, f64) {
+    times.sort();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let median = us(times[times.len() / 2]);
+    let spread = us(times[times.len() - 1]) - us(times[0]);
+    (median, spread)
+}
+
+fn main() {
+    let reps: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(7);
+    println!(
+        "{reps} repetitions each; time = median µs (max - min); pools pre-touched; trees not live"
+    );
+    println!(
+        "{:<28} {:>18} {:>18} {:>7} {:>9} {:>9} {:>10} {:>10} {:>6}",
+        "workload",
+        "ours µs",
+        "aarch64-paging µs",
+        "ratio",
+        "our pages",
+        "its pages",
+        "written",
+        "minimal",
+        "w/min"
+    );
+    let rows: &[(u64, bool)] = &[
+        (1, false),
+        (16, false),
+        (64, false),
+        (256, false),
+        (1, true),
+        (16, true),
+        (64, true),
+    ];
+    for &(gib, pages) in rows {
+        let mut hw = Some(HostHardware::new(pool_pages(gib, pages)));
+        let pool = ApPool::new(pool_pages(gib, pages));
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let (mut our_pages, mut their_pages, mut written) = (0, 0, 0);
+        for _ in 0..reps {
+            let (back, s) = ours_map(hw.take().unwrap(), gib, pages);
+            hw = Some(back);
+            ours.push(s.time);
+            (our_pages, written) = (s.table_pages, s.written);
+            let s = theirs_map(&pool, gib, pages);
+            theirs.push(s.time);
+            their_pages = s.table_pages;
+        }
+        let minimal = minimal_cover_of_map(0, 0, gib * GIB, 0, flags(pages)).descriptors();
+        let (o, os) = median_and_spread(ours);
+        let (t, ts) = median_and_spread(theirs);
+        println!(
+            "{:<28} {:>9.1} ({:>7.1}) {:>9.1} ({:>7.1}) {:>6.2} {:>9} {:>9} {:>10} {:>10} {:>6.2}",
+            format!(
+                "map {gib} GiB {}",
+                if pages { "4K pages" } else { "blocks" }
+            ),
+            o,
+            os,
+            t,
+            ts,
+            o / t,
+            our_pages,
+            their_pages,
+            written,
+            minimal,
+            written as f64 / minimal as f64
+        );
+    }
+    let changes = change_pages(10_000, 64);
+    let mut hw = Some(HostHardware::new(40_000));
+    let pool = ApPool::new(40_000);
+    let (mut ours, mut live, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut our_pages, mut their_pages, mut written) = (0, 0, 0);
+    for _ in 0..reps {
+        let (back, s) = ours_changes(hw.take().unwrap(), 64, &changes, false);
+        ours.push(s.time);
+        (our_pages, written) = (s.table_pages, s.written);
+        let (back, s) = ours_changes(back, 64, &changes, true);
+        hw = Some(back);
+        live.push(s.time);
+        let s = theirs_changes(&pool, 64, &changes);
+        theirs.push(s.time);
+        their_pages = s.table_pages;
+    }
+    let (o, os) = median_and_spread(ours);
+    let (l, ls) = median_and_spread(live);
+    let (t, ts) = median_and_spread(theirs);
+    println!(
+        "{:<28} {:>9.1} ({:>7.1}) {:>9.1} ({:>7.1}) {:>6.2} {:>9} {:>9} {:>10} {:>10} {:>6}",
+        "10k page RO on 64 GiB",
+        o,
+        os,
+        t,
+        ts,
+        o / t,
+        our_pages,
+        their_pages,
+        written,
+        "-",
+        "-"
+    );
+    println!(
+        "{:<28} {:>9.1} ({:>7.1}) {:>19} {:>6} (live tree, FEAT_BBM level 2, host barriers are no-ops)",
+        "  same, ours live", l, ls, "-", "-"
+    );
+}

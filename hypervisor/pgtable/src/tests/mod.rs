@@ -1,0 +1,9 @@
+//! Host tests of the engine.
+
+mod support;
+
+mod basics;
+mod change;
+mod failure;
+mod model;
+mod trace;
