@@ -80,6 +80,32 @@ impl FrameAllocator {
         Some(chunk)
     }
 
+    /// `pages` physically contiguous frames aligned to their total size (`pages` a power
+    /// of two), e.g. for a concatenated stage-2 root table.
+    pub fn alloc_contiguous(&mut self, pages: usize) -> Option<u64> {
+        let size = PAGE_SIZE.checked_mul(pages as u64)?;
+        let frame = self.alloc(size, size)?;
+        self.counters.pages_allocated += pages as u64;
+        Some(frame)
+    }
+
+    /// Returns frames from [`Self::alloc_contiguous`].
+    ///
+    /// # Safety
+    /// As for [`Self::free_page`], for the whole run.
+    pub unsafe fn free_contiguous(&mut self, frame: u64, pages: usize) {
+        let size = PAGE_SIZE as usize * pages;
+        let (Some(ptr), Ok(layout)) = (
+            NonNull::new(frame as *mut u8),
+            Layout::from_size_align(size, size),
+        ) else {
+            return;
+        };
+        // SAFETY: per the contract, `frame` is a live allocation of this layout.
+        unsafe { self.heap.dealloc(ptr, layout) };
+        self.counters.pages_freed += pages as u64;
+    }
+
     /// Returns a frame from [`Self::alloc_page`].
     ///
     /// # Safety

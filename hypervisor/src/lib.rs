@@ -18,4 +18,5 @@ pub mod memory_plan;
 pub mod outcome;
 pub mod psci;
 pub mod smccc;
+pub mod tlbi_range;
 pub mod trap_frame;

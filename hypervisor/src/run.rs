@@ -9,7 +9,27 @@ use hypervisor::outcome::Outcome;
 use platform::bootargs::HypervisorArgs;
 use platform::info::{ModuleKind, PhysRange, PlatformInfo};
 
-use crate::boot;
+use crate::{boot, mm};
+
+/// Exercises the heap once at boot: a block-sized allocation must come back mapped.
+fn heap_smoke_check() {
+    extern crate alloc;
+    let mut buffer = alloc::vec::Vec::<u8>::new();
+    if buffer.try_reserve_exact(3 << 20).is_err() {
+        log::error!("heap: cannot allocate 3 MiB");
+        boot::stop_failure("heap unusable");
+    }
+    buffer.resize(3 << 20, 0xa5);
+    let va = buffer.as_ptr() as u64;
+    let (counters, (start, end)) = mm::heap::stats();
+    log::info!(
+        "heap: window [{start:#x}, {end:#x}), {} 2M block(s), {} 4K page(s), {} fallback(s); {va:#x} -> PA {:#x}",
+        counters.chunks_2m,
+        counters.pages_4k,
+        counters.fallbacks,
+        mm::heap::virt_to_phys(va).unwrap_or(0)
+    );
+}
 
 /// Where the image sits, from the linker's symbols (head.S relocated them).
 pub fn image_range() -> PhysRange {
@@ -79,9 +99,60 @@ fn plan_memory(info: &PlatformInfo<'_>, args: &HypervisorArgs) -> Layout {
     layout
 }
 
+/// Gives the pool to the frame allocator, builds the EL2 map, switches the MMU on and
+/// reports the map; the heap grows on first use.
+fn bring_up_memory(
+    info: &PlatformInfo<'_>,
+    cpu: &CpuFacts,
+    args: &HypervisorArgs,
+    layout: &Layout,
+) {
+    // SAFETY: the pool is RAM that plan_layout kept out of every other use; identity
+    // mapped (MMU off now, the EL2 direct map later).
+    unsafe {
+        mm::FRAMES
+            .lock()
+            .add_range(layout.pool.base, layout.pool.end())
+    };
+    mm::hw::inject_table_allocation_failure(args.fail_table_alloc);
+    let ids = crate::arch::sysreg::id_registers();
+    let caps = mm::el2_map::capabilities(&ids, args);
+    let flags = mm::el2_map::map_flags(args);
+    let (table, build) = match mm::el2_map::build(info, layout.crash, caps, flags) {
+        Ok(built) => built,
+        Err(error) => {
+            log::error!("EL2 map: {error}");
+            boot::stop_failure("cannot build the EL2 map");
+        }
+    };
+    let frequency = crate::arch::sysreg::counter_frequency().max(1);
+    let build_us = build.build_ticks * 1_000_000 / frequency;
+    let image = image_range();
+    let written = [
+        image.base..image.end(),
+        layout.pool.base..layout.pool.end(),
+        info.dtb.base..info.dtb.end(),
+    ];
+    if let Err(error) = mm::el2_map::enable(table, cpu.features.pa_bits.min(48), &written) {
+        log::error!("EL2 map: {error}");
+        boot::stop_failure("cannot switch the MMU on");
+    }
+    log::info!(
+        "EL2 map live: MMU on ({:?} splits{})",
+        caps.split,
+        if caps.tlbi_range { ", range TLBIs" } else { "" }
+    );
+    let table = mm::el2_map::EL2_TABLE.lock();
+    if let Some(table) = table.as_ref() {
+        let leaves = mm::report::ptdump(table, "el2", 1 << 48, &info.memory);
+        mm::report::map_stats(table, "el2", &leaves, build_us);
+    }
+}
+
 pub fn after_boot(info: &PlatformInfo<'_>, cpu: &CpuFacts, args: &HypervisorArgs) -> ! {
     let layout = plan_memory(info, args);
-    let _ = (&layout, cpu);
+    bring_up_memory(info, cpu, args, &layout);
+    heap_smoke_check();
     let has_kernel = info
         .modules
         .iter()

@@ -33,6 +33,12 @@ pub struct PageTable<H: Hardware> {
     pub(crate) maintenance: Maintenance,
 }
 
+// SAFETY: besides `H`, a tree holds only plain values and, between the steps of one
+// `&mut self` operation, pointers to its own table pages (pending publications). Those
+// pages belong to the tree wherever it goes; moving it to another CPU moves their
+// ownership with it.
+unsafe impl<H: Hardware + Send> Send for PageTable<H> {}
+
 impl<H: Hardware> PageTable<H> {
     /// An empty tree for `regime`; not live.
     ///

@@ -1,0 +1,248 @@
+//! The EL2 stage-1 map: RAM identity-mapped in 1G/2M blocks (plus contiguous hints),
+//! read-write and execute-never; the image W^X by section; the console and GIC as
+//! Device-nGnRE; the crash region left unmapped. Built while not live (no TLBI at all),
+//! then switched on with one sequence.
+
+use core::arch::asm;
+use core::ops::Range;
+
+use arrayvec::ArrayVec;
+use hypervisor::cpu_features::IdRegisters;
+use pgtable::{
+    Access, Attributes, Capabilities, MapFlags, MemoryType, PageTable, PhysAddr, Regime,
+    SplitStrategy,
+};
+use platform::bootargs::{HypervisorArgs, MappingMode};
+use platform::info::{PhysRange, PlatformInfo};
+use spin::Mutex;
+
+use super::hw::{TableHw, TlbRegime};
+use crate::arch::sysreg::{read_sysreg, write_sysreg};
+
+pub type Table = PageTable<TableHw>;
+
+/// The live EL2 table, once the MMU is on.
+pub static EL2_TABLE: Mutex<Option<Table>> = Mutex::new(None);
+
+const PAGE: u64 = 4096;
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __text_end: u8;
+    static __rodata_end: u8;
+    static __image_end: u8;
+}
+
+/// The image's sections, for W^X.
+struct ImageSections {
+    text: Range<u64>,
+    rodata: Range<u64>,
+    writable: Range<u64>,
+}
+
+fn image_sections() -> ImageSections {
+    let start = core::ptr::addr_of!(__image_start) as u64;
+    let text_end = core::ptr::addr_of!(__text_end) as u64;
+    let rodata_end = core::ptr::addr_of!(__rodata_end) as u64;
+    let end = core::ptr::addr_of!(__image_end) as u64;
+    ImageSections {
+        text: start..text_end,
+        rodata: text_end..rodata_end,
+        writable: rodata_end..end,
+    }
+}
+
+/// The engine's capabilities: the CPU's, unless the command line forces a strategy.
+pub fn capabilities(ids: &IdRegisters, args: &HypervisorArgs) -> Capabilities {
+    let mut caps = Capabilities::from_id_registers(ids.id_aa64mmfr2, ids.id_aa64isar0);
+    match args.split {
+        platform::bootargs::SplitStrategy::Auto => {}
+        platform::bootargs::SplitStrategy::Bbm => caps.split = SplitStrategy::BreakBeforeMake,
+        platform::bootargs::SplitStrategy::Bbml2 => {
+            if caps.split != SplitStrategy::Bbml2 {
+                log::warn!("split=bbml2 ignored: this CPU does not implement FEAT_BBM level 2");
+            }
+        }
+    }
+    caps
+}
+
+pub fn map_flags(args: &HypervisorArgs) -> MapFlags {
+    match args.mapping {
+        MappingMode::Blocks => MapFlags::NONE,
+        MappingMode::Pages => MapFlags::NO_BLOCK_MAPPINGS | MapFlags::NO_CONT_MAPPINGS,
+    }
+}
+
+/// `range` minus `holes` (each hole inside or outside it), in order.
+fn subtract(range: Range<u64>, holes: &[Range<u64>]) -> ArrayVec<Range<u64>, 16> {
+    let mut pieces = ArrayVec::new();
+    let mut cursor = range.start;
+    let mut sorted: ArrayVec<Range<u64>, 8> = holes
+        .iter()
+        .filter(|h| h.start < range.end && range.start < h.end)
+        .cloned()
+        .collect();
+    sorted.sort_unstable_by_key(|h| h.start);
+    for hole in &sorted {
+        if hole.start > cursor {
+            let _ = pieces.try_push(cursor..hole.start);
+        }
+        cursor = cursor.max(hole.end);
+    }
+    if cursor < range.end {
+        let _ = pieces.try_push(cursor..range.end);
+    }
+    pieces
+}
+
+fn page_round(range: &PhysRange) -> Range<u64> {
+    (range.base & !(PAGE - 1))..range.end().next_multiple_of(PAGE)
+}
+
+/// What the build measured, for the boot report.
+pub struct BuildReport {
+    pub build_ticks: u64,
+}
+
+/// Builds the EL2 map (not live: no TLB maintenance) for RAM, the image and the devices.
+///
+/// # Errors
+/// The engine's error (out of tables, or a range the regime refuses).
+pub fn build(
+    info: &PlatformInfo<'_>,
+    crash: Option<PhysRange>,
+    caps: Capabilities,
+    flags: MapFlags,
+) -> Result<(Table, BuildReport), pgtable::Error> {
+    let start = crate::arch::sysreg::counter();
+    let mut table = PageTable::new(TableHw::new(TlbRegime::El2), Regime::el2(), caps)?;
+    let image = image_sections();
+    let image_range = image.text.start..image.writable.end;
+    let crash_range = crash.map(|c| page_round(&c));
+    let mut holes: ArrayVec<Range<u64>, 8> = ArrayVec::new();
+    holes.push(image_range.clone());
+    if let Some(crash) = crash_range.clone() {
+        holes.push(crash);
+    }
+    let rw = Attributes::RW;
+    for bank in &info.memory {
+        for piece in subtract(bank.base..bank.end(), &holes) {
+            table.map(piece.clone(), PhysAddr(piece.start), rw, flags)?;
+        }
+    }
+    // W^X by section; pages only where a section edge is not block aligned.
+    table.map(
+        image.text.clone(),
+        PhysAddr(image.text.start),
+        Attributes::RX,
+        flags,
+    )?;
+    if !image.rodata.is_empty() {
+        table.map(
+            image.rodata.clone(),
+            PhysAddr(image.rodata.start),
+            Attributes::RO,
+            flags,
+        )?;
+    }
+    table.map(
+        image.writable.clone(),
+        PhysAddr(image.writable.start),
+        rw,
+        flags,
+    )?;
+
+    let device = Attributes::new(Access::READ_WRITE, MemoryType::Device);
+    let mut devices: ArrayVec<Range<u64>, 8> = ArrayVec::new();
+    devices.push(page_round(&info.console.regs));
+    devices.push(page_round(&info.gic.distributor));
+    for redist in &info.gic.redistributors {
+        let _ = devices.try_push(page_round(redist));
+    }
+    for range in merge(&mut devices) {
+        table.map(range.clone(), PhysAddr(range.start), device, MapFlags::NONE)?;
+    }
+    let end = crate::arch::sysreg::counter();
+    Ok((
+        table,
+        BuildReport {
+            build_ticks: end.wrapping_sub(start),
+        },
+    ))
+}
+
+/// Sorts and merges overlapping ranges.
+fn merge(ranges: &mut ArrayVec<Range<u64>, 8>) -> ArrayVec<Range<u64>, 8> {
+    ranges.sort_unstable_by_key(|r| r.start);
+    let mut merged: ArrayVec<Range<u64>, 8> = ArrayVec::new();
+    for range in ranges.iter() {
+        match merged.last_mut() {
+            Some(last) if range.start <= last.end => last.end = last.end.max(range.end),
+            _ => {
+                let _ = merged.try_push(range.clone());
+            }
+        }
+    }
+    merged
+}
+
+/// Data cache line size from CTR_EL0.DminLine.
+fn dcache_line() -> u64 {
+    4 << ((read_sysreg!("ctr_el0") >> 16) & 0xf)
+}
+
+/// Invalidates `range` from the data caches to the Point of Coherency (DC IVAC). Memory
+/// written with the MMU off went straight to memory; a stale clean line from before the
+/// handover would shadow it once accesses are cacheable (booting.rst only promises the
+/// image was cleaned).
+fn invalidate_to_poc(range: Range<u64>) {
+    let line = dcache_line();
+    let mut addr = range.start & !(line - 1);
+    while addr < range.end {
+        // SAFETY: invalidating lines of memory the hypervisor owns and wrote with the MMU
+        // off (no dirty lines can exist for it) loses nothing.
+        unsafe { asm!("dc ivac, {}", in(reg) addr, options(nostack, preserves_flags)) };
+        addr += line;
+    }
+    // SAFETY: a barrier; completes the maintenance before the MMU is switched on.
+    unsafe { asm!("dsb sy", options(nostack, preserves_flags)) };
+}
+
+/// Switches the MMU on with `table` (Arm ARM D8.2 / "Enabling the MMU"): MAIR, TCR, TTBR0,
+/// then a local invalidation of any stale EL2 entries, then SCTLR_EL2.{M, C, I, WXN}.
+pub fn enable(
+    mut table: Table,
+    pa_bits: u8,
+    written_with_mmu_off: &[Range<u64>],
+) -> Result<(), pgtable::Error> {
+    let tcr = pgtable::tcr_el2(pa_bits)?;
+    for range in written_with_mmu_off {
+        invalidate_to_poc(range.clone());
+    }
+    // The tables' contents must be visible to the walker before it is enabled.
+    table.mark_live();
+    write_sysreg!("mair_el2", pgtable::MAIR_EL2);
+    write_sysreg!("tcr_el2", tcr);
+    write_sysreg!("ttbr0_el2", table.root().0);
+    // SAFETY: TLB maintenance and barriers only: drop whatever the TLB held for EL2 before
+    // (its reset contents are UNKNOWN), complete it locally, synchronise the new controls.
+    unsafe {
+        asm!(
+            "isb",
+            "tlbi alle2",
+            "dsb nsh",
+            "isb",
+            options(nostack, preserves_flags)
+        )
+    };
+    const SCTLR_M: u64 = 1 << 0;
+    const SCTLR_C: u64 = 1 << 2;
+    const SCTLR_I: u64 = 1 << 12;
+    const SCTLR_WXN: u64 = 1 << 19;
+    let sctlr = read_sysreg!("sctlr_el2") | SCTLR_M | SCTLR_C | SCTLR_I | SCTLR_WXN;
+    write_sysreg!("sctlr_el2", sctlr);
+    crate::arch::barrier_isb();
+    *EL2_TABLE.lock() = Some(table);
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! The global allocator: a buddy heap over the vmalloc-style window of `heap_window`,
+//! growing on demand by 2 MiB blocks (4K pages when no 2 MiB chunk is free). Growth runs
+//! under the heap lock and takes only the EL2-table and frame locks, which never
+//! allocate: no recursion, no deadlock.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::{NonNull, null_mut};
+
+use buddy_system_allocator::Heap;
+use hypervisor::heap_window::{HeapBacking, HeapCounters, HeapWindow};
+use pgtable::{Attributes, MapFlags, PhysAddr};
+use spin::Mutex;
+
+use super::FRAMES;
+use super::el2_map::EL2_TABLE;
+
+/// The window: 512 GiB of EL2 virtual addresses far above any RAM the identity map covers.
+pub const WINDOW_BASE: u64 = 0xff00_0000_0000;
+pub const WINDOW_SIZE: u64 = 512 << 30;
+
+struct State {
+    heap: Heap<32>,
+    window: HeapWindow,
+}
+
+pub struct GrowingHeap {
+    state: Mutex<State>,
+}
+
+#[global_allocator]
+static HEAP: GrowingHeap = GrowingHeap {
+    state: Mutex::new(State {
+        heap: Heap::empty(),
+        window: HeapWindow::new(WINDOW_BASE, WINDOW_BASE + WINDOW_SIZE),
+    }),
+};
+
+/// Frames from the pool, mapped into the window through the EL2 table.
+struct El2Backing;
+
+impl HeapBacking for El2Backing {
+    fn alloc_2m(&mut self) -> Option<u64> {
+        FRAMES.lock().alloc_2m()
+    }
+
+    fn alloc_page(&mut self) -> Option<u64> {
+        FRAMES.lock().alloc_page()
+    }
+
+    fn free_page(&mut self, pa: u64) {
+        // SAFETY: `pa` came from alloc_page above and was never mapped.
+        unsafe { FRAMES.lock().free_page(pa) };
+    }
+
+    fn free_2m(&mut self, pa: u64) {
+        // SAFETY: `pa` came from alloc_2m above and was never mapped.
+        unsafe { FRAMES.lock().free_contiguous(pa, 512) };
+    }
+
+    fn map_2m(&mut self, va: u64, pa: u64) -> Result<(), ()> {
+        map(va, pa, 2 << 20, MapFlags::NO_CONT_MAPPINGS)
+    }
+
+    fn map_page(&mut self, va: u64, pa: u64) -> Result<(), ()> {
+        map(
+            va,
+            pa,
+            4096,
+            MapFlags::NO_BLOCK_MAPPINGS | MapFlags::NO_CONT_MAPPINGS,
+        )
+    }
+}
+
+fn map(va: u64, pa: u64, size: u64, flags: MapFlags) -> Result<(), ()> {
+    let mut table = EL2_TABLE.lock();
+    let table = table.as_mut().ok_or(())?;
+    table
+        .map(va..va + size, PhysAddr(pa), Attributes::RW, flags)
+        .map(|_| ())
+        .map_err(|error| {
+            log::warn!("heap: cannot map {va:#x}: {error}");
+        })
+}
+
+// SAFETY: allocations come from the buddy heap over mapped window memory; growth maps new
+// memory before handing it to the heap; dealloc returns blocks with their layout.
+unsafe impl GlobalAlloc for GrowingHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let mut state = self.state.lock();
+        if let Ok(block) = state.heap.alloc(layout) {
+            return block.as_ptr();
+        }
+        // Grow by enough for this request wherever the buddy places it.
+        let want = (layout.size().max(layout.align()) as u64).next_power_of_two();
+        let State { heap, window } = &mut *state;
+        match window.grow(want, &mut El2Backing) {
+            Ok((start, end)) => {
+                // SAFETY: the window range was just mapped read-write and is unused.
+                unsafe { heap.add_to_heap(start as usize, end as usize) };
+            }
+            Err(error) => {
+                log::error!("heap: cannot grow by {want:#x} bytes: {error:?}");
+                return null_mut();
+            }
+        }
+        state.heap.alloc(layout).map_or(null_mut(), NonNull::as_ptr)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if let Some(block) = NonNull::new(ptr) {
+            // SAFETY: the caller returns a block this allocator handed out, with its layout.
+            unsafe { self.state.lock().heap.dealloc(block, layout) };
+        }
+    }
+}
+
+/// Growth counters and the mapped window, for the boot report.
+pub fn stats() -> (HeapCounters, (u64, u64)) {
+    let state = HEAP.state.lock();
+    (state.window.counters(), state.window.mapped())
+}
+
+/// The physical address behind a heap address (block or page leaf alike).
+pub fn virt_to_phys(va: u64) -> Option<u64> {
+    let table = EL2_TABLE.lock();
+    table
+        .as_ref()?
+        .query(va)
+        .map(|translation| translation.pa.0)
+}

@@ -1,0 +1,144 @@
+//! `pgtable::Hardware` on aarch64: table pages from the frame pool (identity-mapped),
+//! DSB/ISB, and the TLB maintenance instructions of each regime.
+
+use core::arch::asm;
+use core::num::NonZeroU32;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use hypervisor::tlbi_range::{self, TlbiOperand};
+use pgtable::{Barrier, Hardware, PhysAddr, TlbInvalidation};
+
+use super::FRAMES;
+
+/// Which translation regime a tree belongs to: it picks the TLBI instructions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlbRegime {
+    /// EL2 stage 1 (TTBR0_EL2).
+    El2,
+    /// The stage 2 of the VMID currently in VTTBR_EL2.
+    Stage2,
+}
+
+/// Fault injection (`fail_table_alloc=N`): the N-th table allocation of the whole
+/// hypervisor fails, once.
+static FAIL_AT: AtomicU32 = AtomicU32::new(0);
+static ALLOCATIONS: AtomicU32 = AtomicU32::new(0);
+
+pub fn inject_table_allocation_failure(at: Option<NonZeroU32>) {
+    FAIL_AT.store(at.map_or(0, NonZeroU32::get), Ordering::Relaxed);
+}
+
+fn injected_failure() -> bool {
+    let count = ALLOCATIONS.fetch_add(1, Ordering::Relaxed) + 1;
+    let fail_at = FAIL_AT.load(Ordering::Relaxed);
+    if fail_at != 0 && count == fail_at {
+        log::warn!("fault injection: table allocation #{count} fails");
+        return true;
+    }
+    false
+}
+
+pub struct TableHw {
+    regime: TlbRegime,
+}
+
+impl TableHw {
+    pub const fn new(regime: TlbRegime) -> Self {
+        Self { regime }
+    }
+
+    fn tlbi_operand(&self, operand: TlbiOperand) {
+        // SAFETY (all arms): TLB maintenance only drops cached translations; the engine
+        // orders it with DSBs (Arm ARM RDDMVT / RGPPYH).
+        match (self.regime, operand) {
+            (TlbRegime::El2, TlbiOperand::Page(page)) => unsafe {
+                asm!("tlbi vale2is, {}", in(reg) page, options(nostack, preserves_flags))
+            },
+            (TlbRegime::El2, TlbiOperand::Range(op)) => unsafe {
+                asm!(".arch_extension tlb-rmi", "tlbi rvae2is, {}", in(reg) op, options(nostack, preserves_flags))
+            },
+            (TlbRegime::Stage2, TlbiOperand::Page(page)) => unsafe {
+                asm!("tlbi ipas2le1is, {}", in(reg) page, options(nostack, preserves_flags))
+            },
+            (TlbRegime::Stage2, TlbiOperand::Range(op)) => unsafe {
+                asm!(".arch_extension tlb-rmi", "tlbi ripas2e1is, {}", in(reg) op, options(nostack, preserves_flags))
+            },
+        }
+    }
+
+    fn tlbi_all(&self) {
+        // SAFETY: as in `tlbi_operand`.
+        match self.regime {
+            TlbRegime::El2 => unsafe { asm!("tlbi alle2is", options(nostack, preserves_flags)) },
+            TlbRegime::Stage2 => unsafe {
+                asm!("tlbi vmalls12e1is", options(nostack, preserves_flags))
+            },
+        }
+    }
+}
+
+// SAFETY: tables come from the frame pool, which is identity-mapped RAM owned by the
+// hypervisor; each frame is handed out once until freed; the barrier and TLBI methods
+// issue the instructions their documentation names.
+unsafe impl Hardware for TableHw {
+    fn alloc_table(&mut self) -> Option<PhysAddr> {
+        if injected_failure() {
+            return None;
+        }
+        FRAMES.lock().alloc_page().map(PhysAddr)
+    }
+
+    fn alloc_root(&mut self, pages: usize) -> Option<PhysAddr> {
+        if injected_failure() {
+            return None;
+        }
+        FRAMES.lock().alloc_contiguous(pages).map(PhysAddr)
+    }
+
+    fn free_table(&mut self, table: PhysAddr) {
+        // SAFETY: the engine frees only tables it allocated and no longer links.
+        unsafe { FRAMES.lock().free_page(table.0) };
+    }
+
+    fn free_root(&mut self, root: PhysAddr, pages: usize) {
+        // SAFETY: as in `free_table`.
+        unsafe { FRAMES.lock().free_contiguous(root.0, pages) };
+    }
+
+    fn table_ptr(&self, table: PhysAddr) -> NonNull<u64> {
+        // Frames are identity-mapped (MMU off, or the EL2 direct map); the engine only
+        // asks for frames it was given, which are never at address 0.
+        NonNull::new(table.0 as *mut u64).unwrap_or(NonNull::dangling())
+    }
+
+    fn dsb(&mut self, barrier: Barrier) {
+        // SAFETY: barriers have no effect on memory safety.
+        match barrier {
+            Barrier::StoresIsh => unsafe { asm!("dsb ishst", options(nostack, preserves_flags)) },
+            Barrier::FullIsh => unsafe { asm!("dsb ish", options(nostack, preserves_flags)) },
+        }
+    }
+
+    fn isb(&mut self) {
+        // SAFETY: as above.
+        unsafe { asm!("isb", options(nostack, preserves_flags)) };
+    }
+
+    fn tlbi(&mut self, op: TlbInvalidation) {
+        match op {
+            // TTL hints are left 0 ("no information"), valid on every CPU.
+            TlbInvalidation::Leaf { addr, .. } => self.tlbi_operand(TlbiOperand::Page(addr >> 12)),
+            TlbInvalidation::Range { start, size } => {
+                if !tlbi_range::decompose(start, size, |operand| self.tlbi_operand(operand)) {
+                    self.tlbi_all();
+                }
+            }
+            TlbInvalidation::All => self.tlbi_all(),
+            TlbInvalidation::Stage1OfVmid => {
+                // SAFETY: as in `tlbi_operand`.
+                unsafe { asm!("tlbi vmalle1is", options(nostack, preserves_flags)) }
+            }
+        }
+    }
+}

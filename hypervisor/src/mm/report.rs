@@ -1,0 +1,99 @@
+//! The boot report of a translation table: a ptdump-style listing (one line per merged
+//! run of leaves) and one `map-stats:` line, both machine-readable so scripts can draw
+//! and compare maps from a boot log.
+
+use core::fmt;
+
+use pgtable::{Access, Attributes, Hardware, MemoryType, PageTable};
+use platform::info::PhysRange;
+
+/// `rw- normal`, `r-x normal`, `rw- device`.
+pub struct AttrsDisplay(pub Attributes);
+
+impl fmt::Display for AttrsDisplay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let access = self.0.access;
+        let flag = |bit: Access, c: char| if access.contains(bit) { c } else { '-' };
+        let memory = match self.0.memory {
+            MemoryType::NormalWriteBack => "normal",
+            MemoryType::Device => "device",
+            MemoryType::NormalNonCacheable => "normal-nc",
+        };
+        write!(
+            f,
+            "{}{}{} {memory}",
+            flag(Access::READ, 'r'),
+            flag(Access::WRITE, 'w'),
+            flag(Access::EXECUTE, 'x')
+        )
+    }
+}
+
+/// Leaf counts by level and the bytes of RAM mapped with 4K pages.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LeafStats {
+    pub leaves_1g: u64,
+    pub leaves_2m: u64,
+    pub leaves_4k: u64,
+    pub ram_4k_bytes: u64,
+}
+
+/// Prints the ptdump lines of `table` over `[0, limit)` and returns the leaf counts.
+pub fn ptdump<H: Hardware>(
+    table: &PageTable<H>,
+    name: &str,
+    limit: u64,
+    ram: &[PhysRange],
+) -> LeafStats {
+    let mut stats = LeafStats::default();
+    for run in table.mappings(0..limit) {
+        match run.level {
+            1 => stats.leaves_1g += run.leaves,
+            2 => stats.leaves_2m += run.leaves,
+            _ => {
+                stats.leaves_4k += run.leaves;
+                let in_ram: u64 = ram
+                    .iter()
+                    .map(|bank| {
+                        run.pa.0.max(bank.base)
+                            ..(run.pa.0 + (run.ia.end - run.ia.start)).min(bank.end())
+                    })
+                    .filter(|overlap| overlap.start < overlap.end)
+                    .map(|overlap| overlap.end - overlap.start)
+                    .sum();
+                stats.ram_4k_bytes += in_ram;
+            }
+        }
+        crate::console::write_raw(format_args!(
+            "ptdump: table={name} va={:#x} end={:#x} pa={:#x} size={:#x} level={} leaves={} cont={} attrs={}\n",
+            run.ia.start,
+            run.ia.end,
+            run.pa.0,
+            run.ia.end - run.ia.start,
+            run.level,
+            run.leaves,
+            u8::from(run.contiguous),
+            AttrsDisplay(run.attrs)
+        ));
+    }
+    stats
+}
+
+/// Prints the `map-stats:` line.
+pub fn map_stats<H: Hardware>(table: &PageTable<H>, name: &str, leaves: &LeafStats, build_us: u64) {
+    let counters = table.counters();
+    crate::console::write_raw(format_args!(
+        "map-stats: table={name} table_pages={} leaves_1g={} leaves_2m={} leaves_4k={} ram_4k_bytes={} descriptors={} tlbi={} dsb={} splits_1g={} splits_2m={} collapses={} build_us={build_us}\n",
+        counters.tables_allocated - counters.tables_freed,
+        leaves.leaves_1g,
+        leaves.leaves_2m,
+        leaves.leaves_4k,
+        leaves.ram_4k_bytes,
+        counters.descriptors_written,
+        counters.tlbi_total(),
+        counters.dsb,
+        counters.splits_1g,
+        counters.splits_2m,
+        counters.collapses_1g + counters.collapses_2m,
+    ));
+}
