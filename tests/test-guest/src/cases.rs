@@ -5,7 +5,7 @@ use crate::abi::*;
 use crate::fixed::List;
 use crate::layout::{Layout, Range};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Case {
     pub name: &'static str,
     pub function: u32,
@@ -30,31 +30,69 @@ pub fn hostile_cases(layout: &Layout, ram: &[Range], uart: Option<u64>) -> List<
     let r = PERM_READ;
     let inval = INVALID_PARAMETER;
 
-    add("unaligned ipa", MEM_PROTECT, [p + 0x800, PAGE_SIZE, r], inval);
-    add("unaligned ipa by 8", MEM_PROTECT, [p + 8, PAGE_SIZE, r], inval);
+    add(
+        "unaligned ipa",
+        MEM_PROTECT,
+        [p + 0x800, PAGE_SIZE, r],
+        inval,
+    );
+    add(
+        "unaligned ipa by 8",
+        MEM_PROTECT,
+        [p + 8, PAGE_SIZE, r],
+        inval,
+    );
     add("unaligned size", MEM_PROTECT, [p, 0x800, r], inval);
-    add("size not a page multiple", MEM_PROTECT, [p, PAGE_SIZE + 8, r], inval);
+    add(
+        "size not a page multiple",
+        MEM_PROTECT,
+        [p, PAGE_SIZE + 8, r],
+        inval,
+    );
     add("size 0", MEM_PROTECT, [p, 0, r], inval);
     add(
         "ipa + size overflows",
         MEM_PROTECT,
-        [u64::MAX & !(PAGE_SIZE - 1), 2 * PAGE_SIZE, r],
+        [!(PAGE_SIZE - 1), 2 * PAGE_SIZE, r],
         inval,
     );
     add(
         "size overflows from a guest page",
         MEM_PROTECT,
-        [p, u64::MAX & !(PAGE_SIZE - 1), r],
+        [p, !(PAGE_SIZE - 1), r],
         inval,
     );
-    add("permission bit 3", MEM_PROTECT, [p, PAGE_SIZE, 1 << 3], inval);
-    add("permission bit 63", MEM_PROTECT, [p, PAGE_SIZE, (1 << 63) | r], inval);
-    add("permissions all ones", MEM_PROTECT, [p, PAGE_SIZE, u64::MAX], inval);
+    add(
+        "permission bit 3",
+        MEM_PROTECT,
+        [p, PAGE_SIZE, 1 << 3],
+        inval,
+    );
+    add(
+        "permission bit 63",
+        MEM_PROTECT,
+        [p, PAGE_SIZE, (1 << 63) | r],
+        inval,
+    );
+    add(
+        "permissions all ones",
+        MEM_PROTECT,
+        [p, PAGE_SIZE, u64::MAX],
+        inval,
+    );
 
     let in_ram = |addr: u64| ram.iter().any(|range| range.contains(addr));
     if let (Some(first), Some(last)) = (ram.first(), ram.last()) {
-        if let Some(end) = last.end().filter(|&e| e % PAGE_SIZE == 0 && e < u64::MAX - PAGE_SIZE) {
-            add("just past guest RAM", MEM_PROTECT, [end, PAGE_SIZE, r], DENIED);
+        if let Some(end) = last
+            .end()
+            .filter(|&e| e % PAGE_SIZE == 0 && e < u64::MAX - PAGE_SIZE)
+        {
+            add(
+                "just past guest RAM",
+                MEM_PROTECT,
+                [end, PAGE_SIZE, r],
+                DENIED,
+            );
             add(
                 "straddling the end of guest RAM",
                 MEM_PROTECT,
@@ -83,7 +121,12 @@ pub fn hostile_cases(layout: &Layout, ram: &[Range], uart: Option<u64>) -> List<
         .filter_map(|w| w[0].end())
         .find(|&end| end % PAGE_SIZE == 0)
     {
-        add("hole between RAM ranges", MEM_PROTECT, [hole, PAGE_SIZE, r], DENIED);
+        add(
+            "hole between RAM ranges",
+            MEM_PROTECT,
+            [hole, PAGE_SIZE, r],
+            DENIED,
+        );
         add(
             "from RAM into the hole",
             MEM_PROTECT,
@@ -107,7 +150,12 @@ pub fn hostile_cases(layout: &Layout, ram: &[Range], uart: Option<u64>) -> List<
     }
     let far = 1u64 << 47;
     if !in_ram(far) {
-        add("far above RAM (1 << 47)", MEM_PROTECT, [far, PAGE_SIZE, r], DENIED);
+        add(
+            "far above RAM (1 << 47)",
+            MEM_PROTECT,
+            [far, PAGE_SIZE, r],
+            DENIED,
+        );
     }
 
     add("FEATURES x1 != 0", FEATURES, [1, 0, 0], inval);
@@ -120,9 +168,19 @@ pub fn hostile_cases(layout: &Layout, ram: &[Range], uart: Option<u64>) -> List<
     add("STATS unknown group", STATS, [STATS_GROUPS, 0, 0], inval);
     add("STATS group u64::MAX", STATS, [u64::MAX, 0, 0], inval);
 
-    add("unknown function 0x04", 0xc600_0004, [p, PAGE_SIZE, r], NOT_SUPPORTED);
+    add(
+        "unknown function 0x04",
+        0xc600_0004,
+        [p, PAGE_SIZE, r],
+        NOT_SUPPORTED,
+    );
     add("unknown function 0x3f", 0xc600_003f, [0; 3], NOT_SUPPORTED);
-    add("unknown function 0xfe00", 0xc600_fe00, [0; 3], NOT_SUPPORTED);
+    add(
+        "unknown function 0xfe00",
+        0xc600_fe00,
+        [0; 3],
+        NOT_SUPPORTED,
+    );
     add(
         "MEM_PROTECT's number as a 32-bit call",
         0x8600_0001,

@@ -22,6 +22,15 @@ pub enum Conduit {
     Smc,
 }
 
+impl fmt::Display for Conduit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Hvc => "HVC",
+            Self::Smc => "SMC",
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Console {
     /// A PL011 at this address: the one `/chosen/stdout-path` names, or failing that
@@ -32,8 +41,9 @@ pub enum Console {
 }
 
 /// Things that were wrong or missing, reported once the console works.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Problem {
+    #[default]
     NoMemory,
     TooManyRamRanges,
     TooManyReservations,
@@ -109,7 +119,10 @@ impl GuestInfo {
                     info.reserve(base, size);
                 }
             }
-            if node.compatible_strings().any(|c| c.starts_with(b"arm,psci")) {
+            if node
+                .compatible_strings()
+                .any(|c| c.starts_with(b"arm,psci"))
+            {
                 psci_found = true;
                 if node.str_property(b"method") == Some(b"smc") {
                     info.conduit = Conduit::Smc;
@@ -147,7 +160,10 @@ impl GuestInfo {
                 from_stdout_path: true,
             },
             None => {
-                if fdt.find(b"/chosen").is_some_and(|c| stdout_path(&c).is_some()) {
+                if fdt
+                    .find(b"/chosen")
+                    .is_some_and(|c| stdout_path(&c).is_some())
+                {
                     info.problem(Problem::StdoutPathUnusable);
                 }
                 match first_pl011 {
@@ -404,7 +420,12 @@ mod tests {
     #[test]
     fn merge_sorts_and_joins() {
         let mut l: List<Range, 8> = List::new();
-        for (base, size) in [(0x3000, 0x1000), (0x1000, 0x1000), (0x2000, 0x1000), (0x8000, 0x10)] {
+        for (base, size) in [
+            (0x3000, 0x1000),
+            (0x1000, 0x1000),
+            (0x2000, 0x1000),
+            (0x8000, 0x10),
+        ] {
             l.push(Range { base, size });
         }
         merge(&mut l);

@@ -72,7 +72,7 @@ pub fn total_size(header: &[u8]) -> Result<usize, FdtError> {
     }
     let size = be32(header, 4).ok_or(FdtError::Truncated)?;
     let size_usize = size as usize;
-    if size_usize < HEADER_SIZE || size_usize > MAX_SIZE {
+    if !(HEADER_SIZE..=MAX_SIZE).contains(&size_usize) {
         return Err(FdtError::BadSize(size));
     }
     Ok(size_usize)
@@ -128,7 +128,7 @@ impl<'a> Fdt<'a> {
         let strings = blob
             .get(off_strings..off_strings.saturating_add(size_strings))
             .ok_or(FdtError::BadLayout)?;
-        if off_rsvmap < HEADER_SIZE || off_rsvmap >= total || off_struct % 4 != 0 {
+        if off_rsvmap < HEADER_SIZE || off_rsvmap >= total || !off_struct.is_multiple_of(4) {
             return Err(FdtError::BadLayout);
         }
         Ok(Self {
@@ -231,8 +231,7 @@ impl<'a> Fdt<'a> {
 }
 
 fn name_matches(name: &[u8], component: &[u8]) -> bool {
-    name == component
-        || (!component.contains(&b'@') && name_without_address(name) == component)
+    name == component || (!component.contains(&b'@') && name_without_address(name) == component)
 }
 
 fn name_without_address(name: &[u8]) -> &[u8] {
@@ -279,7 +278,8 @@ impl<'a> Iterator for Nodes<'a> {
                         break; // the root closed
                     }
                 }
-                _ => break, // FDT_END, or garbage
+                FDT_END => break,
+                _ => break, // garbage
             }
         }
         self.done = true;
@@ -459,7 +459,7 @@ pub(crate) mod builder {
         }
 
         fn pad(&mut self) {
-            while self.structs.len() % 4 != 0 {
+            while !self.structs.len().is_multiple_of(4) {
                 self.structs.push(0);
             }
         }
@@ -591,7 +591,10 @@ mod tests {
         assert!(uart.is_compatible(b"arm,primecell"));
         assert!(!uart.is_compatible(b"arm"));
         assert_eq!(uart.reg().collect::<Vec<_>>(), [(0x0900_0000, 0x1000)]);
-        assert_eq!(fdt.reservations().collect::<Vec<_>>(), [(0x4800_0000, 0x1000)]);
+        assert_eq!(
+            fdt.reservations().collect::<Vec<_>>(),
+            [(0x4800_0000, 0x1000)]
+        );
         assert!(fdt.find(b"/").is_some_and(|n| n.depth == 0));
         assert!(fdt.find(b"/cpus/cpu@2").is_none());
         assert!(fdt.find(b"/cpu@0").is_none());

@@ -5,21 +5,21 @@ use core::fmt;
 /// A vector of at most `N` copyable items. `push` reports a full list instead of
 /// panicking.
 #[derive(Clone, Copy)]
-pub struct List<T: Copy, const N: usize> {
-    items: [Option<T>; N],
+pub struct List<T: Copy + Default, const N: usize> {
+    items: [T; N],
     len: usize,
 }
 
-impl<T: Copy, const N: usize> Default for List<T, N> {
+impl<T: Copy + Default, const N: usize> Default for List<T, N> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<T: Copy, const N: usize> List<T, N> {
-    pub const fn new() -> Self {
+impl<T: Copy + Default, const N: usize> List<T, N> {
+    pub fn new() -> Self {
         Self {
-            items: [None; N],
+            items: [T::default(); N],
             len: 0,
         }
     }
@@ -28,7 +28,7 @@ impl<T: Copy, const N: usize> List<T, N> {
     pub fn push(&mut self, item: T) -> bool {
         match self.items.get_mut(self.len) {
             Some(slot) => {
-                *slot = Some(item);
+                *slot = item;
                 self.len += 1;
                 true
             }
@@ -44,16 +44,16 @@ impl<T: Copy, const N: usize> List<T, N> {
         self.len == 0
     }
 
+    pub fn as_slice(&self) -> &[T] {
+        self.items.get(..self.len).unwrap_or(&[])
+    }
+
     pub fn get(&self, index: usize) -> Option<T> {
-        if index < self.len {
-            self.items.get(index).copied().flatten()
-        } else {
-            None
-        }
+        self.as_slice().get(index).copied()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
-        self.items.iter().take(self.len).filter_map(|item| *item)
+        self.as_slice().iter().copied()
     }
 
     /// Sorts in place by `key` (insertion sort: the lists are short).
@@ -61,13 +61,7 @@ impl<T: Copy, const N: usize> List<T, N> {
         let len = self.len.min(N);
         for i in 1..len {
             let mut j = i;
-            while j > 0 {
-                let (Some(a), Some(b)) = (self.items[j - 1], self.items[j]) else {
-                    break;
-                };
-                if key(&a) <= key(&b) {
-                    break;
-                }
+            while j > 0 && key(&self.items[j - 1]) > key(&self.items[j]) {
                 self.items.swap(j - 1, j);
                 j -= 1;
             }
@@ -78,7 +72,7 @@ impl<T: Copy, const N: usize> List<T, N> {
     pub fn set(&mut self, index: usize, item: T) -> bool {
         match self.items.get_mut(index) {
             Some(slot) if index < self.len => {
-                *slot = Some(item);
+                *slot = item;
                 true
             }
             _ => false,
@@ -95,12 +89,12 @@ impl<T: Copy, const N: usize> List<T, N> {
             self.items[i] = self.items[i + 1];
         }
         self.len -= 1;
-        self.items[self.len] = None;
-        item
+        self.items[self.len] = T::default();
+        Some(item)
     }
 }
 
-impl<T: Copy + fmt::Debug, const N: usize> fmt::Debug for List<T, N> {
+impl<T: Copy + Default + fmt::Debug, const N: usize> fmt::Debug for List<T, N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.iter()).finish()
     }

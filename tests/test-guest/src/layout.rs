@@ -52,10 +52,7 @@ impl Range {
     }
 
     pub fn contains_range(&self, other: &Range) -> bool {
-        other.base >= self.base
-            && other
-                .end()
-                .is_some_and(|end| end <= self.end_saturating())
+        other.base >= self.base && other.end().is_some_and(|end| end <= self.end_saturating())
     }
 
     pub fn overlaps(&self, other: &Range) -> bool {
@@ -120,7 +117,7 @@ impl fmt::Display for LayoutError {
 pub fn choose(ram: &[Range], busy: &[Range]) -> Result<Layout, LayoutError> {
     let free = |block: Range| !busy.iter().any(|b| b.overlaps(&block));
     let in_ram = |block: Range| ram.iter().any(|r| r.contains_range(&block));
-    if let Some(region) = highest_block(ram, BLOCK_1G, |b| free(b)) {
+    if let Some(region) = highest_block(ram, BLOCK_1G, free) {
         let chunk = region.base + BLOCK_2M;
         return Ok(Layout::in_chunk(
             chunk,
@@ -137,7 +134,7 @@ pub fn choose(ram: &[Range], busy: &[Range]) -> Result<Layout, LayoutError> {
             .map(|n| n.base + PAGE_SIZE)
     };
     let region = highest_block(ram, BLOCK_2M, |b| free(b) && neighbour(b).is_some())
-        .or_else(|| highest_block(ram, BLOCK_2M, |b| free(b)))
+        .or_else(|| highest_block(ram, BLOCK_2M, free))
         .ok_or(LayoutError::NoFreeBlock)?;
     Ok(Layout::in_chunk(region.base, region, neighbour(region)))
 }

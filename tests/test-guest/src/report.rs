@@ -84,7 +84,11 @@ pub fn write_result(w: &mut impl Write, name: &str, result: &TestResult) -> fmt:
 
 /// Writes the summary line (with its newline).
 pub fn write_summary(w: &mut impl Write, tally: &Tally) -> fmt::Result {
-    writeln!(w, "{PREFIX}{} passed, {} failed", tally.passed, tally.failed)
+    writeln!(
+        w,
+        "{PREFIX}{} passed, {} failed",
+        tally.passed, tally.failed
+    )
 }
 
 #[cfg(test)]

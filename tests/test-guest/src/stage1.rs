@@ -120,7 +120,7 @@ impl<'t> Builder<'t> {
             let l1 = self.next_table(0, 0, a)?;
             let l1_index = index(a, 1);
             let entry = self.tables[l1][l1_index];
-            if a % BLOCK_1G == 0 && end - a >= BLOCK_1G && entry == 0 {
+            if a.is_multiple_of(BLOCK_1G) && end - a >= BLOCK_1G && entry == 0 {
                 self.tables[l1][l1_index] = a | block_attrs;
                 a += BLOCK_1G;
                 continue;
@@ -193,13 +193,13 @@ mod tests {
         let mut pool = vec![[0u64; ENTRIES]; 8];
         let pool_pa = 0x4030_0000;
         let mut b = Builder::new(&mut pool, pool_pa).unwrap();
-        b.map(Range::new(0x0900_0000, 0x1000), DEVICE_BLOCK).unwrap();
+        b.map(Range::new(0x0900_0000, 0x1000), DEVICE_BLOCK)
+            .unwrap();
         b.map(Range::new(0x4000_0000, 0x8000_0000), NORMAL_BLOCK)
             .unwrap();
         assert_eq!(b.root_pa(), pool_pa);
         // L0, one L1, one L2 (for the UART's GiB).
         assert_eq!(b.tables_used(), 3);
-        drop(b);
         let (out, level, attrs) = walk(&pool, pool_pa, 0x0900_0ff8).unwrap();
         assert_eq!((out, level), (0x0900_0ff8, 2));
         assert_eq!(attrs, DEVICE_BLOCK & !ADDRESS_MASK);
@@ -223,7 +223,6 @@ mod tests {
             .unwrap();
         b.map(Range::new(0x80_0000_0000, 0x20_0000), NORMAL_BLOCK)
             .unwrap();
-        drop(b);
         assert_eq!(walk(&pool, pool_pa, 0x4200_0000).map(|w| w.1), Some(2));
         assert_eq!(walk(&pool, pool_pa, 0x7fff_fff8).map(|w| w.1), Some(2));
         assert_eq!(walk(&pool, pool_pa, 0x8000_0000).map(|w| w.1), Some(2));
@@ -241,10 +240,10 @@ mod tests {
     fn devices_keep_their_block() {
         let mut pool = vec![[0u64; ENTRIES]; 4];
         let mut b = Builder::new(&mut pool, 0).unwrap();
-        b.map(Range::new(0x4000_0000, 0x1000), DEVICE_BLOCK).unwrap();
+        b.map(Range::new(0x4000_0000, 0x1000), DEVICE_BLOCK)
+            .unwrap();
         b.map(Range::new(0x4000_0000, 0x4000_0000), NORMAL_BLOCK)
             .unwrap();
-        drop(b);
         assert_eq!(
             walk(&pool, 0, 0x4000_0000).map(|w| (w.1, w.2)),
             Some((2, DEVICE_BLOCK))

@@ -151,14 +151,17 @@ extern "C" fn el1_exception(frame: &mut Frame, vector: u64) {
             _ => {}
         }
     }
-    runner::fatal(format_args!(
-        "unexpected exception on cpu slot {slot_index} ({}, {}): {}, SPSR_EL1 {:#x}, SP {:#x}",
-        vector_name(vector).0,
-        vector_name(vector).1,
-        fault,
-        frame.spsr,
-        frame as *const Frame as u64 + 0x110
-    ));
+    runner::fatal(
+        "unexpected exception",
+        format_args!(
+            "unexpected exception on cpu slot {slot_index} ({}, {}): {}, SPSR_EL1 {:#x}, SP {:#x}",
+            vector_name(vector).0,
+            vector_name(vector).1,
+            fault,
+            frame.spsr,
+            frame as *const Frame as u64 + 0x110
+        ),
+    );
 }
 
 fn vector_name(vector: u64) -> (&'static str, &'static str) {

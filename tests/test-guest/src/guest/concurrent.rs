@@ -1,0 +1,331 @@
+//! `concurrent_split_restore`: a second vCPU sweeps the test region (sweep.rs) while the
+//! boot vCPU makes one page of it read-only and back [`ITERATIONS`] times, so the
+//! hypervisor splits and collapses the block under live accesses. The secondary must
+//! take no fault (with FEAT_BBM level 2 the split never breaks the mapping; with
+//! break-before-make the hypervisor must hide the window) and lose no data.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use super::console::say;
+use super::cpu::{self, Deadline};
+use super::tests::{mem_protect, read, stats, write};
+use super::{Env, exceptions, runner};
+use crate::abi::*;
+use crate::esr::Fault;
+use crate::fixed::Text;
+use crate::report::{Failure, PREFIX, TestResult};
+use crate::sweep::{Kind, Sweep, word};
+use crate::{failed, text};
+
+pub const ITERATIONS: u64 = 1000;
+const START_TIMEOUT_MS: u64 = 5_000;
+const STOP_TIMEOUT_MS: u64 = 60_000;
+const OFF_TIMEOUT_MS: u64 = 2_000;
+/// The context id CPU_ON passes: the secondary's slot.
+const SECONDARY_SLOT: u64 = 1;
+
+/// What head.S `secondary_entry` loads with its MMU off (so cleaned to the point of
+/// coherency before CPU_ON): stack top, MAIR, TCR, TTBR0, SCTLR, VBAR.
+#[repr(C)]
+pub struct SecondaryBoot {
+    words: [AtomicU64; 6],
+}
+
+#[unsafe(no_mangle)]
+pub static SECONDARY_BOOT: SecondaryBoot = SecondaryBoot {
+    words: [const { AtomicU64::new(0) }; 6],
+};
+
+unsafe extern "C" {
+    static __secondary_stack_top: u8;
+    static el1_vectors: u8;
+    fn secondary_entry();
+}
+
+/// Between the two CPUs (both with the MMU on: Normal, coherent memory).
+struct Shared {
+    region_base: AtomicU64,
+    region_size: AtomicU64,
+    chunk: AtomicU64,
+    page: AtomicU64,
+    started: AtomicBool,
+    stop: AtomicBool,
+    done: AtomicBool,
+    passes: AtomicU64,
+    mismatches: AtomicU64,
+    mismatch_addr: AtomicU64,
+    mismatch_got: AtomicU64,
+    mismatch_want: AtomicU64,
+    faults: AtomicU64,
+    fault_esr: AtomicU64,
+    fault_far: AtomicU64,
+    fault_elr: AtomicU64,
+}
+
+static SHARED: Shared = Shared {
+    region_base: AtomicU64::new(0),
+    region_size: AtomicU64::new(0),
+    chunk: AtomicU64::new(0),
+    page: AtomicU64::new(0),
+    started: AtomicBool::new(false),
+    stop: AtomicBool::new(false),
+    done: AtomicBool::new(false),
+    passes: AtomicU64::new(0),
+    mismatches: AtomicU64::new(0),
+    mismatch_addr: AtomicU64::new(0),
+    mismatch_got: AtomicU64::new(0),
+    mismatch_want: AtomicU64::new(0),
+    faults: AtomicU64::new(0),
+    fault_esr: AtomicU64::new(0),
+    fault_far: AtomicU64::new(0),
+    fault_elr: AtomicU64::new(0),
+};
+
+/// The secondary CPU, from head.S `secondary_entry` with its MMU on.
+#[unsafe(no_mangle)]
+extern "C" fn secondary_main(_slot: u64) -> ! {
+    let s = &SHARED;
+    let sweep = Sweep {
+        region_base: s.region_base.load(Ordering::Acquire),
+        region_size: s.region_size.load(Ordering::Acquire),
+        chunk: s.chunk.load(Ordering::Acquire),
+        page: s.page.load(Ordering::Acquire),
+    };
+    exceptions::count_data_aborts();
+    s.started.store(true, Ordering::Release);
+    let mut generation = 0;
+    while !s.stop.load(Ordering::Acquire) {
+        let mut bad = 0u64;
+        let mut first = None;
+        sweep.for_each(|a, kind| {
+            let got = read(a);
+            let want = Sweep::expected(a, kind, generation);
+            if got != want {
+                bad += 1;
+                if first.is_none() {
+                    first = Some((a, got, want));
+                }
+            }
+            if kind == Kind::ReadWrite {
+                write(a, word(a, generation + 1));
+            }
+        });
+        generation += 1;
+        if let Some((a, got, want)) = first
+            && s.mismatches.load(Ordering::Relaxed) == 0
+        {
+            s.mismatch_addr.store(a, Ordering::Relaxed);
+            s.mismatch_got.store(got, Ordering::Relaxed);
+            s.mismatch_want.store(want, Ordering::Relaxed);
+        }
+        s.mismatches.fetch_add(bad, Ordering::Relaxed);
+        s.passes.store(generation, Ordering::Release);
+    }
+    let (faults, first) = exceptions::stop_counting();
+    if let Some(f) = first {
+        s.fault_esr.store(f.esr, Ordering::Relaxed);
+        s.fault_far.store(f.far, Ordering::Relaxed);
+        s.fault_elr.store(f.elr, Ordering::Relaxed);
+    }
+    s.faults.store(faults, Ordering::Relaxed);
+    s.done.store(true, Ordering::Release);
+    let status = runner::psci(PSCI_CPU_OFF, 0, 0, 0);
+    runner::fatal(
+        "the secondary could not power off",
+        format_args!(
+            "PSCI CPU_OFF returned {status} ({}) on the secondary",
+            psci_status_name(status)
+        ),
+    )
+}
+
+fn wait_for(flag: &AtomicBool, ms: u64) -> bool {
+    let deadline = Deadline::after_ms(ms);
+    while !flag.load(Ordering::Acquire) {
+        if deadline.passed() {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
+    true
+}
+
+pub fn concurrent_split_restore(env: &Env) -> TestResult {
+    let l = env
+        .layout
+        .map_err(|error| failed!("no test region: {error}"))?;
+    let cpus = env.info.cpus.len();
+    let Some(target) = env.info.cpus.iter().find(|&m| m != env.own_mpidr) else {
+        return Err(Failure::Skipped(text!(
+            "the device tree has {cpus} cpu node(s), no second CPU"
+        )));
+    };
+    let Some(mmu) = env.mmu else {
+        return Err(failed!(
+            "the EL1 MMU is off: the secondary could not share the boot CPU's map"
+        ));
+    };
+    let sweep = Sweep::new(&l);
+    let s = &SHARED;
+
+    let fill_start = cpu::ticks();
+    let words = sweep.for_each(|a, _| write(a, word(a, 0)));
+    let fill_ms = cpu::ms_since(fill_start);
+    s.region_base.store(sweep.region_base, Ordering::Relaxed);
+    s.region_size.store(sweep.region_size, Ordering::Relaxed);
+    s.chunk.store(sweep.chunk, Ordering::Relaxed);
+    s.page.store(sweep.page, Ordering::Relaxed);
+    s.started.store(false, Ordering::Relaxed);
+    s.stop.store(false, Ordering::Relaxed);
+    s.done.store(false, Ordering::Relaxed);
+    s.passes.store(0, Ordering::Relaxed);
+    s.mismatches.store(0, Ordering::Relaxed);
+    s.faults.store(0, Ordering::Relaxed);
+
+    let boot = &SECONDARY_BOOT.words;
+    let stack_top = core::ptr::addr_of!(__secondary_stack_top) as u64;
+    let vbar = core::ptr::addr_of!(el1_vectors) as u64;
+    for (slot, value) in boot
+        .iter()
+        .zip([stack_top, mmu.mair, mmu.tcr, mmu.ttbr0, mmu.sctlr, vbar])
+    {
+        slot.store(value, Ordering::Relaxed);
+    }
+    cpu::clean_to_poc(
+        core::ptr::addr_of!(SECONDARY_BOOT) as u64,
+        core::mem::size_of::<SecondaryBoot>() as u64,
+    );
+    let stats_before = stats(STATS_SPLITS).ok();
+
+    let entry = secondary_entry as *const () as u64;
+    let status = runner::psci(PSCI_CPU_ON_64, target, entry, SECONDARY_SLOT);
+    if status != 0 {
+        return Err(failed!(
+            "PSCI CPU_ON({target:#x}, {entry:#x}, {SECONDARY_SLOT}) returned {status} ({})",
+            psci_status_name(status)
+        ));
+    }
+    if !wait_for(&s.started, START_TIMEOUT_MS) {
+        // It may still come up later and sweep: stopping it is all we can do.
+        s.stop.store(true, Ordering::Release);
+        return Err(failed!(
+            "CPU_ON succeeded but the secondary did not start within {START_TIMEOUT_MS} ms"
+        ));
+    }
+
+    // The boot CPU's part: read-only and back, checking the page each time.
+    let p = l.page;
+    let loop_start = cpu::ticks();
+    let passes_at_start = s.passes.load(Ordering::Acquire);
+    let mut iterations = 0;
+    let mut loop_error: Option<Text> = None;
+    let mut page_mismatches = 0u64;
+    for i in 0..ITERATIONS {
+        let status = mem_protect(p, PAGE_SIZE, PERM_READ);
+        if status != SUCCESS {
+            loop_error = Some(text!(
+                "iteration {i}: MEM_PROTECT({p:#x}, {PAGE_SIZE:#x}, r--) returned {}",
+                Status(status)
+            ));
+            break;
+        }
+        page_mismatches += (p..p + PAGE_SIZE)
+            .step_by(8)
+            .filter(|&a| read(a) != word(a, 0))
+            .count() as u64;
+        let status = mem_protect(p, PAGE_SIZE, PERM_ALL);
+        if status != SUCCESS {
+            loop_error = Some(text!(
+                "iteration {i}: MEM_PROTECT({p:#x}, {PAGE_SIZE:#x}, rwx) returned {}",
+                Status(status)
+            ));
+            break;
+        }
+        iterations += 1;
+    }
+    let loop_ms = cpu::ms_since(loop_start);
+    let passes_during = s.passes.load(Ordering::Acquire) - passes_at_start;
+
+    s.stop.store(true, Ordering::Release);
+    if !wait_for(&s.done, STOP_TIMEOUT_MS) {
+        return Err(failed!(
+            "the secondary did not stop within {STOP_TIMEOUT_MS} ms ({} sweeps so far)",
+            s.passes.load(Ordering::Acquire)
+        ));
+    }
+    let off_deadline = Deadline::after_ms(OFF_TIMEOUT_MS);
+    let mut affinity = runner::psci(PSCI_AFFINITY_INFO_64, target, 0, 0);
+    while affinity != AFFINITY_OFF && !off_deadline.passed() {
+        core::hint::spin_loop();
+        affinity = runner::psci(PSCI_AFFINITY_INFO_64, target, 0, 0);
+    }
+
+    let passes = s.passes.load(Ordering::Acquire);
+    let faults = s.faults.load(Ordering::Relaxed);
+    let mismatches = s.mismatches.load(Ordering::Relaxed);
+    let mut lost = 0u64;
+    let mut first_lost = None;
+    sweep.for_each(|a, kind| {
+        let want = Sweep::expected(a, kind, passes);
+        let got = read(a);
+        if got != want {
+            lost += 1;
+            first_lost.get_or_insert((a, got, want));
+        }
+    });
+    let stats_note = match (stats_before, stats(STATS_SPLITS).ok()) {
+        (Some(b), Some(a)) => text!(
+            "; STATS splits 1G +{}, 2M +{}, collapses +{}",
+            a[0].wrapping_sub(b[0]),
+            a[1].wrapping_sub(b[1]),
+            a[2].wrapping_sub(b[2])
+        ),
+        _ => Text::new(),
+    };
+    say!(
+        "{PREFIX}concurrent_split_restore: {iterations}/{ITERATIONS} protect+restore pairs in {loop_ms} ms; \
+         secondary {target:#x}: {passes} sweeps of {words} words ({passes_during} during the loop, fill {fill_ms} ms), \
+         {faults} faults, {mismatches} mismatches; boot CPU: {page_mismatches} mismatches on the read-only page; \
+         final check: {lost} of {words} words wrong; AFFINITY_INFO {affinity}{stats_note}"
+    );
+
+    if let Some(why) = loop_error {
+        return Err(Failure::Failed(why));
+    }
+    if faults > 0 {
+        let first = Fault {
+            esr: s.fault_esr.load(Ordering::Relaxed),
+            far: s.fault_far.load(Ordering::Relaxed),
+            elr: s.fault_elr.load(Ordering::Relaxed),
+        };
+        return Err(failed!(
+            "the secondary took {faults} data aborts during {iterations} iterations; first: {first}"
+        ));
+    }
+    if mismatches > 0 {
+        return Err(failed!(
+            "the secondary read {mismatches} wrong words; first at {:#x}: {:#x}, want {:#x}",
+            s.mismatch_addr.load(Ordering::Relaxed),
+            s.mismatch_got.load(Ordering::Relaxed),
+            s.mismatch_want.load(Ordering::Relaxed)
+        ));
+    }
+    if page_mismatches > 0 {
+        return Err(failed!(
+            "the boot CPU read {page_mismatches} wrong words on the read-only page"
+        ));
+    }
+    if let Some((a, got, want)) = first_lost {
+        return Err(failed!(
+            "data lost: {lost} of {words} words wrong after {passes} sweeps; first at {a:#x}: {got:#x}, want {want:#x}"
+        ));
+    }
+    if affinity != AFFINITY_OFF {
+        return Err(failed!(
+            "the secondary called CPU_OFF but AFFINITY_INFO({target:#x}) says {affinity}, not OFF (1)"
+        ));
+    }
+    Ok(text!(
+        "{iterations} iterations, {passes} sweeps ({passes_during} during the loop), 0 faults, 0 mismatches, 0 words lost{stats_note}"
+    ))
+}

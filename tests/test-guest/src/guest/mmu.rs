@@ -1,0 +1,89 @@
+//! Turning the EL1 MMU on with the identity map of `stage1.rs`.
+//!
+//! The tables are built with the MMU off (plain stores go straight to memory), the
+//! image's lines are invalidated so no stale cache line can shadow what those stores
+//! wrote, then MAIR/TCR/TTBR0 are set and SCTLR_EL1 turns on the MMU with the data and
+//! instruction caches.
+
+use core::cell::UnsafeCell;
+
+use super::cpu::{self, read_sysreg, write_sysreg};
+use crate::dtinfo::GuestInfo;
+use crate::layout::Range;
+use crate::stage1::{self, Builder, DEVICE_BLOCK, NORMAL_BLOCK, Stage1Error, Table};
+
+/// Page-table pages: the root, a level-1 table per 512 GiB touched, a level-2 table per
+/// GiB that is not one block.
+const POOL_TABLES: usize = 24;
+
+#[repr(C, align(4096))]
+struct Pool(UnsafeCell<[Table; POOL_TABLES]>);
+
+// SAFETY: written once by the boot CPU before any other CPU runs, read only by the
+// table walkers afterwards.
+unsafe impl Sync for Pool {}
+
+static POOL: Pool = Pool(UnsafeCell::new([[0; stage1::ENTRIES]; POOL_TABLES]));
+
+/// SCTLR_EL1 bits that are RES1 in Armv8.0 (11, 20, 22, 23, 28, 29); with them set the
+/// later meanings (EOS, TSCXT, EIS, SPAN, nTLSMD, LSMAOE) are the Armv8.0 behaviour.
+const SCTLR_RES1: u64 = (1 << 11) | (1 << 20) | (1 << 22) | (1 << 23) | (1 << 28) | (1 << 29);
+const SCTLR_M: u64 = 1 << 0;
+const SCTLR_C: u64 = 1 << 2;
+const SCTLR_SA: u64 = 1 << 3;
+const SCTLR_I: u64 = 1 << 12;
+/// MMU, data and instruction caches and SP alignment checking on; no alignment checks,
+/// WXN off (the tests execute code they wrote), little-endian.
+pub const SCTLR_ON: u64 = SCTLR_RES1 | SCTLR_M | SCTLR_C | SCTLR_SA | SCTLR_I;
+
+/// The translation controls the boot CPU used, for the secondary to copy.
+#[derive(Clone, Copy, Debug)]
+pub struct MmuConfig {
+    pub mair: u64,
+    pub tcr: u64,
+    pub ttbr0: u64,
+    pub sctlr: u64,
+    pub tables_used: usize,
+}
+
+/// Builds the identity map of guest RAM (or, without any memory node, of the image and
+/// the DTB) and the console UART, and turns the MMU on.
+///
+/// # Safety
+/// Boot CPU only, once, with the MMU off and no other CPU running.
+pub unsafe fn enable(info: &GuestInfo, image: Range, dtb: Range) -> Result<MmuConfig, Stage1Error> {
+    // SAFETY: only this CPU exists and nothing else refers to the pool.
+    let tables = unsafe { &mut *POOL.0.get() };
+    let pool_pa = tables.as_ptr() as u64;
+    let mut builder = Builder::new(tables, pool_pa)?;
+    if let Some(uart) = info.console_base() {
+        builder.map(Range::new(uart, 0x1000), DEVICE_BLOCK)?;
+    }
+    if info.ram.is_empty() {
+        builder.map(image, NORMAL_BLOCK)?;
+        builder.map(dtb, NORMAL_BLOCK)?;
+    }
+    for ram in info.ram.iter() {
+        builder.map(ram, NORMAL_BLOCK)?;
+    }
+    let config = MmuConfig {
+        mair: stage1::MAIR,
+        tcr: stage1::tcr(read_sysreg!("id_aa64mmfr0_el1") & 0xf),
+        ttbr0: builder.root_pa(),
+        sctlr: SCTLR_ON,
+        tables_used: builder.tables_used(),
+    };
+    cpu::invalidate_dcache(image.base, image.size);
+    write_sysreg!("mair_el1", config.mair);
+    write_sysreg!("tcr_el1", config.tcr);
+    write_sysreg!("ttbr0_el1", config.ttbr0);
+    cpu::isb();
+    // SAFETY: invalidates this CPU's EL1 TLB entries; nothing is mapped yet.
+    unsafe { core::arch::asm!("tlbi vmalle1", "dsb nsh", "isb", options(nostack)) };
+    write_sysreg!("sctlr_el1", config.sctlr);
+    cpu::isb();
+    // SAFETY: invalidates the instruction cache, which may hold lines fetched with
+    // different attributes while the MMU was off.
+    unsafe { core::arch::asm!("ic iallu", "dsb nsh", "isb", options(nostack)) };
+    Ok(config)
+}
