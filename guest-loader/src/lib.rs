@@ -26,11 +26,13 @@ extern crate alloc;
 pub mod guest_dt;
 pub mod image;
 pub mod modules;
+pub mod passthrough;
 pub mod placement;
 pub mod plan;
 
 pub use guest_dt::{GuestDtError, GuestDtSpec, build_guest_dtb};
 pub use image::{ImageError, ImageHeader};
 pub use modules::{GuestModuleRole, GuestModules, ModuleError, select_modules};
+pub use passthrough::{PassthroughError, passthrough_regions};
 pub use placement::{ModuleCopy, Placement, PlacementError, PlacementRequest, place_guest};
 pub use plan::{GuestConfig, GuestPlan, LoadError, plan_guest};
