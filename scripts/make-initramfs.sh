@@ -16,6 +16,7 @@ if [ -f "$out" ] && [ -f "$out.stamp" ] && [ "$(cat "$out.stamp")" = "$src_stamp
     exit 0
 fi
 
+mkdir -p "$(dirname "$out")"
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,root}

@@ -94,7 +94,7 @@ qemu=(qemu-system-aarch64
     -machine virt,virtualization=on,gic-version=3
     -cpu "$cpu" -smp "$smp" -m "$mem"
     -nographic -nic none
-    -kernel "$repo/target/hypervisor.bin")
+    -kernel "${CARGO_TARGET_DIR:-$repo/target}/hypervisor.bin")
 [ -n "$append" ] && qemu+=(-append "$append")
 
 ram_base=$((0x40000000))
@@ -143,6 +143,20 @@ if [ "$status" -eq 124 ]; then
     exit 124
 fi
 outcome=$(tr -d '\r' <"$log" | grep -a '^hyp-exit:' | tail -n 1 || true)
+if [ "$check" -eq 1 ] && [ "$outcome" = "hyp-exit: success" ]; then
+    # The guest's own verdict, and its memory against what the hypervisor gave it:
+    # MemTotal excludes the kernel's reserved memory, so it must lie in [85%, 100%].
+    verdict=$(tr -d '\r' <"$log" | grep -a '^guest-check: \(pass\|fail\)$' | tail -n 1 || true)
+    memtotal_kb=$(tr -d '\r' <"$log" | sed -n 's/^guest-check: memtotal_kb=\([0-9]*\).*/\1/p' | tail -n 1)
+    given=$(tr -d '\r' <"$log" | sed -n 's/^hyp-facts: guest_ram_bytes=\([0-9]*\).*/\1/p' | tail -n 1)
+    if [ "$verdict" != "guest-check: pass" ]; then
+        echo "run.sh: the guest checks did not pass (${verdict:-no verdict})" >&2; exit 1
+    fi
+    if [ -z "$memtotal_kb" ] || [ -z "$given" ] || (( memtotal_kb * 1024 > given || memtotal_kb * 1024 * 100 < given * 85 )); then
+        echo "run.sh: guest MemTotal ${memtotal_kb:-?} kB does not match the ${given:-?} bytes the hypervisor gave" >&2; exit 1
+    fi
+    echo "run.sh: guest checks passed; MemTotal $memtotal_kb kB of $given bytes given" >&2
+fi
 case "$outcome" in
     "hyp-exit: success") exit 0 ;;
     "hyp-exit: failure"*) echo "run.sh: $outcome" >&2; exit 1 ;;

@@ -92,7 +92,7 @@ extern "C" fn primary_main(dtb_pa: usize, boot_counter: u64) -> ! {
     };
     report(&cpu, &info);
 
-    crate::run::after_boot(&info, &cpu, &args)
+    crate::run::after_boot(&info, blob, &cpu, &args)
 }
 
 fn report(cpu: &CpuFacts, info: &PlatformInfo<'_>) {

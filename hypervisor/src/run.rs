@@ -149,7 +149,12 @@ fn bring_up_memory(
     }
 }
 
-pub fn after_boot(info: &PlatformInfo<'_>, cpu: &CpuFacts, args: &HypervisorArgs) -> ! {
+pub fn after_boot(
+    info: &PlatformInfo<'_>,
+    host_dtb: &[u8],
+    cpu: &CpuFacts,
+    args: &HypervisorArgs,
+) -> ! {
     let layout = plan_memory(info, args);
     bring_up_memory(info, cpu, args, &layout);
     heap_smoke_check();
@@ -165,6 +170,14 @@ pub fn after_boot(info: &PlatformInfo<'_>, cpu: &CpuFacts, args: &HypervisorArgs
         log::info!("no guest kernel module in /chosen: nothing to run");
         boot::stop(Outcome::Success);
     }
-    log::error!("guest boot: stage 2 is not implemented yet");
-    boot::stop_failure("guest boot not implemented")
+    let ids = crate::arch::sysreg::id_registers();
+    let caps = mm::el2_map::capabilities(&ids, args);
+    crate::guest_boot::boot_guest(
+        info,
+        host_dtb,
+        &layout,
+        cpu,
+        caps,
+        mm::el2_map::map_flags(args),
+    )
 }
