@@ -95,7 +95,7 @@ qemu=(qemu-system-aarch64
     -cpu "$cpu" -smp "$smp" -m "$mem"
     -nographic -nic none
     -kernel "${CARGO_TARGET_DIR:-$repo/target}/hypervisor.bin")
-[ -n "$append" ] && qemu+=(-append "$append")
+[ -n "$append" ] && [ "$mode" != selftest ] && qemu+=(-append "$append")
 
 ram_base=$((0x40000000))
 if [ "$mode" = linux ]; then
@@ -120,7 +120,10 @@ if [ "$mode" = linux ]; then
     qemu+=(-device "guest-loader,addr=$(printf '0x%x' "$kernel_addr"),kernel=$kernel,bootargs=${bootargs//,/,,}"
            -device "guest-loader,addr=$(printf '0x%x' "$initrd_addr"),initrd=$initrd")
 elif [ "$mode" = selftest ]; then
-    qemu+=(-append "${append:+$append }selftest")
+    # The EL2 selftests, then the EL1 test guest through the same guest-loader path.
+    "$repo/scripts/build-test-guest.sh" >&2
+    qemu+=(-append "${append:+$append }selftest"
+           -device "guest-loader,addr=0x50000000,kernel=${CARGO_TARGET_DIR:-$repo/target}/test-guest.bin")
 fi
 
 mkdir -p "$(dirname "$log")"
@@ -156,6 +159,17 @@ if [ "$check" -eq 1 ] && [ "$outcome" = "hyp-exit: success" ]; then
         echo "run.sh: guest MemTotal ${memtotal_kb:-?} kB does not match the ${given:-?} bytes the hypervisor gave" >&2; exit 1
     fi
     echo "run.sh: guest checks passed; MemTotal $memtotal_kb kB of $given bytes given" >&2
+fi
+if [ "$mode" = selftest ] && [ "$outcome" = "hyp-exit: success" ]; then
+    # One summary over the EL2 selftests and the test guest's own summary line.
+    el2_ok=$(tr -d '\r' <"$log" | grep -ac '^selftest: el2_[a-z0-9_]* \.\.\. ok' || true)
+    el2_failed=$(tr -d '\r' <"$log" | grep -ac '^selftest: el2_[a-z0-9_]* \.\.\. FAILED' || true)
+    guest=$(tr -d '\r' <"$log" | sed -n 's/^selftest: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' | tail -n 1)
+    [ -n "$guest" ] || { echo "run.sh: the test guest printed no summary" >&2; echo "selftest: $el2_ok passed, $((el2_failed + 1)) failed"; exit 1; }
+    read -r guest_ok guest_failed <<<"$guest"
+    failed=$((el2_failed + guest_failed))
+    echo "selftest: $((el2_ok + guest_ok)) passed, $failed failed"
+    [ "$failed" -eq 0 ] || exit 1
 fi
 case "$outcome" in
     "hyp-exit: success") exit 0 ;;

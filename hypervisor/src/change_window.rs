@@ -55,6 +55,20 @@ impl ChangeWindow {
         self.sequence.load(Ordering::Acquire)
     }
 
+    /// Spins while a change covering `ipa` is in progress. A vCPU that faulted there then
+    /// retries its access against the finished tables.
+    pub fn wait_while_covering(&self, ipa: u64) {
+        loop {
+            let odd = self.sequence.load(Ordering::Acquire) % 2 == 1;
+            let covers =
+                ipa >= self.start.load(Ordering::Relaxed) && ipa < self.end.load(Ordering::Relaxed);
+            if !(odd && covers) {
+                return;
+            }
+            core::hint::spin_loop();
+        }
+    }
+
     /// Decides about a fault at `ipa` taken when the sequence was `seen`: waits (spinning)
     /// while a change covering `ipa` is in progress, then says whether to retry.
     pub fn judge(&self, ipa: u64, seen: u64) -> FaultVerdict {

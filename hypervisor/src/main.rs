@@ -14,9 +14,13 @@ mod console;
 #[cfg(target_os = "none")]
 mod guest_boot;
 #[cfg(target_os = "none")]
+mod hypercalls;
+#[cfg(target_os = "none")]
 mod mm;
 #[cfg(target_os = "none")]
 mod run;
+#[cfg(target_os = "none")]
+mod selftest;
 
 #[cfg(not(target_os = "none"))]
 fn main() {

@@ -69,7 +69,7 @@ impl GuestFeatures {
 
 /// HCR_EL2 while the guest runs.
 pub fn guest_hcr(features: &GuestFeatures) -> u64 {
-    const VM: u64 = 0;
+    const VM: u64 = 1 << 0; // stage 2 on
     const SWIO: u64 = 1 << 1; // set/way invalidate becomes clean+invalidate
     const FB: u64 = 1 << 9; // force broadcast of EL1 TLB/cache maintenance
     const BSU_INNER: u64 = 1 << 10; // barriers upgraded to inner shareable

@@ -163,7 +163,7 @@ pub fn handle_sync(frame: &mut TrapFrame, esr: Esr, far: u64) {
             smccc_call(config, frame);
         }
         ExceptionClass::DATA_ABORT_LOWER | ExceptionClass::INSTR_ABORT_LOWER => {
-            stage2_abort(frame, esr, far);
+            stage2_abort(config, frame, esr, far);
         }
         _ => {
             log::warn!(
@@ -186,7 +186,10 @@ fn smccc_call(config: &GuestConfig, frame: &mut TrapFrame) {
             super::halt();
         }
         Some(Followup::SystemOff) => {
-            log::info!("guest: PSCI SYSTEM_OFF");
+            log::info!(
+                "guest: PSCI SYSTEM_OFF ({} stage-2 fault(s) retried)",
+                crate::hypercalls::retried_faults()
+            );
             boot::stop(hypervisor::outcome::Outcome::Success);
         }
         Some(Followup::SystemReset) => {
@@ -194,17 +197,36 @@ fn smccc_call(config: &GuestConfig, frame: &mut TrapFrame) {
             super::psci::system_reset();
             boot::stop(hypervisor::outcome::Outcome::Success);
         }
-        None => frame.regs[0] = smccc::NOT_SUPPORTED as u64,
+        None => match hypervisor::hypercall::decode(function, args) {
+            Ok(Some(call)) => {
+                let results = crate::hypercalls::handle(call, &config.ram);
+                frame.regs[..4].copy_from_slice(&results);
+            }
+            Ok(None) => frame.regs[0] = smccc::NOT_SUPPORTED as u64,
+            Err(code) => frame.regs[0] = code as u64,
+        },
     }
 }
 
 /// Logs each kind of stage-2 abort once, so a misbehaving guest cannot flood the console.
 static ABORTS_LOGGED: AtomicU64 = AtomicU64::new(0);
 
-fn stage2_abort(frame: &mut TrapFrame, esr: Esr, far: u64) {
+fn stage2_abort(config: &GuestConfig, frame: &mut TrapFrame, esr: Esr, far: u64) {
     let hpfar = read_sysreg!("hpfar_el2");
     // HPFAR_EL2.FIPA holds IPA[51:12] in bits [43:4]; the page offset comes from FAR_EL2.
     let ipa = ((hpfar >> 4) << 12) | (far & 0xfff);
+    let fsc = esr.fault_status();
+    let translation_or_permission = matches!(fsc, 0x04..=0x07 | 0x0c..=0x0f);
+    if translation_or_permission && config.ram.iter().any(|r| r.contains(ipa)) {
+        let instruction = esr.class() == ExceptionClass::INSTR_ABORT_LOWER;
+        match crate::hypercalls::guest_ram_fault(ipa, far, fsc, esr.is_write(), instruction) {
+            crate::hypercalls::FaultAction::Retry => {}
+            crate::hypercalls::FaultAction::Inject(exception) => {
+                inject_into_guest(frame, exception)
+            }
+        }
+        return;
+    }
     let kind_bit = 1u64 << (esr.fault_status() & 0x3f);
     if ABORTS_LOGGED.fetch_or(kind_bit, Ordering::Relaxed) & kind_bit == 0 {
         log::warn!(

@@ -1,0 +1,170 @@
+//! The vendor hypercalls on the board (ABI and validation in `hypervisor::hypercall`):
+//! permission changes on the live stage 2 through the engine, queries and counters; and
+//! the stage-2 fault side: a fault explained by a change in flight is retried, one the
+//! new permissions forbid is injected as the abort the architecture would give.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use hypervisor::change_window::ChangeWindow;
+use hypervisor::hypercall::{self, Hypercall, Permissions, StatsGroup};
+use hypervisor::inject::SyncException;
+use pgtable::{Access, Attributes, MemoryType};
+use platform::info::PhysRange;
+
+use crate::guest_boot::STAGE2;
+
+/// The IPA range a MEM_PROTECT is changing, for the fault handler.
+static CHANGE_WINDOW: ChangeWindow = ChangeWindow::new();
+/// Faults retried because a change explained them (counted, reported by STATS group 2).
+static RETRIED_FAULTS: AtomicU64 = AtomicU64::new(0);
+
+fn attributes(permissions: Permissions) -> Attributes {
+    let bits = u8::from(permissions.read)
+        | (u8::from(permissions.write) << 1)
+        | (u8::from(permissions.execute) << 2);
+    Attributes::new(
+        Access::from_bits_truncate(bits),
+        MemoryType::NormalWriteBack,
+    )
+}
+
+fn permissions(access: Access) -> Permissions {
+    Permissions {
+        read: access.contains(Access::READ),
+        write: access.contains(Access::WRITE),
+        execute: access.contains(Access::EXECUTE),
+    }
+}
+
+fn ram_pairs(ram: &[PhysRange]) -> arrayvec::ArrayVec<(u64, u64), 16> {
+    ram.iter().map(|r| (r.base, r.size)).take(16).collect()
+}
+
+/// Runs a decoded call for the guest whose RAM is `ram`; returns x0..x3.
+pub fn handle(call: Hypercall, ram: &[PhysRange]) -> [u64; 4] {
+    let status = |code: i64| [code as u64, 0, 0, 0];
+    match call {
+        Hypercall::CallUid => hypercall::UID.map(u64::from),
+        Hypercall::Features => [hypercall::FEATURE_BITMAP, 0, 0, 0],
+        Hypercall::MemProtect {
+            ipa,
+            size,
+            permissions,
+        } => {
+            if let Err(code) = hypercall::check_ownership(ipa, size, &ram_pairs(ram), &[]) {
+                return status(code);
+            }
+            let mut stage2 = STAGE2.lock();
+            let Some(table) = stage2.as_mut() else {
+                return status(hypercall::NOT_SUPPORTED);
+            };
+            CHANGE_WINDOW.open(ipa, ipa + size);
+            let result = table.change_attrs(ipa..ipa + size, attributes(permissions));
+            CHANGE_WINDOW.close();
+            match result {
+                Ok(_) => status(hypercall::SUCCESS),
+                Err(pgtable::Error::OutOfTables) => status(hypercall::NO_MEMORY),
+                Err(error) => {
+                    log::warn!("MEM_PROTECT [{ipa:#x}, +{size:#x}): {error}");
+                    status(hypercall::INVALID_PARAMETER)
+                }
+            }
+        }
+        Hypercall::MemQuery { ipa } => {
+            if let Err(code) = hypercall::check_ownership(ipa & !0xfff, 4096, &ram_pairs(ram), &[])
+            {
+                return status(code);
+            }
+            let stage2 = STAGE2.lock();
+            match stage2.as_ref().and_then(|table| table.query(ipa)) {
+                Some(leaf) => {
+                    let size = match leaf.level {
+                        1 => 1 << 30,
+                        2 => 2 << 20,
+                        _ => 4096,
+                    };
+                    [
+                        0,
+                        permissions(leaf.attrs.access).bits(),
+                        u64::from(leaf.level),
+                        size,
+                    ]
+                }
+                None => status(hypercall::DENIED),
+            }
+        }
+        Hypercall::Stats { group } => {
+            let stage2 = STAGE2.lock();
+            let Some(table) = stage2.as_ref() else {
+                return status(hypercall::NOT_SUPPORTED);
+            };
+            let c = table.counters();
+            match group {
+                StatsGroup::Splits => {
+                    [0, c.splits_1g, c.splits_2m, c.collapses_1g + c.collapses_2m]
+                }
+                StatsGroup::Tlbi => [0, c.tlbi_by_va, c.tlbi_range, c.tlbi_all],
+                StatsGroup::Tables => [
+                    0,
+                    c.tables_allocated - c.tables_freed,
+                    c.descriptors_written,
+                    c.transient_unmaps,
+                ],
+            }
+        }
+    }
+}
+
+/// What to do about a stage-2 abort at `ipa` inside the guest's RAM.
+pub enum FaultAction {
+    /// Return to the guest: it re-executes the access against the finished tables.
+    Retry,
+    /// The current permissions forbid the access: inject this.
+    Inject(SyncException),
+}
+
+/// Decides about a stage-2 translation or permission fault in guest RAM.
+pub fn guest_ram_fault(ipa: u64, far: u64, fsc: u8, write: bool, instruction: bool) -> FaultAction {
+    // A change covering the address may be between break and make: wait for it.
+    CHANGE_WINDOW.wait_while_covering(ipa);
+    let allowed = {
+        let stage2 = STAGE2.lock();
+        stage2
+            .as_ref()
+            .and_then(|table| table.query(ipa))
+            .map(|leaf| {
+                let access = leaf.attrs.access;
+                if instruction {
+                    access.contains(Access::EXECUTE)
+                } else if write {
+                    access.contains(Access::WRITE)
+                } else {
+                    access.contains(Access::READ)
+                }
+            })
+    };
+    match allowed {
+        // Guest RAM is always mapped: a fault the current entry does not explain came
+        // from a transient state (break-before-make, or a change since): retry.
+        Some(true) | None => {
+            RETRIED_FAULTS.fetch_add(1, Ordering::Relaxed);
+            FaultAction::Retry
+        }
+        Some(false) => FaultAction::Inject(if instruction {
+            SyncException::InstructionAbort {
+                far,
+                fsc: u64::from(fsc),
+            }
+        } else {
+            SyncException::DataAbort {
+                far,
+                fsc: u64::from(fsc),
+                write,
+            }
+        }),
+    }
+}
+
+pub fn retried_faults() -> u64 {
+    RETRIED_FAULTS.load(Ordering::Relaxed)
+}
