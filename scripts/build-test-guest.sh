@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the test guest (tests/test-guest) as a raw arm64 Image: target/test-guest.bin.
+# Builds the test guest (tests/test-guest) as a raw arm64 Image: $CARGO_TARGET_DIR/test-guest.bin.
 #
 #   scripts/build-test-guest.sh [--debug] [--run [QEMU ARGS...]]
 #
@@ -9,8 +9,8 @@
 #             calls): -machine virt,gic-version=3 -cpu max -smp 2 -m 2G, plus QEMU ARGS.
 #             Exits with QEMU's status (124 after a 120 s timeout).
 #
-# CARGO_TARGET_DIR is honoured for the cargo build; the Image always goes to
-# <repo>/target/test-guest.bin. The header is checked after the objcopy: magic, flags
+# CARGO_TARGET_DIR is honoured, as in scripts/build.sh: the Image goes to
+# $CARGO_TARGET_DIR/test-guest.bin (target/ by default). The header is checked after the objcopy: magic, flags
 # (LE, 4K, anywhere = 0xa), text_offset 0, image_size >= the file and the ELF's whole
 # footprint, a branch in code0; and the ELF: a PIE with only R_AARCH64_RELATIVE dynamic
 # relocations (head.S applies those at entry).
@@ -36,8 +36,8 @@ target_dir=${CARGO_TARGET_DIR:-$repo/target}
 
 cargo build --quiet -p test-guest --target "$target" --profile "$profile"
 elf="$target_dir/$target/$out_dir/test-guest"
-bin="$repo/target/test-guest.bin"
-mkdir -p "$repo/target"
+bin="$target_dir/test-guest.bin"
+mkdir -p "$target_dir"
 
 sysroot=$(rustc --print sysroot)
 host=$(rustc -vV | sed -n 's/^host: //p')
