@@ -204,5 +204,11 @@ pub fn stop_failure(reason: &str) -> ! {
 fn panic(info: &PanicInfo<'_>) -> ! {
     console::break_lock_for_panic();
     log::error!("hypervisor panic: {info}");
+    let mut message = arrayvec::ArrayString::<{ hypervisor::crash_record::MAX_MESSAGE }>::new();
+    let _ = core::fmt::write(&mut message, format_args!("hypervisor panic: {info}"));
+    crate::crash::write(
+        &message,
+        &hypervisor::crash_record::CrashRegisters::default(),
+    );
     stop_failure("hypervisor panic")
 }

@@ -5,6 +5,7 @@ use core::fmt::{self, Write};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use hypervisor::log_ring::LogRing;
 use platform::info::Console;
 use platform::pl011::Pl011;
 use spin::Mutex;
@@ -12,6 +13,9 @@ use spin::Mutex;
 use crate::arch::sysreg;
 
 static UART: Mutex<Option<Pl011>> = Mutex::new(None);
+/// The newest console output, for the crash record.
+pub static LOG_RING: Mutex<LogRing<LOG_RING_BYTES>> = Mutex::new(LogRing::new());
+pub const LOG_RING_BYTES: usize = 8192;
 static BOOT_COUNTER: AtomicU64 = AtomicU64::new(0);
 static LOGGER: ConsoleLogger = ConsoleLogger;
 
@@ -47,11 +51,31 @@ pub fn init_logging(level: log::LevelFilter) {
     log::set_max_level(level);
 }
 
+/// The UART and the log ring, written together.
+struct Sinks<'a> {
+    uart: Option<&'a mut Pl011>,
+    ring: &'a mut LogRing<LOG_RING_BYTES>,
+}
+
+impl Write for Sinks<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if let Some(uart) = self.uart.as_deref_mut() {
+            uart.write_bytes(s.as_bytes());
+        }
+        self.ring.write(s.as_bytes());
+        Ok(())
+    }
+}
+
 /// Writes text as is (no timestamp), for marker and `hyp-facts:` lines.
 pub fn write_raw(args: fmt::Arguments<'_>) {
-    if let Some(uart) = UART.lock().as_mut() {
-        let _ = uart.write_fmt(args);
+    let mut uart = UART.lock();
+    let mut ring = LOG_RING.lock();
+    let _ = Sinks {
+        uart: uart.as_mut(),
+        ring: &mut ring,
     }
+    .write_fmt(args);
 }
 
 /// Waits until everything written has left the UART.
@@ -68,6 +92,10 @@ pub fn break_lock_for_panic() {
         // SAFETY: only the panic path calls this, after which this CPU never returns to
         // the interrupted writer; interleaved output is the worst outcome.
         unsafe { UART.force_unlock() };
+    }
+    if LOG_RING.is_locked() {
+        // SAFETY: as above; a torn ring only garbles the last line of the record.
+        unsafe { LOG_RING.force_unlock() };
     }
 }
 

@@ -80,6 +80,9 @@ fn plan_memory(info: &PlatformInfo<'_>, args: &HypervisorArgs) -> Layout {
         layout.pool.end(),
         layout.pool.size >> 20
     );
+    if let Some(region) = layout.crash {
+        crate::crash::set_region(region);
+    }
     match (layout.crash, layout.crash_error) {
         (Some(region), _) => log::info!(
             "crash region: [{:#x}, {:#x}) {} MiB (unmapped; mapped at 4K only while a crash record is written)",
@@ -158,6 +161,9 @@ pub fn after_boot(
     let layout = plan_memory(info, args);
     bring_up_memory(info, cpu, args, &layout);
     heap_smoke_check();
+    if args.panic_on_boot {
+        panic!("panic_on_boot: the crash-record path was asked for on the command line");
+    }
     let has_kernel = info
         .modules
         .iter()

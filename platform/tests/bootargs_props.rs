@@ -41,15 +41,25 @@ fn hypervisor_args() -> impl Strategy<Value = HypervisorArgs> {
         prop_oneof![Just(MappingMode::Blocks), Just(MappingMode::Pages)],
         prop::option::of(any::<NonZeroU32>()),
         any::<bool>(),
+        any::<bool>(),
     )
         .prop_map(
-            |(log_level, crashkernel, split, mapping, fail_table_alloc, selftest)| HypervisorArgs {
+            |(
                 log_level,
                 crashkernel,
                 split,
                 mapping,
                 fail_table_alloc,
                 selftest,
+                panic_on_boot,
+            )| HypervisorArgs {
+                log_level,
+                crashkernel,
+                split,
+                mapping,
+                fail_table_alloc,
+                selftest,
+                panic_on_boot,
             },
         )
 }

@@ -10,6 +10,7 @@
 //! | `mapping` | `blocks`, `pages` (force 4 KiB pages, a benchmark baseline) | `blocks` |
 //! | `fail_table_alloc` | `N` >= 1: the N-th page-table allocation fails (fault injection) | none |
 //! | `selftest` | a bare flag: run the EL2 selftests and the test guest instead of Linux | off |
+//! | `panic_on_boot` | a bare flag: panic after the boot report (exercises the crash record) | off |
 //!
 //! Parsing never fails: an unknown option is a warning, a bad value an error that
 //! leaves its option at the default, and parsing goes on. There is no heap, so the
@@ -59,6 +60,8 @@ pub struct HypervisorArgs {
     pub fail_table_alloc: Option<NonZeroU32>,
     /// `selftest`.
     pub selftest: bool,
+    /// `panic_on_boot`.
+    pub panic_on_boot: bool,
 }
 
 /// `crashkernel=SIZE[@BASE]`. A size of 0 is kept: placement decides what it means.
@@ -202,15 +205,17 @@ enum KnownOption {
     Mapping,
     FailTableAlloc,
     Selftest,
+    PanicOnBoot,
 }
 
-const OPTIONS: [(&str, KnownOption); 6] = [
+const OPTIONS: [(&str, KnownOption); 7] = [
     ("loglevel", KnownOption::LogLevel),
     ("crashkernel", KnownOption::CrashKernel),
     ("split", KnownOption::Split),
     ("mapping", KnownOption::Mapping),
     ("fail_table_alloc", KnownOption::FailTableAlloc),
     ("selftest", KnownOption::Selftest),
+    ("panic_on_boot", KnownOption::PanicOnBoot),
 ];
 
 const LOG_LEVELS: [(&str, LevelFilter); 5] = [
@@ -245,9 +250,13 @@ pub fn parse(cmdline: &str) -> ParsedArgs<'_> {
         };
         let value = arg.value.unwrap_or_default();
         let outcome = match arg.value {
-            // The one flag: present means on.
+            // The flags: present means on.
             None if matches!(option, KnownOption::Selftest) => {
                 parsed.args.selftest = true;
+                Ok(())
+            }
+            None if matches!(option, KnownOption::PanicOnBoot) => {
+                parsed.args.panic_on_boot = true;
                 Ok(())
             }
             None => Err(ValueProblem::Missing),
@@ -305,7 +314,9 @@ impl HypervisorArgs {
             KnownOption::Split => self.split = word(&SPLITS, value, "auto, bbml2 or bbm")?,
             KnownOption::Mapping => self.mapping = word(&MAPPINGS, value, "blocks or pages")?,
             KnownOption::FailTableAlloc => self.fail_table_alloc = Some(parse_count(value)?),
-            KnownOption::Selftest => return Err(ValueProblem::Unexpected { character: '=' }),
+            KnownOption::Selftest | KnownOption::PanicOnBoot => {
+                return Err(ValueProblem::Unexpected { character: '=' });
+            }
         }
         Ok(())
     }
@@ -471,6 +482,9 @@ impl fmt::Display for HypervisorArgs {
         }
         if self.selftest {
             option(f, format_args!("selftest"))?;
+        }
+        if self.panic_on_boot {
+            option(f, format_args!("panic_on_boot"))?;
         }
         Ok(())
     }

@@ -50,6 +50,7 @@ fn every_option() {
             mapping: MappingMode::Pages,
             fail_table_alloc: NonZeroU32::new(3),
             selftest: true,
+            panic_on_boot: false,
         }
     );
 }
@@ -326,11 +327,12 @@ fn display_round_trips() {
         mapping: MappingMode::Pages,
         fail_table_alloc: NonZeroU32::new(42),
         selftest: true,
+        panic_on_boot: true,
     };
     let text = all.to_string();
     assert_eq!(
         text,
-        "loglevel=trace crashkernel=3076K@0x123400000 split=bbm mapping=pages fail_table_alloc=42 selftest"
+        "loglevel=trace crashkernel=3076K@0x123400000 split=bbm mapping=pages fail_table_alloc=42 selftest panic_on_boot"
     );
     assert_eq!(args(&text), all);
     assert_eq!(crash(64 * M, None).unwrap().to_string(), "64M");

@@ -18,6 +18,14 @@ extern "C" fn el2_trap(frame: &mut TrapFrame, slot: u64) {
         }
         origin => {
             report_unexpected(frame, origin, esr, far);
+            let registers = hypervisor::crash_record::CrashRegisters {
+                esr: esr.0,
+                far,
+                elr: frame.elr,
+                spsr: frame.spsr,
+                regs: frame.regs,
+            };
+            crate::crash::write("unexpected exception at EL2", &registers);
             boot::stop_failure("unexpected exception at EL2");
         }
     }
