@@ -21,6 +21,7 @@ fn heap_smoke_check() {
     }
     buffer.resize(3 << 20, 0xa5);
     let va = buffer.as_ptr() as u64;
+    mm::report::heap_stats();
     let (counters, (start, end)) = mm::heap::stats();
     log::info!(
         "heap: window [{start:#x}, {end:#x}), {} 2M block(s), {} 4K page(s), {} fallback(s); {va:#x} -> PA {:#x}",
@@ -147,7 +148,20 @@ fn bring_up_memory(
     );
     let table = mm::el2_map::EL2_TABLE.lock();
     if let Some(table) = table.as_ref() {
-        let leaves = mm::report::ptdump(table, "el2", 1 << 48, &info.memory);
+        let image = image_range();
+        let mut general_ram: arrayvec::ArrayVec<PhysRange, 32> = arrayvec::ArrayVec::new();
+        for bank in &info.memory {
+            for piece in hypervisor::memory_plan::free_ranges(
+                core::slice::from_ref(bank),
+                &[Exclusion {
+                    range: image,
+                    kind: ExclusionKind::Image,
+                }],
+            ) {
+                let _ = general_ram.try_push(piece);
+            }
+        }
+        let leaves = mm::report::ptdump(table, "el2", 1 << 48, &general_ram);
         mm::report::map_stats(table, "el2", &leaves, build_us);
     }
 }

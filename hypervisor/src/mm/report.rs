@@ -97,3 +97,15 @@ pub fn map_stats<H: Hardware>(table: &PageTable<H>, name: &str, leaves: &LeafSta
         counters.collapses_1g + counters.collapses_2m,
     ));
 }
+
+/// Prints the `heap-stats:` line.
+pub fn heap_stats() {
+    let (counters, (start, end)) = crate::mm::heap::stats();
+    crate::console::write_raw(format_args!(
+        "heap-stats: bytes={} leaves_2m={} leaves_4k={} fallbacks={} window={start:#x}\n",
+        end - start,
+        counters.chunks_2m,
+        counters.pages_4k,
+        counters.fallbacks,
+    ));
+}
