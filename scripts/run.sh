@@ -122,7 +122,8 @@ if [ "$mode" = linux ]; then
 elif [ "$mode" = selftest ]; then
     # The EL2 selftests, then the EL1 test guest through the same guest-loader path.
     "$repo/scripts/build-test-guest.sh" >&2
-    qemu+=(-append "${append:+$append }selftest"
+    # A crash region, so the selftests can check it stays unmapped.
+    qemu+=(-append "crashkernel=32M${append:+ $append} selftest"
            -device "guest-loader,addr=0x50000000,kernel=${CARGO_TARGET_DIR:-$repo/target}/test-guest.bin")
 fi
 

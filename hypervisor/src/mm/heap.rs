@@ -90,16 +90,20 @@ unsafe impl GlobalAlloc for GrowingHeap {
         if let Ok(block) = state.heap.alloc(layout) {
             return block.as_ptr();
         }
-        // Grow by enough for this request wherever the buddy places it.
+        // The buddy heap hands out naturally aligned power-of-two blocks: grow far enough
+        // that the new memory contains one of the request's order (the part before it is
+        // not wasted; it joins the heap too).
         let want = (layout.size().max(layout.align()) as u64).next_power_of_two();
         let State { heap, window } = &mut *state;
-        match window.grow(want, &mut El2Backing) {
+        let (_, end) = window.mapped();
+        let grow_by = end.next_multiple_of(want) + want - end;
+        match window.grow(grow_by, &mut El2Backing) {
             Ok((start, end)) => {
                 // SAFETY: the window range was just mapped read-write and is unused.
                 unsafe { heap.add_to_heap(start as usize, end as usize) };
             }
             Err(error) => {
-                log::error!("heap: cannot grow by {want:#x} bytes: {error:?}");
+                log::error!("heap: cannot grow by {grow_by:#x} bytes: {error:?}");
                 return null_mut();
             }
         }

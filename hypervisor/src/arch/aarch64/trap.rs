@@ -2,11 +2,54 @@
 //! exception taken at EL2 itself is a hypervisor bug: report it with the decoded syndrome
 //! and the registers, then stop with a failure outcome.
 
-use hypervisor::esr::Esr;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use hypervisor::esr::{Esr, ExceptionClass};
 use hypervisor::trap_frame::{TrapFrame, TrapKind, VectorSlot};
 
 use super::{guest, sysreg};
 use crate::boot;
+
+/// An EL2 selftest that provokes a fault arms this first; the handler then records the
+/// syndrome and resumes instead of stopping (see [`expect_fault`]).
+static EXPECTED_FAULT: spin::Mutex<Option<CaughtFault>> = spin::Mutex::new(None);
+static FAULT_ARMED: AtomicBool = AtomicBool::new(false);
+
+/// A fault caught for a selftest.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CaughtFault {
+    pub esr: u64,
+    pub far: u64,
+    pub elr: u64,
+}
+
+/// Runs `provoke`, which must fault at EL2 exactly once with a single-instruction access
+/// (a data abort resumes after the instruction; an instruction abort of a `blr` target
+/// resumes at the return address), and returns the fault, or `None` if none came.
+pub fn expect_fault(provoke: impl FnOnce()) -> Option<CaughtFault> {
+    *EXPECTED_FAULT.lock() = None;
+    FAULT_ARMED.store(true, Ordering::SeqCst);
+    provoke();
+    FAULT_ARMED.store(false, Ordering::SeqCst);
+    EXPECTED_FAULT.lock().take()
+}
+
+fn catch_expected(frame: &mut TrapFrame, esr: Esr, far: u64) -> bool {
+    if !FAULT_ARMED.swap(false, Ordering::SeqCst) {
+        return false;
+    }
+    *EXPECTED_FAULT.lock() = Some(CaughtFault {
+        esr: esr.0,
+        far,
+        elr: frame.elr,
+    });
+    frame.elr = if esr.class() == ExceptionClass::INSTR_ABORT_SAME {
+        frame.regs[30]
+    } else {
+        frame.elr + 4
+    };
+    true
+}
 
 #[unsafe(no_mangle)]
 extern "C" fn el2_trap(frame: &mut TrapFrame, slot: u64) {
@@ -16,6 +59,8 @@ extern "C" fn el2_trap(frame: &mut TrapFrame, slot: u64) {
         Some(VectorSlot::LowerElAarch64(TrapKind::Synchronous)) => {
             guest::handle_sync(frame, esr, far)
         }
+        Some(VectorSlot::CurrentElSpx(TrapKind::Synchronous))
+            if catch_expected(frame, esr, far) => {}
         origin => {
             report_unexpected(frame, origin, esr, far);
             let registers = hypervisor::crash_record::CrashRegisters {

@@ -1,8 +1,15 @@
-//! `concurrent_split_restore`: a second vCPU sweeps the test region (sweep.rs) while the
-//! boot vCPU makes one page of it read-only and back [`ITERATIONS`] times, so the
+//! `concurrent_split_restore`: a second vCPU reads and rewrites the test region in
+//! short passes (sweep.rs: the changed 2 MiB, the pages next to the protected one, the
+//! rest of the GiB) while the boot vCPU makes one page of it read-only and back, so the
 //! hypervisor splits and collapses the block under live accesses. The secondary must
 //! take no fault (with FEAT_BBM level 2 the split never breaks the mapping; with
 //! break-before-make the hypervisor must hide the window) and lose no data.
+//!
+//! The overlap is measured, not assumed: the boot vCPU starts once the secondary has
+//! finished a pass, does at least [`MIN_PAIRS`] protect/restore pairs and goes on until
+//! the secondary has done at least [`MIN_PASSES`] passes and [`MIN_ACCESSES`] word
+//! accesses wholly inside its loop. Short of that within [`LOOP_LIMIT_MS`], the test
+//! fails.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -14,10 +21,18 @@ use crate::abi::*;
 use crate::esr::Fault;
 use crate::fixed::Text;
 use crate::report::{Failure, PREFIX, TestResult};
-use crate::sweep::{Kind, Sweep, word};
+use crate::sweep::{ROUNDS_PER_PASS, Sweep, word};
 use crate::{failed, text};
 
-pub const ITERATIONS: u64 = 1000;
+/// Protect/restore pairs the boot CPU does at least.
+pub const MIN_PAIRS: u64 = 1000;
+/// Secondary passes that must begin and end inside the boot CPU's loop.
+pub const MIN_PASSES: u64 = 100;
+/// Secondary word accesses (read, check, rewrite) that must happen inside the loop.
+pub const MIN_ACCESSES: u64 = 100_000;
+/// The boot CPU's loop stops here even short of the minimums (and the test fails).
+pub const LOOP_LIMIT_MS: u64 = 20_000;
+/// Until the secondary has finished its first pass.
 const START_TIMEOUT_MS: u64 = 5_000;
 const STOP_TIMEOUT_MS: u64 = 60_000;
 const OFF_TIMEOUT_MS: u64 = 2_000;
@@ -51,7 +66,10 @@ struct Shared {
     started: AtomicBool,
     stop: AtomicBool,
     done: AtomicBool,
+    /// Whole passes done.
     passes: AtomicU64,
+    /// Words visited, updated after every round.
+    progress: AtomicU64,
     mismatches: AtomicU64,
     mismatch_addr: AtomicU64,
     mismatch_got: AtomicU64,
@@ -71,6 +89,7 @@ static SHARED: Shared = Shared {
     stop: AtomicBool::new(false),
     done: AtomicBool::new(false),
     passes: AtomicU64::new(0),
+    progress: AtomicU64::new(0),
     mismatches: AtomicU64::new(0),
     mismatch_addr: AtomicU64::new(0),
     mismatch_got: AtomicU64::new(0),
@@ -93,24 +112,26 @@ extern "C" fn secondary_main(_slot: u64) -> ! {
     };
     exceptions::count_data_aborts();
     s.started.store(true, Ordering::Release);
-    let mut generation = 0;
+    let mut cursor = [0u64; 4];
+    let mut visited = 0u64;
+    let mut passes = 0u64;
     while !s.stop.load(Ordering::Acquire) {
         let mut bad = 0u64;
         let mut first = None;
-        sweep.for_each(|a, kind| {
-            let got = read(a);
-            let want = Sweep::expected(a, kind, generation);
-            if got != want {
-                bad += 1;
-                if first.is_none() {
-                    first = Some((a, got, want));
+        for _ in 0..ROUNDS_PER_PASS {
+            visited += sweep.round(&mut cursor, |v| {
+                let got = read(v.address);
+                if got != v.want {
+                    bad += 1;
+                    first.get_or_insert((v.address, got, v.want));
                 }
-            }
-            if kind == Kind::ReadWrite {
-                write(a, word(a, generation + 1));
-            }
-        });
-        generation += 1;
+                if let Some(next) = v.next {
+                    write(v.address, next);
+                }
+            });
+            s.progress.store(visited, Ordering::Relaxed);
+        }
+        passes += 1;
         if let Some((a, got, want)) = first
             && s.mismatches.load(Ordering::Relaxed) == 0
         {
@@ -119,7 +140,7 @@ extern "C" fn secondary_main(_slot: u64) -> ! {
             s.mismatch_want.store(want, Ordering::Relaxed);
         }
         s.mismatches.fetch_add(bad, Ordering::Relaxed);
-        s.passes.store(generation, Ordering::Release);
+        s.passes.store(passes, Ordering::Release);
     }
     let (faults, first) = exceptions::stop_counting();
     if let Some(f) = first {
@@ -140,8 +161,12 @@ extern "C" fn secondary_main(_slot: u64) -> ! {
 }
 
 fn wait_for(flag: &AtomicBool, ms: u64) -> bool {
+    wait_until(|| flag.load(Ordering::Acquire), ms)
+}
+
+fn wait_until(done: impl Fn() -> bool, ms: u64) -> bool {
     let deadline = Deadline::after_ms(ms);
-    while !flag.load(Ordering::Acquire) {
+    while !done() {
         if deadline.passed() {
             return false;
         }
@@ -169,7 +194,7 @@ pub fn concurrent_split_restore(env: &Env) -> TestResult {
     let s = &SHARED;
 
     let fill_start = cpu::ticks();
-    let words = sweep.for_each(|a, _| write(a, word(a, 0)));
+    let words = sweep.for_each(|a, kind| write(a, Sweep::expected(a, kind, 0)));
     let fill_ms = cpu::ms_since(fill_start);
     s.region_base.store(sweep.region_base, Ordering::Relaxed);
     s.region_size.store(sweep.region_size, Ordering::Relaxed);
@@ -179,6 +204,7 @@ pub fn concurrent_split_restore(env: &Env) -> TestResult {
     s.stop.store(false, Ordering::Relaxed);
     s.done.store(false, Ordering::Relaxed);
     s.passes.store(0, Ordering::Relaxed);
+    s.progress.store(0, Ordering::Relaxed);
     s.mismatches.store(0, Ordering::Relaxed);
     s.faults.store(0, Ordering::Relaxed);
 
@@ -205,26 +231,58 @@ pub fn concurrent_split_restore(env: &Env) -> TestResult {
             psci_status_name(status)
         ));
     }
-    if !wait_for(&s.started, START_TIMEOUT_MS) {
-        // It may still come up later and sweep: stopping it is all we can do.
+    // The secondary is in its loop once it has finished a pass.
+    if !wait_until(|| s.passes.load(Ordering::Acquire) > 0, START_TIMEOUT_MS) {
+        // It may still come up later and run: stopping it is all we can do.
         s.stop.store(true, Ordering::Release);
         return Err(failed!(
-            "CPU_ON succeeded but the secondary did not start within {START_TIMEOUT_MS} ms"
+            "CPU_ON succeeded but the secondary did not {} within {START_TIMEOUT_MS} ms",
+            if s.started.load(Ordering::Acquire) {
+                "finish a pass"
+            } else {
+                "start"
+            }
         ));
     }
 
-    // The boot CPU's part: read-only and back, checking the page each time.
+    // The boot CPU's part: read-only and back, checking the page each time, until both
+    // it and the secondary have done their share inside the loop. A pass or round of
+    // the secondary counts as inside when it began after the loop began: the one in
+    // flight at the start is left out.
     let p = l.page;
+    let words_per_pass = sweep.words_per_pass();
+    let words_per_round = sweep.words_per_round();
     let loop_start = cpu::ticks();
+    let deadline = Deadline::after_ms(LOOP_LIMIT_MS);
     let passes_at_start = s.passes.load(Ordering::Acquire);
-    let mut iterations = 0;
+    let progress_at_start = s.progress.load(Ordering::Relaxed);
+    let mut pairs = 0u64;
+    // Pairs during which the secondary finished at least one round.
+    let mut overlapped = 0u64;
+    let mut passes_during;
+    let mut accesses_during;
     let mut loop_error: Option<Text> = None;
     let mut page_mismatches = 0u64;
-    for i in 0..ITERATIONS {
+    let mut timed_out = false;
+    loop {
+        passes_during = s
+            .passes
+            .load(Ordering::Acquire)
+            .saturating_sub(passes_at_start + 1);
+        accesses_during = (s.progress.load(Ordering::Relaxed) - progress_at_start)
+            .saturating_sub(words_per_round);
+        if pairs >= MIN_PAIRS && passes_during >= MIN_PASSES && accesses_during >= MIN_ACCESSES {
+            break;
+        }
+        if deadline.passed() {
+            timed_out = true;
+            break;
+        }
+        let progress_before = s.progress.load(Ordering::Relaxed);
         let status = mem_protect(p, PAGE_SIZE, PERM_READ);
         if status != SUCCESS {
             loop_error = Some(text!(
-                "iteration {i}: MEM_PROTECT({p:#x}, {PAGE_SIZE:#x}, r--) returned {}",
+                "pair {pairs}: MEM_PROTECT({p:#x}, {PAGE_SIZE:#x}, r--) returned {}",
                 Status(status)
             ));
             break;
@@ -236,20 +294,22 @@ pub fn concurrent_split_restore(env: &Env) -> TestResult {
         let status = mem_protect(p, PAGE_SIZE, PERM_ALL);
         if status != SUCCESS {
             loop_error = Some(text!(
-                "iteration {i}: MEM_PROTECT({p:#x}, {PAGE_SIZE:#x}, rwx) returned {}",
+                "pair {pairs}: MEM_PROTECT({p:#x}, {PAGE_SIZE:#x}, rwx) returned {}",
                 Status(status)
             ));
             break;
         }
-        iterations += 1;
+        if s.progress.load(Ordering::Relaxed) != progress_before {
+            overlapped += 1;
+        }
+        pairs += 1;
     }
     let loop_ms = cpu::ms_since(loop_start);
-    let passes_during = s.passes.load(Ordering::Acquire) - passes_at_start;
 
     s.stop.store(true, Ordering::Release);
     if !wait_for(&s.done, STOP_TIMEOUT_MS) {
         return Err(failed!(
-            "the secondary did not stop within {STOP_TIMEOUT_MS} ms ({} sweeps so far)",
+            "the secondary did not stop within {STOP_TIMEOUT_MS} ms ({} passes so far)",
             s.passes.load(Ordering::Acquire)
         ));
     }
@@ -263,10 +323,10 @@ pub fn concurrent_split_restore(env: &Env) -> TestResult {
     let passes = s.passes.load(Ordering::Acquire);
     let faults = s.faults.load(Ordering::Relaxed);
     let mismatches = s.mismatches.load(Ordering::Relaxed);
+    // The whole region, against where the secondary's passes left every word.
     let mut lost = 0u64;
     let mut first_lost = None;
-    sweep.for_each(|a, kind| {
-        let want = Sweep::expected(a, kind, passes);
+    let checked = sweep.check_after(passes, |a, want| {
         let got = read(a);
         if got != want {
             lost += 1;
@@ -283,10 +343,12 @@ pub fn concurrent_split_restore(env: &Env) -> TestResult {
         _ => Text::new(),
     };
     say!(
-        "{PREFIX}concurrent_split_restore: {iterations}/{ITERATIONS} protect+restore pairs in {loop_ms} ms; \
-         secondary {target:#x}: {passes} sweeps of {words} words ({passes_during} during the loop, fill {fill_ms} ms), \
-         {faults} faults, {mismatches} mismatches; boot CPU: {page_mismatches} mismatches on the read-only page; \
-         final check: {lost} of {words} words wrong; AFFINITY_INFO {affinity}{stats_note}"
+        "{PREFIX}concurrent_split_restore: {pairs} protect+restore pairs (at least {MIN_PAIRS}) in {loop_ms} ms, \
+         {overlapped} of them overlapped by secondary accesses; secondary {target:#x}: {passes} passes of \
+         {words_per_pass} words, inside the loop {passes_during} passes (at least {MIN_PASSES}) and \
+         {accesses_during} accesses (at least {MIN_ACCESSES}), {faults} faults, {mismatches} mismatches; \
+         boot CPU: {page_mismatches} mismatches on the read-only page; \
+         final check: {lost} of {checked} words wrong (fill of {words} words {fill_ms} ms); AFFINITY_INFO {affinity}{stats_note}"
     );
 
     if let Some(why) = loop_error {
@@ -299,7 +361,7 @@ pub fn concurrent_split_restore(env: &Env) -> TestResult {
             elr: s.fault_elr.load(Ordering::Relaxed),
         };
         return Err(failed!(
-            "the secondary took {faults} data aborts during {iterations} iterations; first: {first}"
+            "the secondary took {faults} data aborts during {pairs} pairs; first: {first}"
         ));
     }
     if mismatches > 0 {
@@ -315,9 +377,14 @@ pub fn concurrent_split_restore(env: &Env) -> TestResult {
             "the boot CPU read {page_mismatches} wrong words on the read-only page"
         ));
     }
+    if checked != words {
+        return Err(failed!(
+            "the final check covered {checked} words, the fill {words}"
+        ));
+    }
     if let Some((a, got, want)) = first_lost {
         return Err(failed!(
-            "data lost: {lost} of {words} words wrong after {passes} sweeps; first at {a:#x}: {got:#x}, want {want:#x}"
+            "data lost: {lost} of {checked} words wrong after {passes} passes; first at {a:#x}: {got:#x}, want {want:#x}"
         ));
     }
     if affinity != AFFINITY_OFF {
@@ -325,7 +392,19 @@ pub fn concurrent_split_restore(env: &Env) -> TestResult {
             "the secondary called CPU_OFF but AFFINITY_INFO({target:#x}) says {affinity}, not OFF (1)"
         ));
     }
+    if pairs < MIN_PAIRS || passes_during < MIN_PASSES || accesses_during < MIN_ACCESSES {
+        return Err(failed!(
+            "too little overlap{}: {pairs} pairs (want {MIN_PAIRS}), {passes_during} secondary passes \
+             (want {MIN_PASSES}) and {accesses_during} accesses (want {MIN_ACCESSES}) inside the loop",
+            if timed_out {
+                text!(" in {LOOP_LIMIT_MS} ms")
+            } else {
+                Text::new()
+            }
+        ));
+    }
     Ok(text!(
-        "{iterations} iterations, {passes} sweeps ({passes_during} during the loop), 0 faults, 0 mismatches, 0 words lost{stats_note}"
+        "{pairs} pairs; inside the loop {passes_during} secondary passes, {accesses_during} accesses; \
+         0 faults, 0 mismatches, 0 words lost{stats_note}"
     ))
 }
