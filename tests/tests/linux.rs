@@ -4,7 +4,7 @@
 
 use qemu_tests::run;
 
-fn check_linux(name: &str, cpu: &str, smp: &str, mem: &str) {
+fn check_linux(name: &str, cpu: &str, smp: &str, mem: &str, hypervisor_args: &str) {
     let run = run(
         name,
         &[
@@ -16,6 +16,8 @@ fn check_linux(name: &str, cpu: &str, smp: &str, mem: &str) {
             smp,
             "--mem",
             mem,
+            "--append",
+            hypervisor_args,
             "--timeout",
             "300",
         ],
@@ -58,12 +60,24 @@ fn check_linux(name: &str, cpu: &str, smp: &str, mem: &str) {
     );
 }
 
-#[test]
-fn linux_boots_to_userspace_on_max_with_bbml2() {
-    check_linux("linux-max", "max", "2", "2G");
+macro_rules! linux_matrix {
+    ($($name:ident: $cpu:literal, $smp:literal, $mem:literal, $args:literal;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                check_linux(stringify!($name), $cpu, $smp, $mem, $args);
+            }
+        )*
+    };
 }
 
-#[test]
-fn linux_boots_to_userspace_on_cortex_a72_without_bbml2() {
-    check_linux("linux-a72", "cortex-a72", "4", "1G");
+linux_matrix! {
+    max_smp1: "max", "1", "2G", "";
+    max_smp2: "max", "2", "2G", "";
+    max_smp1_crashkernel: "max", "1", "2G", "crashkernel=64M";
+    max_smp2_crashkernel: "max", "2", "3G", "crashkernel=128M";
+    cortex_a72_smp1: "cortex-a72", "1", "1G", "";
+    cortex_a72_smp2: "cortex-a72", "2", "2G", "";
+    cortex_a72_smp1_crashkernel: "cortex-a72", "1", "1G", "crashkernel=32M";
+    cortex_a72_smp4_crashkernel: "cortex-a72", "4", "2G", "crashkernel=64M@0x60000000";
 }
