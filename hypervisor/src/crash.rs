@@ -3,8 +3,6 @@
 //! except while this writes to it: the pages needed are mapped at 4K, written, cleaned to
 //! the Point of Coherency for an outside reader, and unmapped again.
 
-use core::arch::asm;
-
 use hypervisor::crash_record::{self, CrashRegisters};
 use pgtable::{Attributes, MapFlags, PhysAddr};
 use platform::info::PhysRange;
@@ -60,7 +58,7 @@ pub fn write(message: &str, registers: &CrashRegisters) {
         crash_record::write_record(buffer, micros, registers, message, ring.whole_lines())
     };
     if let Ok(bytes) = written {
-        clean_to_poc(range.start..range.start + bytes as u64);
+        crate::arch::cache::clean_to_poc(range.start..range.start + bytes as u64);
     }
     if let Some(table) = table.as_mut() {
         let _ = table.unmap(range.clone());
@@ -78,16 +76,4 @@ pub fn write(message: &str, registers: &CrashRegisters) {
             error.needed
         ),
     }
-}
-
-fn clean_to_poc(range: core::ops::Range<u64>) {
-    let line = 4u64 << ((crate::arch::sysreg::read_sysreg!("ctr_el0") >> 16) & 0xf);
-    let mut addr = range.start & !(line - 1);
-    while addr < range.end {
-        // SAFETY: cleaning mapped memory only writes its data back.
-        unsafe { asm!("dc cvac, {}", in(reg) addr, options(nostack, preserves_flags)) };
-        addr += line;
-    }
-    // SAFETY: a barrier completing the maintenance.
-    unsafe { asm!("dsb sy", options(nostack, preserves_flags)) };
 }

@@ -4,9 +4,6 @@
 
 extern crate alloc;
 
-use core::arch::asm;
-use core::ops::Range;
-
 use arrayvec::ArrayVec;
 use guest_loader::{GuestConfig as LoaderConfig, GuestPlan};
 use hypervisor::facts::CpuFacts;
@@ -17,6 +14,7 @@ use pgtable::{
 use platform::info::{Conduit, MAX_RESERVED, PhysRange, PlatformInfo};
 use spin::Mutex;
 
+use crate::arch::cache;
 use crate::arch::el2_setup::GuestFeatures;
 use crate::arch::guest::{self, GuestConfig};
 use crate::arch::sysreg;
@@ -27,28 +25,6 @@ use crate::{boot, run};
 /// The guest's stage-2 tree (VMID 1).
 pub static STAGE2: Mutex<Option<PageTable<TableHw>>> = Mutex::new(None);
 pub const VMID: u64 = 1;
-
-/// Cleans `range` from the data caches to the Point of Coherency (DC CVAC): the guest
-/// starts with its MMU and caches off and must see what EL2 wrote through the caches.
-fn clean_to_poc(range: Range<u64>) {
-    let line = 4u64 << ((crate::arch::sysreg::read_sysreg!("ctr_el0") >> 16) & 0xf);
-    let mut addr = range.start & !(line - 1);
-    while addr < range.end {
-        // SAFETY: cleaning a line of mapped memory only writes back its data.
-        unsafe { asm!("dc cvac, {}", in(reg) addr, options(nostack, preserves_flags)) };
-        addr += line;
-    }
-    // SAFETY: barriers and an I-cache invalidation: the guest fetches the new code.
-    unsafe {
-        asm!(
-            "dsb sy",
-            "ic ialluis",
-            "dsb sy",
-            "isb",
-            options(nostack, preserves_flags)
-        )
-    };
-}
 
 fn plan<'d>(info: &PlatformInfo<'d>, host_dtb: &[u8], layout: &Layout) -> GuestPlan<'d> {
     let reserved: ArrayVec<PhysRange, MAX_RESERVED> =
@@ -205,7 +181,7 @@ pub fn boot_guest(
                 copy.len as usize,
             )
         };
-        clean_to_poc(copy.dst..copy.dst + copy.len);
+        cache::clean_to_poc(copy.dst..copy.dst + copy.len);
     }
     // SAFETY: the DTB slot is guest RAM reserved for it by the planner (2 MiB), mapped.
     unsafe {
@@ -215,7 +191,8 @@ pub fn boot_guest(
             plan.dtb.len(),
         )
     };
-    clean_to_poc(placement.dtb.base..placement.dtb.base + plan.dtb.len() as u64);
+    cache::clean_to_poc(placement.dtb.base..placement.dtb.base + plan.dtb.len() as u64);
+    cache::sync_instruction_cache();
 
     let regime = stage2_regime(cpu);
     let mmio = passthrough_mmio(&plan.dtb, layout, regime.ia_limit());

@@ -187,28 +187,6 @@ fn merge(ranges: &mut ArrayVec<Range<u64>, 8>) -> ArrayVec<Range<u64>, 8> {
     merged
 }
 
-/// Data cache line size from CTR_EL0.DminLine.
-fn dcache_line() -> u64 {
-    4 << ((read_sysreg!("ctr_el0") >> 16) & 0xf)
-}
-
-/// Invalidates `range` from the data caches to the Point of Coherency (DC IVAC). Memory
-/// written with the MMU off went straight to memory; a stale clean line from before the
-/// handover would shadow it once accesses are cacheable (booting.rst only promises the
-/// image was cleaned).
-fn invalidate_to_poc(range: Range<u64>) {
-    let line = dcache_line();
-    let mut addr = range.start & !(line - 1);
-    while addr < range.end {
-        // SAFETY: invalidating lines of memory the hypervisor owns and wrote with the MMU
-        // off (no dirty lines can exist for it) loses nothing.
-        unsafe { asm!("dc ivac, {}", in(reg) addr, options(nostack, preserves_flags)) };
-        addr += line;
-    }
-    // SAFETY: a barrier; completes the maintenance before the MMU is switched on.
-    unsafe { asm!("dsb sy", options(nostack, preserves_flags)) };
-}
-
 /// Switches the MMU on with `table` (Arm ARM D8.2 / "Enabling the MMU"): MAIR, TCR, TTBR0,
 /// then a local invalidation of any stale EL2 entries, then SCTLR_EL2.{M, C, I, WXN}.
 pub fn enable(
@@ -218,7 +196,7 @@ pub fn enable(
 ) -> Result<(), pgtable::Error> {
     let tcr = pgtable::tcr_el2(pa_bits)?;
     for range in written_with_mmu_off {
-        invalidate_to_poc(range.clone());
+        crate::arch::cache::invalidate_to_poc(range.clone());
     }
     // The tables' contents must be visible to the walker before it is enabled.
     table.mark_live();

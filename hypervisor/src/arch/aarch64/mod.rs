@@ -1,5 +1,6 @@
 //! aarch64 entry, exception vectors and system-register access.
 
+pub mod cache;
 pub mod el2_setup;
 pub mod guest;
 pub mod psci;
