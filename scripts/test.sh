@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: host unit and property tests of the portable crates, then the QEMU
-# boot tests in tests/. Installs what it needs first (scripts/setup.sh).
+# boot tests in tests/. Installs what it needs first (scripts/setup.sh). Ends with one
+# line totalling every cargo test result: "tests: N passed, M failed".
 #   scripts/test.sh [--host-only]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -8,14 +9,31 @@ cd "$repo"
 
 "$repo/scripts/setup.sh"
 
-echo "== host tests (portable crates)"
-cargo test --workspace --exclude qemu-tests
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+status=0
 
-[ "${1:-}" = "--host-only" ] && exit 0
+# Runs a cargo test command, echoing its output and keeping its result lines.
+run_tests() {
+    local rc=0
+    "$@" 2>&1 | tee /dev/stderr | grep -a '^test result:' >>"$results" || true
+    rc=${PIPESTATUS[0]}
+    [ "$rc" -eq 0 ] || status=$rc
+}
 
-echo "== hypervisor image"
-"$repo/scripts/build.sh"
+echo "== host tests (portable crates)" >&2
+run_tests cargo test --workspace --exclude qemu-tests
 
-echo "== QEMU tests"
-# One QEMU at a time: the machine has two cores and TCG is CPU-bound.
-cargo test -p qemu-tests -- --test-threads=1
+if [ "${1:-}" != "--host-only" ] && [ "$status" -eq 0 ]; then
+    echo "== hypervisor image" >&2
+    "$repo/scripts/build.sh" >&2
+    echo "== QEMU tests" >&2
+    # One QEMU at a time: the machine has two cores and TCG is CPU-bound.
+    run_tests cargo test -p qemu-tests -- --test-threads=1
+fi
+
+passed=$(awk '{ for (i = 1; i < NF; i++) if ($(i + 1) ~ /^passed/) n += $i } END { print n + 0 }' "$results")
+failed=$(awk '{ for (i = 1; i < NF; i++) if ($(i + 1) ~ /^failed/) n += $i } END { print n + 0 }' "$results")
+[ "$status" -eq 0 ] || [ "${failed:-0}" -gt 0 ] || failed=1
+echo "tests: ${passed:-0} passed, ${failed:-0} failed"
+exit "$status"

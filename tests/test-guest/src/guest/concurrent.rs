@@ -5,11 +5,15 @@
 //! take no fault (with FEAT_BBM level 2 the split never breaks the mapping; with
 //! break-before-make the hypervisor must hide the window) and lose no data.
 //!
-//! The overlap is measured, not assumed: the boot vCPU starts once the secondary has
-//! finished a pass, does at least [`MIN_PAIRS`] protect/restore pairs and goes on until
-//! the secondary has done at least [`MIN_PASSES`] passes and [`MIN_ACCESSES`] word
-//! accesses wholly inside its loop. Short of that within [`LOOP_LIMIT_MS`], the test
-//! fails.
+//! The overlap is measured, not assumed. The boot vCPU starts once the secondary has
+//! finished a pass. Before each MEM_PROTECT it waits (up to [`GATE_LIMIT_US`]) until it
+//! sees the secondary running right now: under TCG the vCPUs are host threads, and on
+//! a busy host they often run in turns rather than together. It counts a call as
+//! overlapped when the secondary's access counter moved while the call ran. It does at
+//! least [`MIN_PAIRS`] protect/restore pairs and goes on until the secondary has done
+//! at least [`MIN_PASSES`] passes wholly inside the loop and [`MIN_ACCESSES`] accesses
+//! during the calls, and [`MIN_OVERLAPPED_PAIRS`] pairs had both calls overlapped.
+//! Short of that within [`LOOP_LIMIT_MS`], the test fails.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -28,10 +32,13 @@ use crate::{failed, text};
 pub const MIN_PAIRS: u64 = 1000;
 /// Secondary passes that must begin and end inside the boot CPU's loop.
 pub const MIN_PASSES: u64 = 100;
-/// Secondary word accesses (read, check, rewrite) that must happen inside the loop.
+/// Secondary word accesses (read, check, rewrite) that must happen during the boot
+/// CPU's MEM_PROTECT calls (so inside the loop too).
 pub const MIN_ACCESSES: u64 = 100_000;
+/// Pairs whose split and restore both ran while the secondary was accessing memory.
+pub const MIN_OVERLAPPED_PAIRS: u64 = 1000;
 /// The boot CPU's loop stops here even short of the minimums (and the test fails).
-pub const LOOP_LIMIT_MS: u64 = 20_000;
+pub const LOOP_LIMIT_MS: u64 = 30_000;
 /// Until the secondary has finished its first pass.
 const START_TIMEOUT_MS: u64 = 5_000;
 const STOP_TIMEOUT_MS: u64 = 60_000;
@@ -68,7 +75,8 @@ struct Shared {
     done: AtomicBool,
     /// Whole passes done.
     passes: AtomicU64,
-    /// Words visited, updated after every round.
+    /// Words visited, updated after every word (so the boot CPU can tell whether the
+    /// secondary ran during each of its calls).
     progress: AtomicU64,
     mismatches: AtomicU64,
     mismatch_addr: AtomicU64,
@@ -119,7 +127,7 @@ extern "C" fn secondary_main(_slot: u64) -> ! {
         let mut bad = 0u64;
         let mut first = None;
         for _ in 0..ROUNDS_PER_PASS {
-            visited += sweep.round(&mut cursor, |v| {
+            sweep.round(&mut cursor, |v| {
                 let got = read(v.address);
                 if got != v.want {
                     bad += 1;
@@ -128,8 +136,9 @@ extern "C" fn secondary_main(_slot: u64) -> ! {
                 if let Some(next) = v.next {
                     write(v.address, next);
                 }
+                visited += 1;
+                s.progress.store(visited, Ordering::Relaxed);
             });
-            s.progress.store(visited, Ordering::Relaxed);
         }
         passes += 1;
         if let Some((a, got, want)) = first
@@ -158,6 +167,68 @@ extern "C" fn secondary_main(_slot: u64) -> ! {
             psci_status_name(status)
         ),
     )
+}
+
+/// What the secondary did during the boot CPU's MEM_PROTECT calls.
+#[derive(Default)]
+struct Overlap {
+    /// Splits (r--) and restores (rwx) during which the secondary accessed memory.
+    splits: u64,
+    restores: u64,
+    /// Pairs with both.
+    pairs: u64,
+    /// The secondary's accesses during the calls.
+    accesses: u64,
+    /// Calls made without having seen the secondary running (the wait timed out).
+    unseen: u64,
+}
+
+impl Overlap {
+    fn add(&mut self, split_accesses: u64, restore_accesses: u64) {
+        self.splits += u64::from(split_accesses > 0);
+        self.restores += u64::from(restore_accesses > 0);
+        self.pairs += u64::from(split_accesses > 0 && restore_accesses > 0);
+        self.accesses += split_accesses + restore_accesses;
+    }
+}
+
+/// Two steps of the secondary this close together show it running right now.
+const RUNNING_WINDOW_US: u64 = 50;
+/// How long the boot CPU waits for that before a call (then it calls anyway).
+const GATE_LIMIT_US: u64 = 1_000;
+
+/// Waits until the secondary's progress moves twice within `window` ticks — it is
+/// running now, not merely at some point since the last look (under TCG the two vCPUs
+/// are host threads, and a busy host runs them in turns) — or until `limit` ticks.
+fn secondary_running(window: u64, limit: u64) -> bool {
+    let progress = &SHARED.progress;
+    let start = cpu::ticks();
+    let mut last = progress.load(Ordering::Relaxed);
+    let mut moved_at = None;
+    loop {
+        let now = cpu::ticks();
+        let seen = progress.load(Ordering::Relaxed);
+        if seen != last {
+            if moved_at.is_some_and(|t| now - t <= window) {
+                return true;
+            }
+            moved_at = Some(now);
+            last = seen;
+        }
+        if now - start > limit {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Whether the loop has done its share: `passes` are the secondary's passes wholly
+/// inside it.
+fn enough(pairs: u64, passes: u64, overlap: &Overlap) -> bool {
+    pairs >= MIN_PAIRS
+        && passes >= MIN_PASSES
+        && overlap.accesses >= MIN_ACCESSES
+        && overlap.pairs >= MIN_OVERLAPPED_PAIRS
 }
 
 fn wait_for(flag: &AtomicBool, ms: u64) -> bool {
@@ -246,19 +317,29 @@ pub fn concurrent_split_restore(env: &Env) -> TestResult {
     }
 
     // The boot CPU's part: read-only and back, checking the page each time, until both
-    // it and the secondary have done their share inside the loop. A pass or round of
-    // the secondary counts as inside when it began after the loop began: the one in
-    // flight at the start is left out.
+    // it and the secondary have done their share inside the loop. A secondary pass
+    // counts as inside when it began after the loop began (the one in flight at the
+    // start is left out); an access, when the boot CPU saw it happen after the start.
+    // A call "overlaps" the secondary when the secondary's progress moved between the
+    // boot CPU's last look before the HVC and its first look after it.
     let p = l.page;
     let words_per_pass = sweep.words_per_pass();
-    let words_per_round = sweep.words_per_round();
+    let running_ticks = cpu::tick_rate() * RUNNING_WINDOW_US / 1_000_000;
+    let gate_ticks = cpu::tick_rate() * GATE_LIMIT_US / 1_000_000;
+    let call = |perms, overlap: &mut Overlap| {
+        if !secondary_running(running_ticks, gate_ticks) {
+            overlap.unseen += 1;
+        }
+        let before = s.progress.load(Ordering::Relaxed);
+        let status = mem_protect(p, PAGE_SIZE, perms);
+        (status, s.progress.load(Ordering::Relaxed) - before)
+    };
     let loop_start = cpu::ticks();
     let deadline = Deadline::after_ms(LOOP_LIMIT_MS);
     let passes_at_start = s.passes.load(Ordering::Acquire);
     let progress_at_start = s.progress.load(Ordering::Relaxed);
     let mut pairs = 0u64;
-    // Pairs during which the secondary finished at least one round.
-    let mut overlapped = 0u64;
+    let mut overlap = Overlap::default();
     let mut passes_during;
     let mut accesses_during;
     let mut loop_error: Option<Text> = None;
@@ -269,17 +350,15 @@ pub fn concurrent_split_restore(env: &Env) -> TestResult {
             .passes
             .load(Ordering::Acquire)
             .saturating_sub(passes_at_start + 1);
-        accesses_during = (s.progress.load(Ordering::Relaxed) - progress_at_start)
-            .saturating_sub(words_per_round);
-        if pairs >= MIN_PAIRS && passes_during >= MIN_PASSES && accesses_during >= MIN_ACCESSES {
+        accesses_during = s.progress.load(Ordering::Relaxed) - progress_at_start;
+        if enough(pairs, passes_during, &overlap) {
             break;
         }
         if deadline.passed() {
             timed_out = true;
             break;
         }
-        let progress_before = s.progress.load(Ordering::Relaxed);
-        let status = mem_protect(p, PAGE_SIZE, PERM_READ);
+        let (status, split_accesses) = call(PERM_READ, &mut overlap);
         if status != SUCCESS {
             loop_error = Some(text!(
                 "pair {pairs}: MEM_PROTECT({p:#x}, {PAGE_SIZE:#x}, r--) returned {}",
@@ -291,7 +370,7 @@ pub fn concurrent_split_restore(env: &Env) -> TestResult {
             .step_by(8)
             .filter(|&a| read(a) != word(a, 0))
             .count() as u64;
-        let status = mem_protect(p, PAGE_SIZE, PERM_ALL);
+        let (status, restore_accesses) = call(PERM_ALL, &mut overlap);
         if status != SUCCESS {
             loop_error = Some(text!(
                 "pair {pairs}: MEM_PROTECT({p:#x}, {PAGE_SIZE:#x}, rwx) returned {}",
@@ -299,9 +378,7 @@ pub fn concurrent_split_restore(env: &Env) -> TestResult {
             ));
             break;
         }
-        if s.progress.load(Ordering::Relaxed) != progress_before {
-            overlapped += 1;
-        }
+        overlap.add(split_accesses, restore_accesses);
         pairs += 1;
     }
     let loop_ms = cpu::ms_since(loop_start);
@@ -342,13 +419,32 @@ pub fn concurrent_split_restore(env: &Env) -> TestResult {
         ),
         _ => Text::new(),
     };
+    let per_call = overlap.accesses / (overlap.splits + overlap.restores).max(1);
     say!(
-        "{PREFIX}concurrent_split_restore: {pairs} protect+restore pairs (at least {MIN_PAIRS}) in {loop_ms} ms, \
-         {overlapped} of them overlapped by secondary accesses; secondary {target:#x}: {passes} passes of \
-         {words_per_pass} words, inside the loop {passes_during} passes (at least {MIN_PASSES}) and \
-         {accesses_during} accesses (at least {MIN_ACCESSES}), {faults} faults, {mismatches} mismatches; \
-         boot CPU: {page_mismatches} mismatches on the read-only page; \
-         final check: {lost} of {checked} words wrong (fill of {words} words {fill_ms} ms); AFFINITY_INFO {affinity}{stats_note}"
+        "{PREFIX}concurrent_split_restore: boot CPU: {pairs} protect+restore pairs in {loop_ms} ms \
+         (minimum {MIN_PAIRS}){}; the secondary ran during {} splits and {} restores, during both in \
+         {} pairs (minimum {MIN_OVERLAPPED_PAIRS}); {} calls made without seeing it run",
+        if timed_out {
+            text!(", stopped at the {LOOP_LIMIT_MS} ms limit")
+        } else {
+            Text::new()
+        },
+        overlap.splits,
+        overlap.restores,
+        overlap.pairs,
+        overlap.unseen,
+    );
+    say!(
+        "{PREFIX}concurrent_split_restore: secondary {target:#x}: {passes} passes of {words_per_pass} \
+         words, {passes_during} wholly inside the loop (minimum {MIN_PASSES}); {accesses_during} \
+         accesses inside the loop, {} during the calls (minimum {MIN_ACCESSES}; ~{per_call} per \
+         overlapped call); {faults} faults, {mismatches} mismatches",
+        overlap.accesses,
+    );
+    say!(
+        "{PREFIX}concurrent_split_restore: {page_mismatches} mismatches on the read-only page \
+         (boot CPU); final check: {lost} of {checked} words wrong (fill {fill_ms} ms); \
+         AFFINITY_INFO {affinity}{stats_note}"
     );
 
     if let Some(why) = loop_error {
@@ -392,19 +488,19 @@ pub fn concurrent_split_restore(env: &Env) -> TestResult {
             "the secondary called CPU_OFF but AFFINITY_INFO({target:#x}) says {affinity}, not OFF (1)"
         ));
     }
-    if pairs < MIN_PAIRS || passes_during < MIN_PASSES || accesses_during < MIN_ACCESSES {
+    if !enough(pairs, passes_during, &overlap) {
         return Err(failed!(
-            "too little overlap{}: {pairs} pairs (want {MIN_PAIRS}), {passes_during} secondary passes \
-             (want {MIN_PASSES}) and {accesses_during} accesses (want {MIN_ACCESSES}) inside the loop",
-            if timed_out {
-                text!(" in {LOOP_LIMIT_MS} ms")
-            } else {
-                Text::new()
-            }
+            "too little overlap in {LOOP_LIMIT_MS} ms: {pairs} pairs (min {MIN_PAIRS}), {} overlapped \
+             (min {MIN_OVERLAPPED_PAIRS}); secondary: {passes_during} passes in the loop \
+             (min {MIN_PASSES}), {} accesses during calls (min {MIN_ACCESSES})",
+            overlap.pairs,
+            overlap.accesses
         ));
     }
     Ok(text!(
-        "{pairs} pairs; inside the loop {passes_during} secondary passes, {accesses_during} accesses; \
-         0 faults, 0 mismatches, 0 words lost{stats_note}"
+        "{pairs} pairs, {} overlapped; secondary in the loop: {passes_during} passes, \
+         {accesses_during} accesses ({} during calls); 0 faults, 0 mismatches, 0 words lost{stats_note}",
+        overlap.pairs,
+        overlap.accesses
     ))
 }

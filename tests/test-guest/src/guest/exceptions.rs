@@ -7,7 +7,7 @@
 //!   recorded (ESR_EL1, FAR_EL1, ELR_EL1) and execution resumes either after the faulting
 //!   instruction (ELR += 4, for a load or store) or at the link register (for a fetch
 //!   fault on the first instruction of a function called with BLR: the call "returns");
-//! - counting ([`count_data_aborts`], the secondary CPU's sweep): every data abort is
+//! - counting ([`count_data_aborts`], the secondary CPU's passes): every data abort is
 //!   counted, the first one recorded, the instruction skipped.
 
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering, compiler_fence};
