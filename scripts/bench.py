@@ -5,6 +5,9 @@
                                      (mapping=pages) for --mem 1G, 4G, 16G
   scripts/bench.sh boot [--runs N]   Linux booted directly by QEMU vs under the hypervisor:
                                      median wall time and peak QEMU memory (max RSS)
+  scripts/bench.sh protect           a guest permission change on the live stage 2: split
+                                     (1G->4K, 2M->4K) and collapse, FEAT_BBM level 2 vs
+                                     break-before-make, with split and TLBI counts
 
 Medians over N runs (default 3) with min..max. The QEMU line is the same for both sides:
 -machine virt,virtualization=on,gic-version=3 -cpu max -smp 2 -m 2G -nographic -nic none.
@@ -103,9 +106,28 @@ def bench_boot(runs):
     print("| ratio | %.2f | %.2f |" % (hw / dw, hr / dr))
 
 
+def bench_protect(runs):
+    print("MEM_PROTECT on the live stage 2: one 4K page made read-only (split) then restored (collapse); counts per pair, 200 pairs per row")
+    print("| CPU | strategy | block | split ns | collapse ns | splits 1G/2M per pair | TLBI by VA/range/all per pair | DSB per pair | transient unmaps per pair |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for cpu in ("max", "cortex-a72"):
+        log = os.path.join(TARGET, "bench-protect-%s.log" % cpu)
+        subprocess.run([os.path.join(REPO, "scripts/run.sh"), "selftest", "--cpu", cpu, "--mem", "4G",
+                        "--timeout", "300", "--log", log], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for line in open(log, errors="replace"):
+            if not line.startswith("protect-bench:") or "skipped" in line:
+                continue
+            f = dict(re.findall(r"(\w+)=(\S+)", line))
+            n = int(f["iterations"])
+            per = lambda k: "%g" % (int(f[k]) / n)
+            print("| %s | %s | %s | %s | %s | %s/%s | %s/%s/%s | %s | %s |" % (
+                cpu, f["strategy"], f["block"], f["split_ns"], f["collapse_ns"], per("splits_1g"), per("splits_2m"),
+                per("tlbi_by_va"), per("tlbi_range"), per("tlbi_all"), per("dsb"), per("transient_unmaps")))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["map", "boot", "all"])
+    parser.add_argument("what", choices=["map", "boot", "protect", "all"])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     build()
@@ -113,6 +135,8 @@ def main():
         bench_map(args.runs)
     if args.what in ("boot", "all"):
         bench_boot(args.runs)
+    if args.what in ("protect", "all"):
+        bench_protect(args.runs)
 
 
 if __name__ == "__main__":

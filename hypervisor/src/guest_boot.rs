@@ -145,6 +145,7 @@ fn passthrough_mmio(
 }
 
 pub fn boot_guest(
+    measure_protect: bool,
     info: &PlatformInfo<'_>,
     host_dtb: &[u8],
     layout: &Layout,
@@ -218,6 +219,12 @@ pub fn boot_guest(
     let vttbr = (VMID << 48) | table.root().0;
     // The tables must be visible to the walkers before VTTBR_EL2 points at them.
     table.mark_live();
+    if measure_protect {
+        // Stage-2 TLBIs act on the VMID in VTTBR_EL2: make it current for the benchmark.
+        crate::arch::sysreg::write_sysreg!("vttbr_el2", vttbr);
+        crate::arch::barrier_isb();
+        crate::protect_bench::run(&mut table, &layout.guest_ram);
+    }
     *STAGE2.lock() = Some(table);
 
     let ids = sysreg::id_registers();

@@ -20,6 +20,8 @@ mod hypercalls;
 #[cfg(target_os = "none")]
 mod mm;
 #[cfg(target_os = "none")]
+mod protect_bench;
+#[cfg(target_os = "none")]
 mod run;
 #[cfg(target_os = "none")]
 mod selftest;

@@ -193,6 +193,7 @@ pub fn after_boot(
     let ids = crate::arch::sysreg::id_registers();
     let caps = mm::el2_map::capabilities(&ids, args);
     crate::guest_boot::boot_guest(
+        args.selftest,
         info,
         host_dtb,
         &layout,
