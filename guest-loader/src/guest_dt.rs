@@ -49,8 +49,7 @@ pub const MAX_GUEST_DTB_SIZE: usize = 2 << 20;
 
 /// `cpu-map` nesting allowed (socket/cluster/cluster/core/thread is five).
 const MAX_CPU_MAP_DEPTH: usize = 8;
-const FDT_MAGIC: u32 = 0xd00d_feed;
-const FDT_HEADER_SIZE: usize = 40;
+use crate::dtb::{self, FDT_HEADER_SIZE, FDT_MAGIC};
 
 /// What the guest's device tree must say.
 #[derive(Clone, Copy, Debug)]
@@ -330,30 +329,13 @@ fn covered_by(range: &PhysRange, sorted: &[PhysRange]) -> bool {
 
 /// Validates the host DTB (sliced to its `totalsize`).
 fn open_host_dtb(bytes: &[u8]) -> Result<Fdt<'_>, GuestDtError> {
-    let header_word = |offset: usize| {
-        bytes
-            .get(offset..)
-            .and_then(|rest| rest.first_chunk::<4>())
-            .map(|word| u32::from_be_bytes(*word))
-    };
-    let (Some(magic), Some(totalsize)) = (header_word(0), header_word(4)) else {
-        return Err(GuestDtError::HostDtbTooShort { len: bytes.len() });
-    };
-    if bytes.len() < FDT_HEADER_SIZE {
-        return Err(GuestDtError::HostDtbTooShort { len: bytes.len() });
-    }
-    if magic != FDT_MAGIC {
-        return Err(GuestDtError::HostDtbBadMagic { found: magic });
-    }
-    let blob = usize::try_from(totalsize)
-        .ok()
-        .and_then(|size| bytes.get(..size))
-        .ok_or(GuestDtError::HostDtbTruncated {
-            totalsize,
-            len: bytes.len(),
-        })?;
-    Fdt::new(blob).map_err(|error| GuestDtError::HostDtbMalformed {
-        detail: error.to_string(),
+    dtb::open(bytes).map_err(|error| match error {
+        dtb::OpenError::TooShort { len } => GuestDtError::HostDtbTooShort { len },
+        dtb::OpenError::BadMagic { found } => GuestDtError::HostDtbBadMagic { found },
+        dtb::OpenError::Truncated { totalsize, len } => {
+            GuestDtError::HostDtbTruncated { totalsize, len }
+        }
+        dtb::OpenError::Malformed { detail } => GuestDtError::HostDtbMalformed { detail },
     })
 }
 

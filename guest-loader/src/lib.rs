@@ -23,6 +23,7 @@
 
 extern crate alloc;
 
+mod dtb;
 pub mod guest_dt;
 pub mod image;
 pub mod modules;

@@ -58,8 +58,7 @@ use platform::info::PhysRange;
 /// The granule regions are rounded out to.
 pub const PASSTHROUGH_PAGE_SIZE: u64 = 4096;
 
-const FDT_MAGIC: u32 = 0xd00d_feed;
-const FDT_HEADER_SIZE: usize = 40;
+use crate::dtb::{self, FDT_HEADER_SIZE, FDT_MAGIC};
 /// Bits 24..=25 of a PCI address's first cell: the space code.
 const PCI_SPACE_SHIFT: u32 = 24;
 const PCI_SPACE_IO: u32 = 0b01;
@@ -243,30 +242,13 @@ pub fn passthrough_regions(dtb: &[u8]) -> Result<Vec<PhysRange>, PassthroughErro
 
 /// Validates the blob (sliced to its `totalsize`).
 fn open_dtb(bytes: &[u8]) -> Result<Fdt<'_>, PassthroughError> {
-    let header_word = |offset: usize| {
-        bytes
-            .get(offset..)
-            .and_then(|rest| rest.first_chunk::<4>())
-            .map(|word| u32::from_be_bytes(*word))
-    };
-    let (Some(magic), Some(totalsize)) = (header_word(0), header_word(4)) else {
-        return Err(PassthroughError::DtbTooShort { len: bytes.len() });
-    };
-    if bytes.len() < FDT_HEADER_SIZE {
-        return Err(PassthroughError::DtbTooShort { len: bytes.len() });
-    }
-    if magic != FDT_MAGIC {
-        return Err(PassthroughError::DtbBadMagic { found: magic });
-    }
-    let blob = usize::try_from(totalsize)
-        .ok()
-        .and_then(|size| bytes.get(..size))
-        .ok_or(PassthroughError::DtbTruncated {
-            totalsize,
-            len: bytes.len(),
-        })?;
-    Fdt::new(blob).map_err(|error| PassthroughError::DtbMalformed {
-        detail: error.to_string(),
+    dtb::open(bytes).map_err(|error| match error {
+        dtb::OpenError::TooShort { len } => PassthroughError::DtbTooShort { len },
+        dtb::OpenError::BadMagic { found } => PassthroughError::DtbBadMagic { found },
+        dtb::OpenError::Truncated { totalsize, len } => {
+            PassthroughError::DtbTruncated { totalsize, len }
+        }
+        dtb::OpenError::Malformed { detail } => PassthroughError::DtbMalformed { detail },
     })
 }
 
