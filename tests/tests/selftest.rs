@@ -18,6 +18,7 @@ fn selftest(name: &str, cpu: &str) -> qemu_tests::Run {
         "restore_collapses",
         "execute_never",
         "hostile_arguments",
+        "isolation_outside_ram",
         "concurrent_split_restore",
     ] {
         assert!(

@@ -265,3 +265,27 @@ mod tests {
         assert_eq!(r.to_string(), "0x1000-0x2000");
     }
 }
+
+/// Most isolation probes.
+pub const MAX_PROBES: usize = 4;
+
+/// 2 MiB windows that are not guest RAM, for the isolation test: the first whole 2 MiB
+/// after each RAM range (the hypervisor's image, pool, DTB or crash region, or nothing),
+/// when it does not touch any RAM range (a 2 MiB block there would map guest RAM too).
+pub fn isolation_probes(ram: &[Range]) -> crate::fixed::List<Range, MAX_PROBES> {
+    let mut probes = crate::fixed::List::new();
+    for range in ram {
+        let Some(start) = range
+            .end()
+            .and_then(|end| end.checked_next_multiple_of(BLOCK_2M))
+        else {
+            continue;
+        };
+        let probe = Range::new(start, BLOCK_2M);
+        if probe.end().is_none() || ram.iter().any(|r| r.overlaps(&probe)) {
+            continue;
+        }
+        let _ = probes.push(probe);
+    }
+    probes
+}

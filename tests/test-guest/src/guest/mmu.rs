@@ -66,6 +66,11 @@ pub unsafe fn enable(info: &GuestInfo, image: Range, dtb: Range) -> Result<MmuCo
     for ram in info.ram.iter() {
         builder.map(ram, NORMAL_BLOCK)?;
     }
+    // The isolation test's probes: memory that is not the guest's, mapped at stage 1 so
+    // only stage 2 can refuse the access.
+    for probe in crate::layout::isolation_probes(info.ram.as_slice()).iter() {
+        builder.map(probe, NORMAL_BLOCK)?;
+    }
     let config = MmuConfig {
         mair: stage1::MAIR,
         tcr: stage1::tcr(read_sysreg!("id_aa64mmfr0_el1") & 0xf),

@@ -25,6 +25,7 @@ pub const TESTS: &[(&str, Test)] = &[
     ("restore_collapses", restore_collapses),
     ("execute_never", execute_never),
     ("hostile_arguments", hostile_arguments),
+    ("isolation_outside_ram", isolation_outside_ram),
     (
         "concurrent_split_restore",
         concurrent::concurrent_split_restore,
@@ -478,5 +479,51 @@ fn hostile_arguments(env: &Env) -> TestResult {
         cases.len(),
         watched.iter().flatten().count(),
         STATS_GROUPS * 3
+    ))
+}
+
+/// Memory that is not the guest's (the hypervisor's image, pool, DTB or crash region, or
+/// nothing at all), mapped at stage 1 so only stage 2 can refuse: every read and write
+/// there must come back as a synchronous external abort, and the hypervisor must still
+/// answer afterwards.
+fn isolation_outside_ram(env: &Env) -> TestResult {
+    let probes = crate::layout::isolation_probes(env.info.ram.as_slice());
+    ensure!(!probes.is_empty(), "no address outside guest RAM to probe");
+    for probe in probes.iter() {
+        for (offset, is_write) in [(0x40u64, false), (0x1_0080, true)] {
+            let target = probe.base + offset;
+            let (_, fault) = expect_fault(Recovery::SkipInstruction, || {
+                if is_write {
+                    write(target, 0x5a5a)
+                } else {
+                    let _ = read(target);
+                }
+            });
+            let Some(fault) = fault else {
+                return Err(failed!(
+                    "{} {target:#x} outside guest RAM did not fault",
+                    if is_write { "a write to" } else { "a read of" }
+                ));
+            };
+            let syndrome = fault.esr;
+            ensure!(
+                esr::ec(syndrome) == esr::EC_DABT_CURRENT
+                    && syndrome & 0x3f == 0x10
+                    && esr::is_write(syndrome) == is_write,
+                "{target:#x}: {}, want a synchronous external abort ({})",
+                Syndrome(syndrome),
+                if is_write { "write" } else { "read" }
+            );
+        }
+    }
+    // The hypervisor kept running: the UID call still answers.
+    let uid = hvc(CALL_UID, 0, 0, 0);
+    ensure!(
+        uid[0] == u64::from(UID[0]),
+        "the hypervisor stopped answering after the probes"
+    );
+    Ok(text!(
+        "{} window(s) probed, each read and write a synchronous external abort",
+        probes.len()
     ))
 }
