@@ -5,13 +5,17 @@
 #
 #   scripts/setup.sh            install what is missing, print what it did
 #   scripts/setup.sh --no-guest skip the guest kernel and busybox download
+#   scripts/setup.sh --module   also install what cross-building guest kernel modules needs
+#                               (scripts/build-guest-module.sh)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cache="$repo/.cache"
 guest_dir="$cache/guest"
 want_guest=1
+want_module=0
 [ "${1:-}" = "--no-guest" ] && want_guest=0
+[ "${1:-}" = "--module" ] && want_module=1
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -157,8 +161,97 @@ ensure_guest() {
     rm -rf "$guest_dir/busybox-root"
 }
 
+# What cross-building an out-of-tree module for the guest kernel needs, resolved from the
+# guest kernel package (.cache/guest/kernel-package) so nothing names a version:
+#   - the kernel's headers, linux-headers-<release>:arm64 and the linux-headers-*-common it
+#     depends on, at the kernel package's exact version. They are extracted into
+#     .cache/guest/headers, not installed: through apt the :arm64 headers package depends on
+#     the arm64 kernel image (whose postinst wants initramfs-tools) and on gcc-12:arm64,
+#     which is not co-installable with the host's gcc-12 and would remove build-essential.
+#   - installed with apt for the host: the kbuild tools the headers' scripts/ and tools/
+#     links point at (linux-kbuild-<version>, amd64) and the cross compiler the kernel was
+#     built with, named by the headers' CONFIG_CC_VERSION_TEXT
+#     ("aarch64-linux-gnu-gcc-12" -> gcc-12-aarch64-linux-gnu).
+# Prints nothing when all is in place. The build tree is then
+# .cache/guest/headers/usr/src/linux-headers-<release> (its name is in headers/release).
+ensure_guest_module_toolchain() {
+    [ -s "$guest_dir/kernel-package" ] || { want_guest=1; ensure_guest; }
+    local kpkg release hroot build
+    kpkg=$(cat "$guest_dir/kernel-package")
+    release=${kpkg#linux-image-}
+    hroot="$guest_dir/headers"
+    build="$hroot/usr/src/linux-headers-$release"
+    if [ "$(cat "$hroot/release" 2>/dev/null)" = "$release" ] && [ -f "$build/.config" ] \
+        && [ -f "$hroot/toolchain" ] && command -v "$(sed -n 1p "$hroot/toolchain")" >/dev/null \
+        && [ -d "$(sed -n 2p "$hroot/toolchain")/scripts" ]; then
+        return
+    fi
+    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        say "dpkg --add-architecture arm64"
+        as_root dpkg --add-architecture arm64
+        apt_updated=0
+    fi
+    ensure_backports_source
+    apt_update
+
+    # The kernel package's version (the headers must be the same build).
+    local kdeb version
+    kdeb=$(ls -t "$guest_dir/debs/${kpkg}"_*_arm64.deb 2>/dev/null | head -n 1 || true)
+    if [ -n "$kdeb" ]; then
+        version=$(dpkg-deb -f "$kdeb" Version)
+    else
+        version=$(apt-cache show "$kpkg:arm64" 2>/dev/null | sed -n 's/^Version: //p' | head -n 1)
+    fi
+    [ -n "$version" ] || die "cannot find the version of $kpkg"
+
+    local debs="$guest_dir/debs" hpkg="linux-headers-$release"
+    mkdir -p "$debs"
+    say "downloading $hpkg:arm64 $version"
+    (cd "$debs" && apt-get download -qq "$hpkg:arm64=$version" >/dev/null 2>&1) \
+        || die "cannot download $hpkg:arm64=$version (apt-cache policy $hpkg:arm64)"
+    local hdeb common kbuild
+    hdeb="$debs/${hpkg}_${version//:/%3a}_arm64.deb"
+    common=$(dpkg-deb -f "$hdeb" Depends | tr ',' '\n' | sed -n 's/^ *\(linux-headers-[^ ]*-common\) .*/\1/p' | head -n 1)
+    kbuild=$(dpkg-deb -f "$hdeb" Depends | tr ',' '\n' | sed -n 's/^ *\(linux-kbuild-[^ ]*\).*/\1/p' | head -n 1)
+    [ -n "$common" ] && [ -n "$kbuild" ] || die "cannot resolve the common headers and kbuild packages from $(basename "$hdeb")"
+    say "downloading $common $version"
+    (cd "$debs" && apt-get download -qq "$common=$version" >/dev/null 2>&1) \
+        || die "cannot download $common=$version"
+    local cdeb
+    cdeb="$debs/${common}_${version//:/%3a}_all.deb"
+    [ -f "$hdeb" ] && [ -f "$cdeb" ] || die "apt-get download left no $hdeb or $cdeb"
+
+    rm -rf "$hroot"
+    mkdir -p "$hroot"
+    dpkg-deb -x "$hdeb" "$hroot"
+    dpkg-deb -x "$cdeb" "$hroot"
+    [ -f "$build/.config" ] && [ -f "$build/Makefile" ] || die "$hpkg has no usr/src/$hpkg/.config"
+    # The arch tree's Makefile includes the common tree by its absolute /usr/src path.
+    sed -i "s|/usr/src/$common/|$hroot/usr/src/$common/|" "$build/Makefile"
+    # scripts/ and tools/ are relative links to ../../lib/$kbuild: point that at the host's.
+    mkdir -p "$hroot/usr/lib"
+    ln -sfn "/usr/lib/$kbuild" "$hroot/usr/lib/$kbuild"
+
+    local cc triplet gccver compiler
+    cc=$(sed -n 's/^CONFIG_CC_VERSION_TEXT="\([^ ]*\) .*/\1/p' "$build/.config")
+    case "$cc" in
+        *-gcc-[0-9]*) triplet=${cc%-gcc-*}; gccver=${cc##*-gcc-}; compiler="gcc-$gccver-$triplet" ;;
+        *) die "the guest kernel was built with '$cc', not a versioned cross gcc this script knows" ;;
+    esac
+    say "installing $compiler and $kbuild $version (host)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "$compiler" "$kbuild=$version" make >/dev/null \
+        || die "could not install $compiler $kbuild=$version"
+    command -v "$cc" >/dev/null || die "$compiler installed no $cc"
+    [ -d "/usr/lib/$kbuild/scripts" ] || die "$kbuild installed no /usr/lib/$kbuild/scripts"
+    printf '%s\n%s\n' "$cc" "/usr/lib/$kbuild" >"$hroot/toolchain"
+    echo "$release" >"$hroot/release"
+    say "guest module toolchain ready: $cc, headers in $build"
+}
+
 ensure_host_packages
 ensure_qemu
 ensure_rust_target
 ensure_guest
+[ "$want_module" -eq 1 ] && ensure_guest_module_toolchain
 say "ready: $(qemu-system-aarch64 --version | head -n 1); guest kernel: $(cat "$guest_dir/kernel-package" 2>/dev/null || echo none)"
