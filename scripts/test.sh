@@ -10,24 +10,29 @@ cd "$repo"
 "$repo/scripts/setup.sh"
 
 results=$(mktemp)
-trap 'rm -f "$results"' EXIT
 status=0
+
+output=$(mktemp)
+trap 'rm -f "$results" "$output"' EXIT
 
 # Runs a cargo test command, echoing its output and keeping its result lines.
 run_tests() {
-    local rc=0
-    "$@" 2>&1 | tee /dev/stderr | grep -a '^test result:' >>"$results" || true
+    local rc
+    set +e
+    "$@" 2>&1 | tee "$output"
     rc=${PIPESTATUS[0]}
+    set -e
+    grep -a '^test result:' "$output" >>"$results" || true
     [ "$rc" -eq 0 ] || status=$rc
 }
 
-echo "== host tests (portable crates)" >&2
+echo "== host tests (portable crates)"
 run_tests cargo test --workspace --exclude qemu-tests
 
 if [ "${1:-}" != "--host-only" ] && [ "$status" -eq 0 ]; then
-    echo "== hypervisor image" >&2
-    "$repo/scripts/build.sh" >&2
-    echo "== QEMU tests" >&2
+    echo "== hypervisor image"
+    "$repo/scripts/build.sh"
+    echo "== QEMU tests"
     # One QEMU at a time: the machine has two cores and TCG is CPU-bound.
     run_tests cargo test -p qemu-tests -- --test-threads=1
 fi
