@@ -1,13 +1,14 @@
 //! `map`: new mappings with the largest leaves alignment allows.
 
 use core::ops::Range;
+use core::ptr::NonNull;
 
 use crate::attrs::{self, Attributes, MapFlags};
 use crate::descriptor::{Descriptor, cont_group};
 use crate::error::Error;
-use crate::fill::{Cover, Segment, classify, tables_for_entry};
+use crate::fill::{Cover, Segment, classify, tables_for_segment};
 use crate::hw::{Hardware, PhysAddr};
-use crate::regime::{CONT_ENTRIES, cont_allowed};
+use crate::regime::{CONT_ENTRIES, cont_allowed, level_shift, level_size};
 use crate::reserve::Reservation;
 use crate::table::{OpReport, PageTable};
 use crate::walk::{Ctx, Step, Visit, Visitor, flags};
@@ -34,7 +35,7 @@ impl<H: Hardware> Visitor<H> for MapPlan {
         if ctx.old.is_pending() {
             return Err(Error::Internal);
         }
-        self.tables += tables_for_entry(core::slice::from_ref(s), ctx.level, ctx.addr);
+        self.tables += tables_for_segment(s, ctx.level, ctx.addr);
         Ok(Step::Skip)
     }
 }
@@ -61,51 +62,7 @@ impl<H: Hardware> Visitor<H> for MapCommit {
             // Identical to the request (the plan checked).
             return Ok(Step::Skip);
         }
-        match classify(core::slice::from_ref(&s), ctx.addr, ctx.end()) {
-            Cover::Empty => {}
-            Cover::Inside(seg) if seg.leaf_fits(ctx.level, ctx.addr) => {
-                let (group_start, group_end) = cont_group(ctx.addr, ctx.level);
-                let group_inside = cont_allowed(ctx.level)
-                    && group_start == ctx.addr
-                    && group_start >= s.start
-                    && group_end <= s.end
-                    && seg.group_fits(ctx.level, ctx.addr);
-                if group_inside && pt.group_is_empty(ctx) {
-                    // Invalid to valid needs no break; a walker that meets a written
-                    // entry of the group before the others gets the same translation.
-                    for j in 0..CONT_ENTRIES {
-                        let addr = ctx.addr + j as u64 * (ctx.end() - ctx.addr);
-                        // SAFETY: the group lies inside this table (16 | 512, aligned).
-                        let slot = unsafe { ctx.slot.add(j) };
-                        let new = Descriptor::leaf(
-                            ctx.level,
-                            seg.oa_at(addr),
-                            s.attrs.unwrap_or(0),
-                            true,
-                        );
-                        pt.store(slot, addr, ctx.level, Descriptor::INVALID, new);
-                    }
-                } else {
-                    let new = Descriptor::leaf(
-                        ctx.level,
-                        seg.oa_at(ctx.addr),
-                        s.attrs.unwrap_or(0),
-                        false,
-                    );
-                    pt.store(ctx.slot, ctx.addr, ctx.level, ctx.old, new);
-                }
-            }
-            _ => {
-                let table = pt.build_table(
-                    &mut self.reservation,
-                    core::slice::from_ref(&s),
-                    ctx.level + 1,
-                    ctx.addr,
-                    false,
-                )?;
-                pt.publish_table(ctx.slot, ctx.addr, ctx.level, ctx.old, table);
-            }
-        }
+        pt.map_into_invalid(&s, ctx, &mut self.reservation)?;
         Ok(Step::Skip)
     }
 }
@@ -145,6 +102,17 @@ impl<H: Hardware> PageTable<H> {
             oa: pa.0,
             attrs: Some(bits),
         };
+        #[cfg(test)]
+        let fast = !self.general_map_only;
+        #[cfg(not(test))]
+        let fast = true;
+        if fast && let Some(result) = self.map_fast(segment) {
+            #[cfg(test)]
+            {
+                self.fast_maps += 1;
+            }
+            return result;
+        }
         let mut plan = MapPlan { segment, tables: 0 };
         self.walk(start, end, &mut plan)?;
         let reservation = self.reserve(plan.tables)?;
@@ -159,6 +127,170 @@ impl<H: Hardware> PageTable<H> {
         result.map(|()| OpReport {
             transiently_unmapped,
         })
+    }
+
+    /// The fast path for the common case (boot, a new guest's memory): below the tables
+    /// the range shares, every entry it overlaps is invalid. One read-only descent finds
+    /// the table where the range spreads over several entries (or meets a non-table
+    /// entry) and checks that those entries are all invalid; the tables to reserve then
+    /// follow from the range alone, with no plan walk: the first and last entries may be
+    /// partial, every entry between them is wholly inside the segment with the same
+    /// alignment and so needs the same number of tables. Everything is reserved before
+    /// the first store, as on the general path, and the entries are written exactly as
+    /// [`MapCommit`] writes invalid entries; the tables passed through on the way down
+    /// get the same post-order collapse check.
+    ///
+    /// Returns `None`, having read only, when an entry in the range is anything but
+    /// invalid (a table to walk into, a leaf to compare, a pending entry): the general
+    /// two-pass path handles it.
+    fn map_fast(&mut self, s: Segment) -> Option<Result<OpReport, Error>> {
+        let (start, end) = (s.start, s.end);
+        let regime = self.regime();
+        let mut table = self.root();
+        let mut level = regime.start_level();
+        let mut base = 0;
+        // The table entries passed through, root first (at most levels 0 to 2).
+        let mut path = [(NonNull::dangling(), 0, 0); 3];
+        let mut depth = 0;
+        let (first, last, entries) = loop {
+            let shift = level_shift(level);
+            // `check_range` keeps the range below the root's limit; below the root it
+            // lies inside the entry walked into. So both indexes are in the table.
+            let first = ((start - base) >> shift) as usize;
+            let last = ((end - 1 - base) >> shift) as usize;
+            let entries = self.hw.table_ptr(table);
+            if first == last {
+                // SAFETY: `first` is an index of this table (above).
+                let slot = unsafe { entries.add(first) };
+                let old = self.read(slot);
+                if old.is_table(level) && depth < path.len() {
+                    let addr = base + ((first as u64) << shift);
+                    path[depth] = (slot, addr, level);
+                    depth += 1;
+                    table = PhysAddr(old.output_address());
+                    base = addr;
+                    level += 1;
+                    continue;
+                }
+            }
+            for index in first..=last {
+                // SAFETY: as above.
+                if self.read(unsafe { entries.add(index) }) != Descriptor::INVALID {
+                    return None;
+                }
+            }
+            break (first, last, entries);
+        };
+        let size = level_size(level);
+        let addr_of = |index: usize| base + index as u64 * size;
+        let mut tables = tables_for_segment(&s, level, addr_of(first));
+        if last > first {
+            tables += tables_for_segment(&s, level, addr_of(last));
+            if last > first + 1 {
+                tables +=
+                    (last - first - 1) as u64 * tables_for_segment(&s, level, addr_of(first + 1));
+            }
+        }
+        let mut reservation = match self.reserve(tables) {
+            Ok(reservation) => reservation,
+            Err(e) => return Some(Err(e)),
+        };
+        let mut result = Ok(());
+        let mut index = first;
+        while index <= last {
+            let ctx = Ctx {
+                addr: addr_of(index),
+                level,
+                // SAFETY: as above.
+                slot: unsafe { entries.add(index) },
+                old: Descriptor::INVALID,
+            };
+            match self.map_into_invalid(&s, &ctx, &mut reservation) {
+                Ok(written) => index += written,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if result.is_ok() {
+            // What the walker's post-order visits of `MapCommit` do, deepest first.
+            for &(slot, addr, level) in path[..depth].iter().rev() {
+                let old = self.read(slot);
+                if old.is_table(level) {
+                    let ctx = Ctx {
+                        addr,
+                        level,
+                        slot,
+                        old,
+                    };
+                    self.collapse_entry(&ctx, start, end);
+                }
+            }
+        }
+        self.collapse_root_groups(start, end);
+        self.release(reservation);
+        let transiently_unmapped = self.finish();
+        Some(result.map(|()| OpReport {
+            transiently_unmapped,
+        }))
+    }
+
+    /// Maps `s` into the invalid entry `ctx`: a leaf (with the whole contiguous group when
+    /// the group lies in the range, is empty and fits), or a new subtree built off-line
+    /// from `reservation`. Returns the number of entries written from `ctx` on (16 for a
+    /// group, else 1).
+    ///
+    /// # Errors
+    /// [`Error::Internal`] if the reservation is short (a bug in a plan).
+    fn map_into_invalid(
+        &mut self,
+        s: &Segment,
+        ctx: &Ctx,
+        reservation: &mut Reservation,
+    ) -> Result<usize, Error> {
+        match classify(core::slice::from_ref(s), ctx.addr, ctx.end()) {
+            Cover::Empty => {}
+            Cover::Inside(seg) if seg.leaf_fits(ctx.level, ctx.addr) => {
+                let (group_start, group_end) = cont_group(ctx.addr, ctx.level);
+                let group_inside = cont_allowed(ctx.level)
+                    && group_start == ctx.addr
+                    && group_start >= s.start
+                    && group_end <= s.end
+                    && seg.group_fits(ctx.level, ctx.addr);
+                if group_inside && self.group_is_empty(ctx) {
+                    // Invalid to valid needs no break; a walker that meets a written
+                    // entry of the group before the others gets the same translation.
+                    for j in 0..CONT_ENTRIES {
+                        let addr = ctx.addr + j as u64 * (ctx.end() - ctx.addr);
+                        // SAFETY: the group lies inside this table (16 | 512, aligned).
+                        let slot = unsafe { ctx.slot.add(j) };
+                        let new = Descriptor::leaf(
+                            ctx.level,
+                            seg.oa_at(addr),
+                            s.attrs.unwrap_or(0),
+                            true,
+                        );
+                        self.store(slot, addr, ctx.level, Descriptor::INVALID, new);
+                    }
+                    return Ok(CONT_ENTRIES);
+                }
+                let new =
+                    Descriptor::leaf(ctx.level, seg.oa_at(ctx.addr), s.attrs.unwrap_or(0), false);
+                self.store(ctx.slot, ctx.addr, ctx.level, ctx.old, new);
+            }
+            _ => {
+                let table = self.build_table(
+                    reservation,
+                    core::slice::from_ref(s),
+                    ctx.level + 1,
+                    ctx.addr,
+                    false,
+                )?;
+                self.publish_table(ctx.slot, ctx.addr, ctx.level, ctx.old, table);
+            }
+        }
+        Ok(1)
     }
 
     /// Whether the contiguous group starting at `ctx` is entirely invalid.

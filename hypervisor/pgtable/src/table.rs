@@ -31,6 +31,11 @@ pub struct PageTable<H: Hardware> {
     live: bool,
     pub(crate) counters: Counters,
     pub(crate) maintenance: Maintenance,
+    /// Tests: maps that took the fast path, and a switch to force the general path.
+    #[cfg(test)]
+    pub(crate) fast_maps: u64,
+    #[cfg(test)]
+    pub(crate) general_map_only: bool,
 }
 
 // SAFETY: besides `H`, a tree holds only plain values and, between the steps of one
@@ -62,6 +67,10 @@ impl<H: Hardware> PageTable<H> {
             live: false,
             counters,
             maintenance: Maintenance::new(),
+            #[cfg(test)]
+            fast_maps: 0,
+            #[cfg(test)]
+            general_map_only: false,
         })
     }
 

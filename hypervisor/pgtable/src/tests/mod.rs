@@ -5,5 +5,6 @@ mod support;
 mod basics;
 mod change;
 mod failure;
+mod fast;
 mod model;
 mod trace;
