@@ -7,6 +7,7 @@ extern crate alloc;
 use arrayvec::ArrayVec;
 use guest_loader::{GuestConfig as LoaderConfig, GuestPlan};
 use hypervisor::facts::CpuFacts;
+use hypervisor::foreign_access::HostMemoryMap;
 use hypervisor::memory_plan::Layout;
 use pgtable::{
     Access, Attributes, Capabilities, MapFlags, MemoryType, PageTable, PhysAddr, Regime,
@@ -235,6 +236,13 @@ pub fn boot_guest(
         midr: ids.midr,
         cpus: info.cpus.iter().map(|c| c.mpidr).collect(),
         ram: layout.guest_ram.iter().copied().take(16).collect(),
+        host: HostMemoryMap {
+            image: Some(run::image_range()),
+            pool: Some(layout.pool),
+            crash: layout.crash,
+            dtb: Some(info.dtb),
+            ram: info.memory.clone(),
+        },
     };
     let guest_ram_bytes: u64 = layout.guest_ram.iter().map(|r| r.size).sum();
     crate::console::write_raw(format_args!(

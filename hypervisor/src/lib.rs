@@ -9,6 +9,7 @@ pub mod cpu_features;
 pub mod crash_record;
 pub mod esr;
 pub mod facts;
+pub mod foreign_access;
 pub mod frames;
 pub mod heap_window;
 pub mod hypercall;

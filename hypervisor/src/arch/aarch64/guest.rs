@@ -5,6 +5,7 @@ use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use arrayvec::ArrayVec;
 use hypervisor::esr::{Esr, ExceptionClass};
+use hypervisor::foreign_access::{ForeignAccessTally, HostMemoryMap};
 use hypervisor::inject::{self, GuestState, SyncException};
 use hypervisor::psci::{self, CpuPowerState, Followup, PsciPlatform};
 use hypervisor::smccc::{self, FunctionId};
@@ -26,6 +27,8 @@ pub struct GuestConfig {
     pub cpus: ArrayVec<u64, MAX_CPUS>,
     /// The guest's RAM (identity mapped).
     pub ram: ArrayVec<PhysRange, 16>,
+    /// The host's memory, to name what a guest access outside its memory was after.
+    pub host: HostMemoryMap,
 }
 
 static CONFIG: Once<GuestConfig> = Once::new();
@@ -190,6 +193,7 @@ fn smccc_call(config: &GuestConfig, frame: &mut TrapFrame) {
                 "guest: PSCI SYSTEM_OFF ({} stage-2 fault(s) retried)",
                 crate::hypercalls::retried_faults()
             );
+            crate::console::write_raw(format_args!("foreign-access: {FOREIGN_ACCESSES}\n"));
             boot::stop(hypervisor::outcome::Outcome::Success);
         }
         Some(Followup::SystemReset) => {
@@ -208,8 +212,9 @@ fn smccc_call(config: &GuestConfig, frame: &mut TrapFrame) {
     }
 }
 
-/// Logs each kind of stage-2 abort once, so a misbehaving guest cannot flood the console.
-static ABORTS_LOGGED: AtomicU64 = AtomicU64::new(0);
+/// Guest accesses outside the guest's memory, by what they hit. The first of each kind
+/// is logged; the counts are printed when the guest powers off.
+static FOREIGN_ACCESSES: ForeignAccessTally = ForeignAccessTally::new();
 
 fn stage2_abort(config: &GuestConfig, frame: &mut TrapFrame, esr: Esr, far: u64) {
     let hpfar = read_sysreg!("hpfar_el2");
@@ -227,12 +232,14 @@ fn stage2_abort(config: &GuestConfig, frame: &mut TrapFrame, esr: Esr, far: u64)
         }
         return;
     }
-    let kind_bit = 1u64 << (esr.fault_status() & 0x3f);
-    if ABORTS_LOGGED.fetch_or(kind_bit, Ordering::Relaxed) & kind_bit == 0 {
+    // The guest's IPA space is the identity of the host's physical one.
+    let target = config.host.classify(ipa);
+    if FOREIGN_ACCESSES.record(target) {
         log::warn!(
-            "guest access outside its memory: IPA {ipa:#x} (VA {far:#x}, PC {:#x}), {esr}; \
-             injecting a synchronous external abort (further aborts of this kind are not logged)",
-            frame.elr
+            "guest access outside its memory refused: {target} at IPA {ipa:#x} (VA {far:#x}, PC {:#x}), {esr}; \
+             injecting a synchronous external abort (further accesses to {} are counted, not logged)",
+            frame.elr,
+            target.key()
         );
     }
     let exception = if esr.class() == ExceptionClass::DATA_ABORT_LOWER {
