@@ -4,6 +4,8 @@
 # /init mounts the usual filesystems and starts a shell on the console. With
 # `hyp.check=1` on the kernel command line it runs /check instead and powers off: /check
 # prints "guest-check: ..." lines and ends with "guest-check: pass" or "guest-check: fail".
+# With `hyp.isolation=1` it runs /isolation: /dev/mem probes of memory that is not the
+# guest's, ending with "guest-isolation: pass" or "guest-isolation: fail".
 # The guest kernel module target/guest-module/hypmem.ko (scripts/build-guest-module.sh) goes
 # in as /lib/hypmem.ko when it has been built; `hyp.modtest=1` makes /init load it.
 set -euo pipefail
@@ -16,7 +18,7 @@ command -v cpio >/dev/null || { echo "make-initramfs: cpio missing (scripts/setu
 module="$repo/target/guest-module/hypmem.ko"
 extra_files=()
 [ -f "$module" ] && extra_files+=("$module")
-src_stamp=$(cat "$0" "$repo/scripts/guest/init" "$repo/scripts/guest/check" "$busybox" "${extra_files[@]}" | sha256sum | cut -c1-16)
+src_stamp=$(cat "$0" "$repo/scripts/guest/init" "$repo/scripts/guest/check" "$repo/scripts/guest/isolation" "$busybox" "${extra_files[@]}" | sha256sum | cut -c1-16)
 if [ -f "$out" ] && [ -f "$out.stamp" ] && [ "$(cat "$out.stamp")" = "$src_stamp" ]; then
     exit 0
 fi
@@ -32,6 +34,7 @@ for applet in sh mount umount cat echo grep sed awk nproc poweroff reboot ls dme
 done
 install -m 0755 "$repo/scripts/guest/init" "$root/init"
 install -m 0755 "$repo/scripts/guest/check" "$root/check"
+install -m 0755 "$repo/scripts/guest/isolation" "$root/isolation"
 [ -f "$module" ] && install -m 0644 "$module" "$root/lib/hypmem.ko"
 (cd "$root" && find . -print0 | cpio --null -o -H newc --quiet | gzip -9) >"$out"
 echo "$src_stamp" >"$out.stamp"
