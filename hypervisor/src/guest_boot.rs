@@ -227,6 +227,9 @@ pub fn boot_guest(
         crate::protect_bench::run(&mut table, &layout.guest_ram);
     }
     *STAGE2.lock() = Some(table);
+    if measure_protect {
+        crate::selftest::run_stage2(&layout.guest_ram, regime.ia_limit());
+    }
 
     let ids = sysreg::id_registers();
     let config = GuestConfig {
@@ -246,11 +249,13 @@ pub fn boot_guest(
     };
     let guest_ram_bytes: u64 = layout.guest_ram.iter().map(|r| r.size).sum();
     crate::console::write_raw(format_args!(
-        "hyp-facts: guest_ram_bytes={guest_ram_bytes} guest_vcpus={} guest_entry={:#x} guest_dtb={:#x} stage2_ipa_bits={}\n",
+        "hyp-facts: guest_ram_bytes={guest_ram_bytes} guest_vcpus={} guest_entry={:#x} guest_dtb={:#x} stage2_ipa_bits={} table_allocations={} injected_failures={}\n",
         info.cpus.len(),
         placement.entry,
         placement.dtb.base,
-        regime.ia_bits()
+        regime.ia_bits(),
+        crate::mm::hw::table_allocations(),
+        crate::mm::hw::injected_failures()
     ));
     log::info!("guest: entering at EL1 on {} vCPU(s)", info.cpus.len());
     guest::start(config, placement.entry, placement.dtb.base)

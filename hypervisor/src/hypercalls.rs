@@ -12,6 +12,8 @@ use pgtable::{Access, Attributes, MemoryType};
 use platform::info::PhysRange;
 
 use crate::guest_boot::STAGE2;
+use crate::mm::hw::fault_injection_armed;
+use crate::mm::report::fingerprint;
 
 /// The IPA range a MEM_PROTECT is changing, for the fault handler.
 static CHANGE_WINDOW: ChangeWindow = ChangeWindow::new();
@@ -58,12 +60,29 @@ pub fn handle(call: Hypercall, ram: &[PhysRange]) -> [u64; 4] {
             let Some(table) = stage2.as_mut() else {
                 return status(hypercall::NOT_SUPPORTED);
             };
+            // Under fault injection, prove on the spot that a failed change left stage 2
+            // as it was (a whole-table walk: too slow for every call otherwise).
+            let limit = table.regime().ia_limit();
+            let before = fault_injection_armed().then(|| fingerprint(table, limit));
             CHANGE_WINDOW.open(ipa, ipa + size);
             let result = table.change_attrs(ipa..ipa + size, attributes(permissions));
             CHANGE_WINDOW.close();
             match result {
                 Ok(_) => status(hypercall::SUCCESS),
-                Err(pgtable::Error::OutOfTables) => status(hypercall::NO_MEMORY),
+                Err(pgtable::Error::OutOfTables) => {
+                    match before.map(|before| (before, fingerprint(table, limit))) {
+                        Some((before, after)) if before != after => log::error!(
+                            "MEM_PROTECT [{ipa:#x}, +{size:#x}): no table memory, and stage 2 \
+                             CHANGED: before {before}, after {after}"
+                        ),
+                        Some((_, after)) => log::warn!(
+                            "MEM_PROTECT [{ipa:#x}, +{size:#x}): no table memory; stage 2 \
+                             unchanged ({after})"
+                        ),
+                        None => log::warn!("MEM_PROTECT [{ipa:#x}, +{size:#x}): no table memory"),
+                    }
+                    status(hypercall::NO_MEMORY)
+                }
                 Err(error) => {
                     log::warn!("MEM_PROTECT [{ipa:#x}, +{size:#x}): {error}");
                     status(hypercall::INVALID_PARAMETER)

@@ -8,13 +8,19 @@ extern crate alloc;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::arch::asm;
+use core::num::NonZeroU32;
 
 use hypervisor::esr::Esr;
 use pgtable::Attributes;
 use platform::info::{PhysRange, PlatformInfo};
 
+use hypervisor::hypercall::{self, Hypercall, Permissions};
+
 use crate::arch::trap::expect_fault;
+use crate::guest_boot::STAGE2;
 use crate::mm::el2_map::EL2_TABLE;
+use crate::mm::hw::{disarm_fault_injection, fail_allocation_after};
+use crate::mm::report::{Fingerprint, fingerprint};
 
 type Outcome = Result<(), &'static str>;
 
@@ -212,6 +218,154 @@ fn el2_split_and_collapse() -> Outcome {
     Ok(())
 }
 
+/// The EL2 map's fingerprint (every run of its ptdump walk, hashed).
+fn el2_fingerprint() -> Result<Fingerprint, &'static str> {
+    let table = EL2_TABLE.lock();
+    Ok(fingerprint(table.as_ref().ok_or("no EL2 table")?, 1 << 48))
+}
+
+/// A split whose table allocation fails (fault injection) returns the error and leaves the
+/// live map exactly as it was: the engine allocates everything before it touches a live
+/// entry. The page stays a writable part of its 2M block, and the same change succeeds
+/// once memory is back.
+fn el2_split_without_a_table_leaves_the_map_intact() -> Outcome {
+    let mut page = Box::new([0xa5u8; 4096]);
+    let va = page.as_ptr() as u64 & !0xfff;
+    let before = el2_fingerprint()?;
+    let result = {
+        let mut guard = EL2_TABLE.lock();
+        let table = guard.as_mut().ok_or("no EL2 table")?;
+        fail_allocation_after(NonZeroU32::MIN);
+        let result = table.change_attrs(va..va + 4096, Attributes::RO);
+        disarm_fault_injection();
+        result
+    };
+    match result {
+        Err(pgtable::Error::OutOfTables) => {}
+        Ok(_) => return Err("the split succeeded without its table"),
+        Err(_) => return Err("the split failed with another error than OutOfTables"),
+    }
+    if el2_fingerprint()? != before {
+        return Err("the failed split changed the EL2 map (ptdump fingerprint differs)");
+    }
+    if at(va, true).is_none() {
+        return Err("the page is no longer writable after the failed split");
+    }
+    page[17] = 0x3c;
+    let mut guard = EL2_TABLE.lock();
+    let table = guard.as_mut().ok_or("no EL2 table")?;
+    table
+        .change_attrs(va..va + 4096, Attributes::RO)
+        .map_err(|_| "the change failed with memory back")?;
+    table
+        .change_attrs(va..va + 4096, Attributes::RW)
+        .map_err(|_| "the restore failed")?;
+    let leaf = table.query(va).ok_or("page lost")?;
+    drop(guard);
+    if leaf.level != 2 || page[17] != 0x3c || page[18] != 0xa5 {
+        return Err("the page did not come back to its 2M block with its contents");
+    }
+    Ok(())
+}
+
+/// Heap growth in a fragmented pool (no 2 MiB chunk: 4K pages) whose level-3 table
+/// allocation fails: growth reports the error, and the EL2 map, the window and the free
+/// frames are as before; the same growth succeeds, with 4K pages, once memory is back.
+fn el2_heap_growth_without_a_table_fails_cleanly() -> Outcome {
+    use crate::mm::heap::{simulate_fragmented_pool, stats, try_grow};
+    const STEP: u64 = 2 << 20;
+    let (counters_before, window_before) = stats();
+    let map_before = el2_fingerprint()?;
+    let free_before = crate::mm::FRAMES.lock().free_bytes();
+    simulate_fragmented_pool(true);
+    fail_allocation_after(NonZeroU32::MIN);
+    let failed = try_grow(STEP).is_err();
+    disarm_fault_injection();
+    let (counters_failed, window_failed) = stats();
+    let map_failed = el2_fingerprint()?;
+    let free_failed = crate::mm::FRAMES.lock().free_bytes();
+    let retried = try_grow(STEP);
+    simulate_fragmented_pool(false);
+    let (counters_after, _) = stats();
+    if !failed {
+        return Err("the growth succeeded without its table");
+    }
+    if window_failed != window_before || map_failed != map_before || free_failed != free_before {
+        return Err("the failed growth changed the window, the EL2 map or the free frames");
+    }
+    if counters_failed.pages_4k != counters_before.pages_4k {
+        return Err("the failed growth counted pages it did not keep");
+    }
+    if retried != Ok((window_before.1, window_before.1 + STEP)) {
+        return Err("the growth failed again with memory back");
+    }
+    if counters_after.pages_4k != counters_failed.pages_4k + STEP / 4096 {
+        return Err("the retried growth did not map 4K pages");
+    }
+    Ok(())
+}
+
+/// A guest MEM_PROTECT, through the hypercall handler, whose split cannot get its table
+/// (fault injection): the answer is NO_MEMORY and the stage 2 is exactly as before. The
+/// test guest then runs its whole suite on this stage 2.
+fn stage2_protect_without_a_table_fails_cleanly(ram: &[PhysRange], limit: u64) -> Outcome {
+    const BLOCK: u64 = 2 << 20;
+    // A page inside a whole 2M block of guest RAM, so the change must split.
+    let ipa = ram
+        .iter()
+        .find_map(|r| {
+            let block = r.base.checked_next_multiple_of(BLOCK)?;
+            (block.checked_add(BLOCK)? <= r.end()).then_some(block + 5 * 4096)
+        })
+        .ok_or("no whole 2M block of guest RAM")?;
+    let (before, leaf) = {
+        let stage2 = STAGE2.lock();
+        let table = stage2.as_ref().ok_or("no stage 2")?;
+        (
+            fingerprint(table, limit),
+            table.query(ipa).ok_or("guest page not mapped")?,
+        )
+    };
+    if leaf.level > 2 {
+        return Err("the guest page is not in a block");
+    }
+    let read_only = Permissions {
+        read: true,
+        write: false,
+        execute: false,
+    };
+    fail_allocation_after(NonZeroU32::MIN);
+    let answer = crate::hypercalls::handle(
+        Hypercall::MemProtect {
+            ipa,
+            size: 4096,
+            permissions: read_only,
+        },
+        ram,
+    );
+    disarm_fault_injection();
+    if answer[0] as i64 != hypercall::NO_MEMORY {
+        return Err("MEM_PROTECT did not answer NO_MEMORY without its table");
+    }
+    let stage2 = STAGE2.lock();
+    let table = stage2.as_ref().ok_or("no stage 2")?;
+    if fingerprint(table, limit) != before {
+        return Err("the failed MEM_PROTECT changed stage 2 (ptdump fingerprint differs)");
+    }
+    if table.query(ipa) != Some(leaf) {
+        return Err("the guest page's translation changed");
+    }
+    Ok(())
+}
+
+/// The stage-2 selftest, once the guest's stage 2 exists and before the guest starts.
+pub fn run_stage2(ram: &[PhysRange], limit: u64) -> bool {
+    report(
+        "el2_stage2_protect_without_a_table_fails_cleanly",
+        stage2_protect_without_a_table_fails_cleanly(ram, limit),
+    )
+}
+
 /// Runs the EL2 selftests; returns (passed, failed).
 pub fn run(info: &PlatformInfo<'_>, pool: PhysRange, crash: Option<PhysRange>) -> (u32, u32) {
     let image = crate::run::image_range();
@@ -229,6 +383,14 @@ pub fn run(info: &PlatformInfo<'_>, pool: PhysRange, crash: Option<PhysRange>) -
         ),
         report("el2_no_4k_ram", el2_no_4k_ram(info, image, crash)),
         report("el2_split_and_collapse", el2_split_and_collapse()),
+        report(
+            "el2_split_without_a_table_leaves_the_map_intact",
+            el2_split_without_a_table_leaves_the_map_intact(),
+        ),
+        report(
+            "el2_heap_growth_without_a_table_fails_cleanly",
+            el2_heap_growth_without_a_table_fails_cleanly(),
+        ),
     ];
     let passed = results.iter().filter(|&&ok| ok).count() as u32;
     (passed, results.len() as u32 - passed)

@@ -48,7 +48,9 @@ fn isolation_run(name: &str, cpu: &str, hypervisor_args: &str, guest_args: &str)
     run.assert_success();
     let console = &run.console;
     assert!(
-        console.lines().any(|l| l.trim_end() == "guest-isolation: pass"),
+        console
+            .lines()
+            .any(|l| l.trim_end() == "guest-isolation: pass"),
         "the guest's isolation probes did not pass\n{console}"
     );
     assert!(
@@ -114,7 +116,10 @@ fn devmem_cannot_reach_the_image_pool_dtb_crash_region_or_beyond_ram_with_bbml2(
             ("pool", "the hypervisor's pool (heap and page tables)"),
             ("crash", "the crash region"),
             ("dtb", "the host device tree"),
-            ("outside_ram", "no RAM (a hole, an unassigned device or beyond the end)"),
+            (
+                "outside_ram",
+                "no RAM (a hole, an unassigned device or beyond the end)",
+            ),
         ],
     );
 }
@@ -141,7 +146,10 @@ fn devmem_cannot_reach_a_crash_region_inside_ram_without_bbml2() {
         &[
             ("image", "the hypervisor's image"),
             ("crash", "the crash region"),
-            ("outside_ram", "no RAM (a hole, an unassigned device or beyond the end)"),
+            (
+                "outside_ram",
+                "no RAM (a hole, an unassigned device or beyond the end)",
+            ),
         ],
     );
 }

@@ -5,9 +5,10 @@
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{NonNull, null_mut};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use buddy_system_allocator::Heap;
-use hypervisor::heap_window::{HeapBacking, HeapCounters, HeapWindow};
+use hypervisor::heap_window::{GrowError, HeapBacking, HeapCounters, HeapWindow};
 use pgtable::{Attributes, MapFlags, PhysAddr};
 use spin::Mutex;
 
@@ -35,11 +36,22 @@ static HEAP: GrowingHeap = GrowingHeap {
     }),
 };
 
+/// Fault injection for the selftests: growth finds no free 2 MiB chunk, as in a
+/// fragmented pool, and falls back to 4K pages.
+static NO_2M_CHUNKS: AtomicBool = AtomicBool::new(false);
+
+pub fn simulate_fragmented_pool(on: bool) {
+    NO_2M_CHUNKS.store(on, Ordering::Relaxed);
+}
+
 /// Frames from the pool, mapped into the window through the EL2 table.
 struct El2Backing;
 
 impl HeapBacking for El2Backing {
     fn alloc_2m(&mut self) -> Option<u64> {
+        if NO_2M_CHUNKS.load(Ordering::Relaxed) {
+            return None;
+        }
         FRAMES.lock().alloc_2m()
     }
 
@@ -97,15 +109,19 @@ unsafe impl GlobalAlloc for GrowingHeap {
         let State { heap, window } = &mut *state;
         let (_, end) = window.mapped();
         let grow_by = end.next_multiple_of(want) + want - end;
-        match window.grow(grow_by, &mut El2Backing) {
-            Ok((start, end)) => {
-                // SAFETY: the window range was just mapped read-write and is unused.
-                unsafe { heap.add_to_heap(start as usize, end as usize) };
-            }
-            Err(error) => {
-                log::error!("heap: cannot grow by {grow_by:#x} bytes: {error:?}");
-                return null_mut();
-            }
+        let result = window.grow(grow_by, &mut El2Backing);
+        // A growth step that failed part-way keeps what it mapped (the window's end moved):
+        // the heap takes that too, or it would be mapped and lost.
+        let (_, now) = window.mapped();
+        if now > end {
+            // SAFETY: `[end, now)` was just mapped read-write and is unused.
+            unsafe { heap.add_to_heap(end as usize, now as usize) };
+        }
+        if let Err(error) = result {
+            log::error!(
+                "heap: cannot grow by {grow_by:#x} bytes ({error:?}); grew by {:#x}",
+                now - end
+            );
         }
         state.heap.alloc(layout).map_or(null_mut(), NonNull::as_ptr)
     }
@@ -116,6 +132,24 @@ unsafe impl GlobalAlloc for GrowingHeap {
             unsafe { self.state.lock().heap.dealloc(block, layout) };
         }
     }
+}
+
+/// Grows the heap by `bytes` (rounded up to 2 MiB) now, ahead of need, by the same steps
+/// an allocation takes; what a failed step mapped still joins the heap.
+///
+/// # Errors
+/// The [`GrowError`] of the step that failed.
+pub fn try_grow(bytes: u64) -> Result<(u64, u64), GrowError> {
+    let mut state = HEAP.state.lock();
+    let State { heap, window } = &mut *state;
+    let (_, end) = window.mapped();
+    let result = window.grow(bytes, &mut El2Backing);
+    let (_, now) = window.mapped();
+    if now > end {
+        // SAFETY: `[end, now)` was just mapped read-write and is unused.
+        unsafe { heap.add_to_heap(end as usize, now as usize) };
+    }
+    result
 }
 
 /// Growth counters and the mapped window, for the boot report.

@@ -20,19 +20,48 @@ pub enum TlbRegime {
     Stage2,
 }
 
-/// Fault injection (`fail_table_alloc=N`): the N-th table allocation of the whole
-/// hypervisor fails, once.
+/// Fault injection: the table allocation numbered `FAIL_AT` (counting every table
+/// allocation of the hypervisor from 1) fails, once. `fail_table_alloc=N` arms it at boot;
+/// the selftests arm it relative to now with [`fail_allocation_after`].
 static FAIL_AT: AtomicU32 = AtomicU32::new(0);
 static ALLOCATIONS: AtomicU32 = AtomicU32::new(0);
+static INJECTED: AtomicU32 = AtomicU32::new(0);
 
 pub fn inject_table_allocation_failure(at: Option<NonZeroU32>) {
     FAIL_AT.store(at.map_or(0, NonZeroU32::get), Ordering::Relaxed);
+}
+
+/// Makes the `n`-th table allocation from now fail (1: the next one).
+pub fn fail_allocation_after(n: NonZeroU32) {
+    let now = ALLOCATIONS.load(Ordering::Relaxed);
+    FAIL_AT.store(now.saturating_add(n.get()), Ordering::Relaxed);
+}
+
+/// Whether an injected failure is still to come.
+pub fn fault_injection_armed() -> bool {
+    FAIL_AT.load(Ordering::Relaxed) > ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+/// Disarms fault injection.
+pub fn disarm_fault_injection() {
+    FAIL_AT.store(0, Ordering::Relaxed);
+}
+
+/// Table allocations so far (tried, including the injected failures).
+pub fn table_allocations() -> u32 {
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+/// Allocations that failed by injection.
+pub fn injected_failures() -> u32 {
+    INJECTED.load(Ordering::Relaxed)
 }
 
 fn injected_failure() -> bool {
     let count = ALLOCATIONS.fetch_add(1, Ordering::Relaxed) + 1;
     let fail_at = FAIL_AT.load(Ordering::Relaxed);
     if fail_at != 0 && count == fail_at {
+        INJECTED.fetch_add(1, Ordering::Relaxed);
         log::warn!("fault injection: table allocation #{count} fails");
         return true;
     }

@@ -4,7 +4,7 @@
 
 use core::fmt;
 
-use pgtable::{Access, Attributes, Hardware, MemoryType, PageTable};
+use pgtable::{Access, Attributes, Hardware, MapFlags, MemoryType, PageTable};
 use platform::info::PhysRange;
 
 /// `rw- normal`, `r-x normal`, `rw- device`.
@@ -26,6 +26,56 @@ impl fmt::Display for AttrsDisplay {
             flag(Access::WRITE, 'w'),
             flag(Access::EXECUTE, 'x')
         )
+    }
+}
+
+/// What a table maps, condensed: the merged runs of its ptdump walk, hashed (FNV-1a over
+/// input range, output address, attributes, level and hint of every run), and the table
+/// pages it holds. Equal fingerprints before and after a failed operation show that the
+/// operation left the tables as they were.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub runs: u64,
+    pub hash: u64,
+    pub table_pages: u64,
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} run(s), {} table page(s), hash {:#018x}",
+            self.runs, self.table_pages, self.hash
+        )
+    }
+}
+
+pub fn fingerprint<H: Hardware>(table: &PageTable<H>, limit: u64) -> Fingerprint {
+    const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = FNV_OFFSET;
+    let mut mix = |value: u64| {
+        for byte in value.to_le_bytes() {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME);
+        }
+    };
+    let mut runs = 0;
+    for run in table.mappings(0..limit) {
+        runs += 1;
+        mix(run.ia.start);
+        mix(run.ia.end);
+        mix(run.pa.0);
+        mix(u64::from(run.attrs.access.bits()));
+        mix(run.attrs.memory as u64);
+        mix(u64::from(run.flags.contains(MapFlags::NO_BLOCK_MAPPINGS))
+            | u64::from(run.flags.contains(MapFlags::NO_CONT_MAPPINGS)) << 1);
+        mix(u64::from(run.level) | u64::from(run.contiguous) << 8);
+    }
+    let counters = table.counters();
+    Fingerprint {
+        runs,
+        hash,
+        table_pages: counters.tables_allocated - counters.tables_freed,
     }
 }
 
