@@ -56,12 +56,32 @@ pub struct CrashRequest {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CrashPlacementError {
     ZeroSize,
-    LargerThanRam { size: u64, ram: u64 },
-    BaseUnaligned { base: u64 },
-    OutsideRam { range: PhysRange },
-    Overlaps { range: PhysRange, with: Exclusion },
-    NoRoom { size: u64 },
-    Overflow { base: u64, size: u64 },
+    LargerThanRam {
+        size: u64,
+        ram: u64,
+    },
+    BaseUnaligned {
+        base: u64,
+    },
+    OutsideRam {
+        range: PhysRange,
+    },
+    Overlaps {
+        range: PhysRange,
+        with: Exclusion,
+    },
+    NoRoom {
+        size: u64,
+    },
+    Overflow {
+        base: u64,
+        size: u64,
+    },
+    /// More exclusions than can be considered: refused rather than placed over one.
+    TooManyExclusions {
+        count: usize,
+        limit: usize,
+    },
 }
 
 impl fmt::Display for CrashPlacementError {
@@ -101,6 +121,10 @@ impl fmt::Display for CrashPlacementError {
             Self::Overflow { base, size } => {
                 write!(f, "crashkernel: base {base:#x} + size {size:#x} overflows")
             }
+            Self::TooManyExclusions { count, limit } => write!(
+                f,
+                "crashkernel: {count} excluded ranges, more than the {limit} that can be considered"
+            ),
         }
     }
 }
@@ -129,6 +153,13 @@ pub fn place_crash_region(
 ) -> Result<PhysRange, CrashPlacementError> {
     if request.size == 0 {
         return Err(CrashPlacementError::ZeroSize);
+    }
+    // free_ranges considers at most MAX_EXCLUSIONS: the region must not land on the rest.
+    if exclusions.len() > MAX_EXCLUSIONS {
+        return Err(CrashPlacementError::TooManyExclusions {
+            count: exclusions.len(),
+            limit: MAX_EXCLUSIONS,
+        });
     }
     let ram_total: u64 = ram.iter().map(|bank| bank.size).sum();
     if request.size > ram_total {
@@ -175,15 +206,16 @@ fn highest_fit(free: &[PhysRange], size: u64, limit: u64) -> Option<PhysRange> {
 
 /// RAM minus the exclusions, shrunk inward to whole pages, sorted by base. Ranges beyond
 /// [`MAX_FREE_RANGES`] are dropped (counted by the caller as lost, never overlapped).
+/// More than [`MAX_EXCLUSIONS`] exclusions cannot be considered: then nothing is free.
 pub fn free_ranges(
     ram: &[PhysRange],
     exclusions: &[Exclusion],
 ) -> ArrayVec<PhysRange, MAX_FREE_RANGES> {
-    let mut sorted: ArrayVec<PhysRange, MAX_EXCLUSIONS> = exclusions
-        .iter()
-        .map(|e| e.range)
-        .take(MAX_EXCLUSIONS)
-        .collect();
+    if exclusions.len() > MAX_EXCLUSIONS {
+        return ArrayVec::new();
+    }
+    let mut sorted: ArrayVec<PhysRange, MAX_EXCLUSIONS> =
+        exclusions.iter().map(|e| e.range).collect();
     sorted.sort_unstable_by_key(|r| r.base);
     let mut free = ArrayVec::new();
     let mut banks: ArrayVec<PhysRange, MAX_FREE_RANGES> =
@@ -240,6 +272,8 @@ pub struct Layout {
 pub enum LayoutError {
     /// No free 2 MiB-aligned range of the pool's size.
     NoRoomForPool { size: u64 },
+    /// More exclusions than the layout can hold beside the pool and the crash region.
+    TooManyExclusions { count: usize, limit: usize },
 }
 
 impl fmt::Display for LayoutError {
@@ -251,6 +285,10 @@ impl fmt::Display for LayoutError {
                     "no free 2 MiB-aligned range of {size:#x} bytes for the hypervisor's memory pool"
                 )
             }
+            Self::TooManyExclusions { count, limit } => write!(
+                f,
+                "{count} excluded ranges, more than the {limit} the memory layout can consider"
+            ),
         }
     }
 }
@@ -260,18 +298,25 @@ impl fmt::Display for LayoutError {
 /// pool at the highest free place.
 ///
 /// # Errors
-/// [`LayoutError`] when the pool does not fit; a crash request that does not fit is not
-/// an error (see [`Layout::crash_error`]).
+/// [`LayoutError::NoRoomForPool`] when the pool does not fit;
+/// [`LayoutError::TooManyExclusions`] for more than `MAX_EXCLUSIONS - 2` exclusions
+/// (ignoring some could put the pool or the crash region over them, or leave them in
+/// guest RAM). A crash request that does not fit is not an error (see
+/// [`Layout::crash_error`]).
 pub fn plan_layout(
     ram: &[PhysRange],
     exclusions: &[Exclusion],
     crash_request: Option<CrashRequest>,
 ) -> Result<Layout, LayoutError> {
-    let mut taken: ArrayVec<Exclusion, MAX_EXCLUSIONS> = exclusions
-        .iter()
-        .copied()
-        .take(MAX_EXCLUSIONS - 2)
-        .collect();
+    // Room for the pool and the crash region in every list below.
+    let limit = MAX_EXCLUSIONS - 2;
+    if exclusions.len() > limit {
+        return Err(LayoutError::TooManyExclusions {
+            count: exclusions.len(),
+            limit,
+        });
+    }
+    let mut taken: ArrayVec<Exclusion, MAX_EXCLUSIONS> = exclusions.iter().copied().collect();
     let (crash, crash_error) =
         match crash_request.map(|request| place_crash_region(request, ram, &taken)) {
             None => (None, None),
@@ -504,6 +549,61 @@ mod tests {
             plan_layout(&ram, &[], None),
             Err(LayoutError::NoRoomForPool { size: 32 * MIB })
         );
+    }
+
+    /// Found by tests/fuzz (bootargs_crashkernel): with MAX_EXCLUSIONS image/DTB
+    /// exclusions the pool no longer fit the list of hypervisor-owned ranges and was
+    /// silently left in guest RAM; beyond MAX_EXCLUSIONS - 2 the last exclusions were
+    /// ignored when placing the pool and the crash region.
+    #[test]
+    fn too_many_exclusions_are_refused_not_ignored() {
+        let ram = [range(0x4000_0000, 2 * GIB)];
+        let image = Exclusion {
+            range: range(0x4020_0000, 2 * MIB),
+            kind: ExclusionKind::Image,
+        };
+        let full = [image; MAX_EXCLUSIONS];
+        assert_eq!(
+            plan_layout(&ram, &full, None),
+            Err(LayoutError::TooManyExclusions {
+                count: MAX_EXCLUSIONS,
+                limit: MAX_EXCLUSIONS - 2
+            })
+        );
+        let most = [image; MAX_EXCLUSIONS - 2];
+        let layout = plan_layout(
+            &ram,
+            &most,
+            Some(CrashRequest {
+                size: 64 * MIB,
+                base: None,
+            }),
+        )
+        .expect("layout");
+        let crash = layout.crash.expect("crash region");
+        for guest in &layout.guest_ram {
+            assert!(!guest.overlaps(&layout.pool) && !guest.overlaps(&crash));
+            assert!(!guest.overlaps(&image.range));
+        }
+
+        let request = CrashRequest {
+            size: 64 * MIB,
+            base: None,
+        };
+        let error = place_crash_region(request, &ram, &[image; MAX_EXCLUSIONS + 1]).unwrap_err();
+        assert_eq!(
+            error,
+            CrashPlacementError::TooManyExclusions {
+                count: MAX_EXCLUSIONS + 1,
+                limit: MAX_EXCLUSIONS
+            }
+        );
+        assert!(
+            error
+                .to_string()
+                .starts_with("crashkernel: 65 excluded ranges")
+        );
+        assert!(free_ranges(&ram, &[image; MAX_EXCLUSIONS + 1]).is_empty());
     }
 
     proptest! {

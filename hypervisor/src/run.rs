@@ -6,7 +6,7 @@ use hypervisor::memory_plan::{
     self, CrashRequest, Exclusion, ExclusionKind, Layout, MAX_EXCLUSIONS,
 };
 use hypervisor::outcome::Outcome;
-use platform::bootargs::HypervisorArgs;
+use platform::bootargs::{HypervisorArgs, MappingMode};
 use platform::info::{ModuleKind, PhysRange, PlatformInfo};
 
 use crate::{boot, mm};
@@ -119,6 +119,9 @@ fn bring_up_memory(
             .add_range(layout.pool.base, layout.pool.end())
     };
     mm::hw::inject_table_allocation_failure(args.fail_table_alloc);
+    if args.mapping == MappingMode::Pages {
+        mm::heap::grow_with_4k_pages_only(true);
+    }
     let ids = crate::arch::sysreg::id_registers();
     let caps = mm::el2_map::capabilities(&ids, args);
     let flags = mm::el2_map::map_flags(args);

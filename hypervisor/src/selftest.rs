@@ -272,12 +272,12 @@ fn el2_split_without_a_table_leaves_the_map_intact() -> Outcome {
 /// allocation fails: growth reports the error, and the EL2 map, the window and the free
 /// frames are as before; the same growth succeeds, with 4K pages, once memory is back.
 fn el2_heap_growth_without_a_table_fails_cleanly() -> Outcome {
-    use crate::mm::heap::{simulate_fragmented_pool, stats, try_grow};
+    use crate::mm::heap::{grow_with_4k_pages_only, stats, try_grow};
     const STEP: u64 = 2 << 20;
     let (counters_before, window_before) = stats();
     let map_before = el2_fingerprint()?;
     let free_before = crate::mm::FRAMES.lock().free_bytes();
-    simulate_fragmented_pool(true);
+    let pages_only = grow_with_4k_pages_only(true);
     fail_allocation_after(NonZeroU32::MIN);
     let failed = try_grow(STEP).is_err();
     disarm_fault_injection();
@@ -285,7 +285,7 @@ fn el2_heap_growth_without_a_table_fails_cleanly() -> Outcome {
     let map_failed = el2_fingerprint()?;
     let free_failed = crate::mm::FRAMES.lock().free_bytes();
     let retried = try_grow(STEP);
-    simulate_fragmented_pool(false);
+    grow_with_4k_pages_only(pages_only);
     let (counters_after, _) = stats();
     if !failed {
         return Err("the growth succeeded without its table");

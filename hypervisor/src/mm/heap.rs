@@ -36,12 +36,13 @@ static HEAP: GrowingHeap = GrowingHeap {
     }),
 };
 
-/// Fault injection for the selftests: growth finds no free 2 MiB chunk, as in a
-/// fragmented pool, and falls back to 4K pages.
+/// Growth takes no 2 MiB chunk and maps 4K pages, as in a fragmented pool: the
+/// baseline of `mapping=pages`, and the selftests' way to reach the fallback.
 static NO_2M_CHUNKS: AtomicBool = AtomicBool::new(false);
 
-pub fn simulate_fragmented_pool(on: bool) {
-    NO_2M_CHUNKS.store(on, Ordering::Relaxed);
+/// Sets whether growth uses 4K pages only; returns the previous setting.
+pub fn grow_with_4k_pages_only(on: bool) -> bool {
+    NO_2M_CHUNKS.swap(on, Ordering::Relaxed)
 }
 
 /// Frames from the pool, mapped into the window through the EL2 table.

@@ -7,7 +7,7 @@
 //! | `loglevel` | `error`, `warn`, `info`, `debug`, `trace` | the caller's |
 //! | `crashkernel` | `SIZE[@BASE]`, Linux `memparse` numbers (`64M`, `256M@0x60000000`, `1G@2G`) | none |
 //! | `split` | `auto`, `bbml2`, `bbm` (block-split strategy) | `auto` |
-//! | `mapping` | `blocks`, `pages` (force 4 KiB pages, a benchmark baseline) | `blocks` |
+//! | `mapping` | `blocks`, `pages` (force 4 KiB pages in the EL2 map, the heap and stage 2: a benchmark baseline) | `blocks` |
 //! | `fail_table_alloc` | `N` >= 1: the N-th page-table allocation fails (fault injection) | none |
 //! | `selftest` | a bare flag: run the EL2 selftests and the test guest instead of Linux | off |
 //! | `panic_on_boot` | a bare flag: panic after the boot report (exercises the crash record) | off |
