@@ -123,8 +123,10 @@ elif [ "$mode" = selftest ]; then
     # The EL2 selftests, then the EL1 test guest through the same guest-loader path.
     "$repo/scripts/build-test-guest.sh" >&2
     # A crash region, so the selftests can check it stays unmapped.
-    qemu+=(-append "crashkernel=32M${append:+ $append} selftest"
-           -device "guest-loader,addr=0x50000000,kernel=${CARGO_TARGET_DIR:-$repo/target}/test-guest.bin")
+    # --guest-append becomes the test guest's /chosen/bootargs (e.g. isolation_probe=).
+    guest_loader="guest-loader,addr=0x50000000,kernel=${CARGO_TARGET_DIR:-$repo/target}/test-guest.bin"
+    [ -n "$guest_append" ] && guest_loader="$guest_loader,bootargs=${guest_append//,/,,}"
+    qemu+=(-append "crashkernel=32M${append:+ $append} selftest" -device "$guest_loader")
 fi
 
 mkdir -p "$(dirname "$log")"

@@ -143,45 +143,63 @@ pub enum FaultAction {
 }
 
 /// Decides about a stage-2 translation or permission fault in guest RAM.
-pub fn guest_ram_fault(ipa: u64, far: u64, fsc: u8, write: bool, instruction: bool) -> FaultAction {
+pub fn guest_ram_fault(
+    ipa: u64,
+    far: u64,
+    fsc_reported: u8,
+    write: bool,
+    instruction: bool,
+) -> FaultAction {
     // A change covering the address may be between break and make: wait for it.
     CHANGE_WINDOW.wait_while_covering(ipa);
-    let allowed = {
+    let current = {
         let stage2 = STAGE2.lock();
         stage2
             .as_ref()
             .and_then(|table| table.query(ipa))
             .map(|leaf| {
                 let access = leaf.attrs.access;
-                if instruction {
+                let allowed = if instruction {
                     access.contains(Access::EXECUTE)
                 } else if write {
                     access.contains(Access::WRITE)
                 } else {
                     access.contains(Access::READ)
-                }
+                };
+                (allowed, leaf.level)
             })
     };
-    match allowed {
+    match current {
         // Guest RAM is always mapped: a fault the current entry does not explain came
         // from a transient state (break-before-make, or a change since): retry.
-        Some(true) | None => {
+        Some((true, _)) | None => {
             RETRIED_FAULTS.fetch_add(1, Ordering::Relaxed);
             FaultAction::Retry
         }
-        Some(false) => FaultAction::Inject(if instruction {
-            SyncException::InstructionAbort {
-                far,
-                fsc: u64::from(fsc),
+        // The current permissions forbid the access. The reported syndrome may describe
+        // a transient state (a translation fault inside another vCPU's break-before-make
+        // window, or a permission fault at the level of a block split since), so the
+        // guest is told what the tables say now: a permission fault at the leaf's level.
+        Some((false, level)) => {
+            let fsc = permission_fault(level);
+            if fsc != u64::from(fsc_reported) {
+                log::debug!(
+                    "stage-2 fault at {ipa:#x}: reported FSC {fsc_reported:#x}, injecting {fsc:#x}"
+                );
             }
-        } else {
-            SyncException::DataAbort {
-                far,
-                fsc: u64::from(fsc),
-                write,
-            }
-        }),
+            FaultAction::Inject(if instruction {
+                SyncException::InstructionAbort { far, fsc }
+            } else {
+                SyncException::DataAbort { far, fsc, write }
+            })
+        }
     }
+}
+
+/// The fault status code of a permission fault at translation `level` (Arm ARM
+/// ESR_ELx.ISS DFSC/IFSC 0b0011LL).
+fn permission_fault(level: u8) -> u64 {
+    0x0c | u64::from(level & 0b11)
 }
 
 pub fn retried_faults() -> u64 {

@@ -1,6 +1,7 @@
 //! `scripts/run.sh selftest`: the EL2 selftests, then the EL1 test guest checking the
-//! hypercalls, permission faults, splits, collapses and concurrent changes from inside.
-//! The run exits 0 only when the combined summary reports no failure.
+//! hypercalls, permission faults, splits, collapses, concurrent changes, isolation and
+//! the two-vCPU stress run from inside. The run exits 0 only when the combined summary
+//! reports no failure; the stress and isolation counts are checked here too.
 
 use qemu_tests::run;
 
@@ -20,6 +21,10 @@ fn selftest(name: &str, cpu: &str) -> qemu_tests::Run {
         "hostile_arguments",
         "isolation_outside_ram",
         "concurrent_split_restore",
+        "stress_protect_restore",
+        "el2_split_without_a_table_leaves_the_map_intact",
+        "el2_heap_growth_without_a_table_fails_cleanly",
+        "el2_stage2_protect_without_a_table_fails_cleanly",
     ] {
         assert!(
             run.console.contains(&format!("selftest: {test} ... ok")),
@@ -34,7 +39,74 @@ fn selftest(name: &str, cpu: &str) -> qemu_tests::Run {
         "{}",
         run.console
     );
+    check_stress(&run);
+    check_isolation(&run);
     run
+}
+
+/// The note of a passed test: the text in the parentheses of `selftest: NAME ... ok (...)`.
+fn ok_note<'r>(run: &'r qemu_tests::Run, test: &str) -> &'r str {
+    let prefix = format!("selftest: {test} ... ok (");
+    run.console
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("no ok line with numbers from {test}\n{}", run.console))
+}
+
+/// The number right after `key` in `note` (digits only; a `+` before them is skipped).
+fn number_after(note: &str, key: &str) -> u64 {
+    note.split_once(key)
+        .map(|(_, rest)| rest.trim_start_matches('+'))
+        .and_then(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no number after {key:?} in {note:?}"))
+}
+
+/// `stress_protect_restore`: 10,000 operations from two vCPUs, data checked, every
+/// expected fault seen, blocks split and collapsed.
+fn check_stress(run: &qemu_tests::Run) {
+    let note = ok_note(run, "stress_protect_restore");
+    let ops = number_after(note, "ops ");
+    let words = number_after(note, "words checked ");
+    let expected = number_after(note, "faults expected ");
+    let seen = number_after(note, " seen ");
+    let splits = number_after(note, "splits 1G ") + number_after(note, " 2M ");
+    let collapses = number_after(note, "collapses ");
+    eprintln!(
+        "stress_protect_restore: {ops} ops, {words} words checked, faults {seen}/{expected}, \
+         {splits} splits, {collapses} collapses"
+    );
+    assert_eq!(ops, 10_000, "{note}");
+    assert!(words > 0, "{note}");
+    assert!(expected > 0, "{note}");
+    assert_eq!(seen, expected, "{note}");
+    assert!(splits > 0 && collapses > 0, "{note}");
+}
+
+/// `isolation_outside_ram`: at least every window of the 512 MiB above guest RAM and the
+/// far one.
+fn check_isolation(run: &qemu_tests::Run) {
+    let note = ok_note(run, "isolation_outside_ram");
+    let windows: u64 = note
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no window count in {note:?}"));
+    assert!(windows > 256, "{note}");
+    // The hypervisor named what the probes hit: with 4 GiB the crash region (placed
+    // below 4 GiB) leaves a hole in guest RAM, and the pool sits above it.
+    let tally = run
+        .console
+        .lines()
+        .find_map(|l| l.strip_prefix("foreign-access: "))
+        .unwrap_or_else(|| panic!("no foreign-access tally\n{}", run.console));
+    for kind in ["image", "pool", "crash", "outside_ram"] {
+        let count = number_after(tally, &format!("{kind}="));
+        assert!(count >= 2, "{kind}: {tally}");
+    }
 }
 
 fn retried_faults(run: &qemu_tests::Run) -> u64 {

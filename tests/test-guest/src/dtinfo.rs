@@ -6,7 +6,7 @@ use core::fmt;
 
 use crate::fdt::{Fdt, Node, read_cells};
 use crate::fixed::List;
-use crate::layout::Range;
+use crate::layout::{MAX_PROBE_ARGS, ProbeArgError, Range, parse_probe_args};
 
 pub const MAX_RAM_RANGES: usize = 16;
 pub const MAX_RESERVED: usize = 32;
@@ -82,6 +82,10 @@ pub struct GuestInfo {
     pub cpus: List<u64, MAX_CPUS>,
     pub console: Console,
     pub conduit: Conduit,
+    /// Addresses `isolation_probe=` in `/chosen/bootargs` names (layout.rs).
+    pub probe_args: List<u64, MAX_PROBE_ARGS>,
+    /// A malformed `isolation_probe=` (then `probe_args` is empty).
+    pub probe_args_error: Option<ProbeArgError>,
     pub problems: List<Problem, 8>,
 }
 
@@ -142,6 +146,12 @@ impl GuestInfo {
                 && end > start
             {
                 info.reserve(start, end - start);
+            }
+            if let Some(bootargs) = chosen.str_property(b"bootargs") {
+                match parse_probe_args(bootargs) {
+                    Ok(addresses) => info.probe_args = addresses,
+                    Err(error) => info.probe_args_error = Some(error),
+                }
             }
         }
         merge(&mut info.ram);
@@ -339,6 +349,10 @@ mod tests {
             .end()
             .begin("chosen")
             .prop("stdout-path", Value::Str("serial0:115200n8"))
+            .prop(
+                "bootargs",
+                Value::Str("quiet isolation_probe=0x13e000000,0x140000000"),
+            )
             .prop("linux,initrd-start", Value::Cells(&[0, 0x4800_0000]))
             .prop("linux,initrd-end", Value::U32(0x4810_0000))
             .end()
@@ -372,6 +386,8 @@ mod tests {
             [(0x4400_0000, 0x1000), (0x4800_0000, 0x10_0000)]
         );
         assert_eq!(info.cpus.iter().collect::<Vec<_>>(), [0, 0x1_0000_0100]);
+        assert_eq!(info.probe_args.as_slice(), [0x1_3e00_0000, 0x1_4000_0000]);
+        assert_eq!(info.probe_args_error, None);
         assert_eq!(info.conduit, Conduit::Hvc);
         assert_eq!(
             info.console,
@@ -398,6 +414,7 @@ mod tests {
             .finish();
         let info = GuestInfo::parse(&Fdt::new(&blob).unwrap());
         assert!(info.ram.is_empty());
+        assert!(info.probe_args.is_empty() && info.probe_args_error.is_none());
         assert_eq!(
             info.console,
             Console::Pl011 {
@@ -415,6 +432,23 @@ mod tests {
                 Problem::StdoutPathUnusable
             ]
         );
+    }
+
+    #[test]
+    fn malformed_probe_option_is_kept_as_an_error() {
+        let blob = Builder::new()
+            .begin("")
+            .begin("chosen")
+            .prop("bootargs", Value::Str("isolation_probe=0x1,nope"))
+            .end()
+            .end()
+            .finish();
+        let info = GuestInfo::parse(&Fdt::new(&blob).unwrap());
+        assert!(info.probe_args.is_empty());
+        assert!(matches!(
+            info.probe_args_error,
+            Some(ProbeArgError::BadAddress(t)) if t.as_str() == "nope"
+        ));
     }
 
     #[test]

@@ -21,11 +21,18 @@
 //!   both sides are in the same 2 MiB);
 //! - `exec_page`, the page made non-executable: 8 pages above `page`;
 //! - `outside`, a page in another 2 MiB block: in the same GiB, or the neighbouring RAM
-//!   2 MiB for a 2 MiB region (or none).
+//!   2 MiB for a 2 MiB region (or none);
+//! - `stress`, the stress test's [`STRESS_BLOCKS`] 2 MiB blocks: the top of the GiB, or
+//!   the highest free run of them in one RAM range (or none).
+//!
+//! Outside guest RAM, [`isolation_probes`] picks the 2 MiB windows the isolation test
+//! reads and writes, all derived from the memory map (and `isolation_probe=` addresses,
+//! [`parse_probe_args`]).
 
 use core::fmt;
 
 use crate::abi::{BLOCK_1G, BLOCK_2M, PAGE_SIZE};
+use crate::fixed::{List, Text};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Range {
@@ -69,6 +76,11 @@ impl fmt::Display for Range {
     }
 }
 
+/// 2 MiB blocks the stress test changes.
+pub const STRESS_BLOCKS: u64 = crate::stress_plan::BLOCKS;
+const STRESS_SIZE: u64 = STRESS_BLOCKS * BLOCK_2M;
+const _: () = assert!(STRESS_SIZE <= BLOCK_1G - 2 * BLOCK_2M);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
     /// A free, naturally aligned 1 GiB or 2 MiB block of guest RAM.
@@ -79,6 +91,10 @@ pub struct Layout {
     pub exec_page: u64,
     /// A page of guest RAM in another 2 MiB block (same GiB when `region` is one).
     pub outside: Option<u64>,
+    /// [`STRESS_BLOCKS`] consecutive free 2 MiB blocks for the stress test: the top of
+    /// `region` when it is a GiB (so its splits and collapses go through the 1G block),
+    /// else the highest such run of free RAM (`None`: there is none).
+    pub stress: Option<Range>,
 }
 
 impl Layout {
@@ -86,7 +102,7 @@ impl Layout {
         self.region.size == BLOCK_1G
     }
 
-    fn in_chunk(chunk: u64, region: Range, outside: Option<u64>) -> Self {
+    fn in_chunk(chunk: u64, region: Range, outside: Option<u64>, stress: Option<Range>) -> Self {
         let page = chunk + BLOCK_2M / 2;
         Self {
             region,
@@ -94,6 +110,7 @@ impl Layout {
             page,
             exec_page: page + 8 * PAGE_SIZE,
             outside,
+            stress,
         }
     }
 }
@@ -119,10 +136,12 @@ pub fn choose(ram: &[Range], busy: &[Range]) -> Result<Layout, LayoutError> {
     let in_ram = |block: Range| ram.iter().any(|r| r.contains_range(&block));
     if let Some(region) = highest_block(ram, BLOCK_1G, free) {
         let chunk = region.base + BLOCK_2M;
+        let stress = Range::new(region.end_saturating() - STRESS_SIZE, STRESS_SIZE);
         return Ok(Layout::in_chunk(
             chunk,
             region,
             Some(region.base + PAGE_SIZE),
+            Some(stress),
         ));
     }
     let neighbour = |b: Range| {
@@ -136,7 +155,33 @@ pub fn choose(ram: &[Range], busy: &[Range]) -> Result<Layout, LayoutError> {
     let region = highest_block(ram, BLOCK_2M, |b| free(b) && neighbour(b).is_some())
         .or_else(|| highest_block(ram, BLOCK_2M, free))
         .ok_or(LayoutError::NoFreeBlock)?;
-    Ok(Layout::in_chunk(region.base, region, neighbour(region)))
+    let stress = highest_run(ram, STRESS_SIZE, free);
+    Ok(Layout::in_chunk(
+        region.base,
+        region,
+        neighbour(region),
+        stress,
+    ))
+}
+
+/// The highest 2 MiB-aligned run of `size` bytes (a multiple of 2 MiB) inside one of
+/// `ram` that `accept`s.
+fn highest_run(ram: &[Range], size: u64, accept: impl Fn(Range) -> bool) -> Option<Range> {
+    for r in ram.iter().rev() {
+        let (Some(end), Some(first)) = (r.end(), r.base.checked_next_multiple_of(BLOCK_2M)) else {
+            continue;
+        };
+        // `top`: one past the candidate run.
+        let mut top = end & !(BLOCK_2M - 1);
+        while top.checked_sub(size).is_some_and(|base| base >= first) {
+            let run = Range::new(top - size, size);
+            if accept(run) {
+                return Some(run);
+            }
+            top -= BLOCK_2M;
+        }
+    }
+    None
 }
 
 /// The highest naturally aligned `size` block inside one of `ram` that `accept`s.
@@ -157,6 +202,250 @@ fn highest_block(ram: &[Range], size: u64, accept: impl Fn(Range) -> bool) -> Op
         }
     }
     None
+}
+
+/// How far above the end of the highest guest RAM range the isolation test probes every
+/// 2 MiB window (the hypervisor's pool and crash region usually sit there).
+pub const PROBE_SPAN_ABOVE_RAM: u64 = 512 << 20;
+/// The far probe: the end of guest RAM rounded up to 1 GiB, plus this.
+pub const FAR_PROBE_DISTANCE: u64 = 4 << 30;
+/// Most addresses `isolation_probe=` may give.
+pub const MAX_PROBE_ARGS: usize = 8;
+/// Most runs of adjacent windows (one after each RAM range, the span above RAM, the far
+/// window, the bootargs windows).
+pub const MAX_PROBE_SPANS: usize = crate::dtinfo::MAX_RAM_RANGES + 2 + MAX_PROBE_ARGS;
+
+/// Why an address given with `isolation_probe=` is not probed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Rejection {
+    /// Its 2 MiB window overlaps guest RAM or the guest's console.
+    #[default]
+    TouchesGuestMemory,
+    /// Its 2 MiB window ends beyond the guest's address space.
+    BeyondAddressSpace,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RejectedProbe {
+    pub address: u64,
+    pub window: Range,
+    pub why: Rejection,
+}
+
+impl fmt::Display for RejectedProbe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "isolation_probe={:#x}: its 2 MiB window {} {}",
+            self.address,
+            self.window,
+            match self.why {
+                Rejection::TouchesGuestMemory => "touches the guest's own memory",
+                Rejection::BeyondAddressSpace => "is beyond the guest's address space",
+            }
+        )
+    }
+}
+
+/// The 2 MiB windows the isolation test reads and writes, none of them touching guest
+/// RAM (or the guest's own devices), all below the guest's address-space limit.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IsolationProbes {
+    /// Runs of adjacent windows, sorted and merged (what the stage-1 map maps).
+    pub spans: List<Range, MAX_PROBE_SPANS>,
+    /// New windows by where they came from (a window is counted once, under the first).
+    pub after_ranges: u64,
+    pub above_ram: u64,
+    pub far: Option<u64>,
+    pub from_args: u64,
+    /// Addresses from `isolation_probe=` that were not taken.
+    pub rejected: List<RejectedProbe, MAX_PROBE_ARGS>,
+    /// More runs than [`MAX_PROBE_SPANS`]: some windows were left out.
+    pub overflow: bool,
+}
+
+impl IsolationProbes {
+    /// Number of 2 MiB windows.
+    pub fn windows(&self) -> u64 {
+        self.spans.iter().map(|s| s.size / BLOCK_2M).sum()
+    }
+
+    /// Every window, in address order.
+    pub fn iter_windows(&self) -> impl Iterator<Item = Range> + '_ {
+        self.spans.iter().flat_map(|span| {
+            (0..span.size / BLOCK_2M).map(move |i| Range::new(span.base + i * BLOCK_2M, BLOCK_2M))
+        })
+    }
+
+    /// Adds `window` unless a span already holds it; `true` if it is new.
+    fn add(&mut self, window: Range) -> bool {
+        if self.spans.iter().any(|s| s.contains_range(&window)) {
+            return false;
+        }
+        let joined = self.spans.iter().enumerate().find_map(|(i, span)| {
+            if span.end() == Some(window.base) {
+                Some((i, Range::new(span.base, span.size + window.size)))
+            } else if window.end() == Some(span.base) {
+                Some((i, Range::new(window.base, span.size + window.size)))
+            } else {
+                None
+            }
+        });
+        if let Some((i, joined)) = joined {
+            self.spans.set(i, joined);
+            return true;
+        }
+        if self.spans.push(window) {
+            true
+        } else {
+            self.overflow = true;
+            false
+        }
+    }
+}
+
+/// The isolation test's windows, from the guest's RAM ranges (`ram`, sorted and merged,
+/// as the device tree gives them), the guest's own device ranges (`devices`: a window
+/// touching one is not "outside"), the highest address + 1 the guest can reach
+/// (`limit`) and the addresses given with `isolation_probe=` (`extra`):
+/// - the first whole 2 MiB window after each RAM range;
+/// - every 2 MiB-aligned window from the end of the highest RAM range up to that end
+///   plus [`PROBE_SPAN_ABOVE_RAM`];
+/// - one far window, at that end rounded up to 1 GiB plus [`FAR_PROBE_DISTANCE`];
+/// - the 2 MiB window around each `extra` address (rejected, not probed, when it
+///   touches guest memory or passes `limit`).
+///
+/// Generated windows that touch guest memory or pass `limit` are left out.
+pub fn isolation_probes(
+    ram: &[Range],
+    devices: &[Range],
+    limit: u64,
+    extra: &[u64],
+) -> IsolationProbes {
+    let mut probes = IsolationProbes::default();
+    let touches_guest = |w: &Range| ram.iter().chain(devices).any(|r| r.overlaps(w));
+    let usable = |base: u64| {
+        let window = Range::new(base, BLOCK_2M);
+        (window.end().is_some_and(|end| end <= limit) && !touches_guest(&window)).then_some(window)
+    };
+    for range in ram {
+        if let Some(window) = range
+            .end()
+            .and_then(|end| end.checked_next_multiple_of(BLOCK_2M))
+            .and_then(usable)
+            && probes.add(window)
+        {
+            probes.after_ranges += 1;
+        }
+    }
+    if let Some(ram_end) = ram.iter().filter_map(|r| r.end()).max() {
+        let span_end = ram_end.saturating_add(PROBE_SPAN_ABOVE_RAM);
+        let mut base = ram_end.checked_next_multiple_of(BLOCK_2M);
+        while let Some(b) = base.filter(|&b| b < span_end) {
+            if let Some(window) = usable(b)
+                && probes.add(window)
+            {
+                probes.above_ram += 1;
+            }
+            base = b.checked_add(BLOCK_2M);
+        }
+        let far = ram_end
+            .checked_next_multiple_of(BLOCK_1G)
+            .and_then(|g| g.checked_add(FAR_PROBE_DISTANCE))
+            .and_then(usable);
+        if let Some(window) = far
+            && probes.add(window)
+        {
+            probes.far = Some(window.base);
+        }
+    }
+    for &address in extra {
+        let window = Range::new(address & !(BLOCK_2M - 1), BLOCK_2M);
+        let why = if touches_guest(&window) {
+            Some(Rejection::TouchesGuestMemory)
+        } else if window.end().is_none_or(|end| end > limit) {
+            Some(Rejection::BeyondAddressSpace)
+        } else {
+            None
+        };
+        match why {
+            Some(why) => {
+                let _ = probes.rejected.push(RejectedProbe {
+                    address,
+                    window,
+                    why,
+                });
+            }
+            None => {
+                if probes.add(window) {
+                    probes.from_args += 1;
+                }
+            }
+        }
+    }
+    crate::dtinfo::merge(&mut probes.spans);
+    probes
+}
+
+/// The bootargs option naming extra isolation probes: `isolation_probe=ADDR[,ADDR...]`.
+pub const PROBE_OPTION: &[u8] = b"isolation_probe=";
+
+/// A malformed `isolation_probe=` option.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeArgError {
+    /// Not a hex number (optionally `0x`-prefixed) that fits in 64 bits; the text given.
+    BadAddress(Text<40>),
+    TooMany,
+}
+
+impl fmt::Display for ProbeArgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadAddress(text) => write!(
+                f,
+                "isolation_probe: '{text}' is not a hex address (ADDR[,ADDR...], e.g. 0x13e000000)"
+            ),
+            Self::TooMany => write!(f, "isolation_probe: more than {MAX_PROBE_ARGS} addresses"),
+        }
+    }
+}
+
+/// The addresses of every `isolation_probe=` option in a command line (options are
+/// separated by whitespace; each may list several comma-separated hex addresses).
+pub fn parse_probe_args(bootargs: &[u8]) -> Result<List<u64, MAX_PROBE_ARGS>, ProbeArgError> {
+    let mut addresses = List::new();
+    let options = bootargs
+        .split(|b| b.is_ascii_whitespace())
+        .filter_map(|option| option.strip_prefix(PROBE_OPTION));
+    for value in options {
+        for item in value.split(|&b| b == b',') {
+            let address = parse_hex(item).ok_or_else(|| {
+                let mut text = Text::<40>::new();
+                let shown = core::str::from_utf8(item).unwrap_or("<not UTF-8>");
+                let _ = fmt::Write::write_str(&mut text, shown);
+                ProbeArgError::BadAddress(text)
+            })?;
+            if !addresses.push(address) {
+                return Err(ProbeArgError::TooMany);
+            }
+        }
+    }
+    Ok(addresses)
+}
+
+/// A hex number, `0x`/`0X` prefix optional, at most 64 bits.
+fn parse_hex(text: &[u8]) -> Option<u64> {
+    let digits = text
+        .strip_prefix(b"0x")
+        .or_else(|| text.strip_prefix(b"0X"))
+        .unwrap_or(text);
+    if digits.is_empty() || digits.len() > 16 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |value, &c| {
+        let digit = (c as char).to_digit(16)?;
+        Some((value << 4) | u64::from(digit))
+    })
 }
 
 #[cfg(test)]
@@ -264,28 +553,245 @@ mod tests {
         assert!(!r.contains_range(&Range::new(0x1800, 0x1000)));
         assert_eq!(r.to_string(), "0x1000-0x2000");
     }
-}
 
-/// Most isolation probes.
-pub const MAX_PROBES: usize = 4;
+    const M512: u64 = 512 << 20;
+    const UART: Range = Range::new(0x0900_0000, 0x1000);
 
-/// 2 MiB windows that are not guest RAM, for the isolation test: the first whole 2 MiB
-/// after each RAM range (the hypervisor's image, pool, DTB or crash region, or nothing),
-/// when it does not touch any RAM range (a 2 MiB block there would map guest RAM too).
-pub fn isolation_probes(ram: &[Range]) -> crate::fixed::List<Range, MAX_PROBES> {
-    let mut probes = crate::fixed::List::new();
-    for range in ram {
-        let Some(start) = range
-            .end()
-            .and_then(|end| end.checked_next_multiple_of(BLOCK_2M))
-        else {
-            continue;
-        };
-        let probe = Range::new(start, BLOCK_2M);
-        if probe.end().is_none() || ram.iter().any(|r| r.overlaps(&probe)) {
-            continue;
-        }
-        let _ = probes.push(probe);
+    fn windows(p: &IsolationProbes) -> Vec<u64> {
+        p.iter_windows().map(|w| w.base).collect()
     }
-    probes
+
+    /// What every probe set must satisfy: aligned 2 MiB windows, none twice, none
+    /// touching RAM or the devices, all below the limit; spans sorted and merged.
+    fn check_invariants(p: &IsolationProbes, ram: &[Range], devices: &[Range], limit: u64) {
+        let all = windows(p);
+        assert_eq!(all.len() as u64, p.windows());
+        let unique: std::collections::BTreeSet<_> = all.iter().copied().collect();
+        assert_eq!(unique.len(), all.len(), "a window twice: {all:x?}");
+        for w in p.iter_windows() {
+            assert_eq!(w.base % M2, 0);
+            assert_eq!(w.size, M2);
+            assert!(w.end().is_some_and(|e| e <= limit), "{w} beyond {limit:#x}");
+            assert!(
+                !ram.iter().chain(devices).any(|r| r.overlaps(&w)),
+                "{w} touches guest memory"
+            );
+        }
+        for pair in p.spans.as_slice().windows(2) {
+            assert!(pair[0].end_saturating() < pair[1].base, "{:?}", p.spans);
+        }
+        let counted = p.after_ranges + p.above_ram + u64::from(p.far.is_some()) + p.from_args;
+        assert_eq!(counted, p.windows());
+    }
+
+    #[test]
+    fn probes_one_bank() {
+        let ram = [Range::new(0x4000_0000, 2 * G)];
+        let limit = 1 << 40;
+        let p = isolation_probes(&ram, &[UART], limit, &[]);
+        check_invariants(&p, &ram, &[UART], limit);
+        assert_eq!(p.after_ranges, 1);
+        assert_eq!(p.above_ram, M512 / M2 - 1);
+        assert_eq!(p.far, Some(0xc000_0000 + (4 << 30)));
+        assert_eq!(p.windows(), M512 / M2 + 1);
+        assert_eq!(
+            p.spans.as_slice(),
+            [Range::new(0xc000_0000, M512), Range::new(0x1_c000_0000, M2)]
+        );
+        assert!(p.rejected.is_empty() && !p.overflow);
+    }
+
+    #[test]
+    fn probes_what_the_hypervisor_gives_a_4g_guest() {
+        // The guest RAM of a `-m 4G` run: the hypervisor's image at 0x40200000, the DTB
+        // at 0x48000000, the crash region below 4 GiB and the pool at the top.
+        let ram = [
+            Range::new(0x4000_0000, 0x20_0000),
+            Range::new(0x4040_0000, 0x7c0_0000),
+            Range::new(0x4810_0000, 0xb5f0_0000),
+            Range::new(0x1_0000_0000, 0x3800_0000),
+        ];
+        let limit = 1 << 44;
+        let p = isolation_probes(&ram, &[UART], limit, &[]);
+        check_invariants(&p, &ram, &[UART], limit);
+        // After RAM 0 (the image), not after RAM 1 (RAM 2 starts 1 MiB later), after
+        // RAM 2 (the crash region) and after RAM 3 (the pool).
+        assert_eq!(p.after_ranges, 3);
+        let all = windows(&p);
+        assert_eq!(&all[..3], [0x4020_0000, 0xfe00_0000, 0x1_3800_0000]);
+        assert_eq!(p.above_ram, M512 / M2 - 1);
+        assert_eq!(all.last(), Some(&0x2_4000_0000));
+        assert_eq!(p.far, Some(0x2_4000_0000));
+        assert_eq!(p.windows(), 2 + M512 / M2 + 1);
+    }
+
+    #[test]
+    fn probes_two_banks_with_a_hole() {
+        let ram = [Range::new(0x4000_0000, G), Range::new(0x1_0000_0000, G)];
+        let limit = 1 << 40;
+        let p = isolation_probes(&ram, &[], limit, &[]);
+        check_invariants(&p, &ram, &[], limit);
+        assert_eq!(p.after_ranges, 2);
+        assert_eq!(windows(&p)[0], 0x8000_0000);
+        assert_eq!(p.far, Some(0x2_4000_0000));
+        assert_eq!(p.windows(), 1 + M512 / M2 + 1);
+
+        // A hole too small for a window that does not touch the next bank.
+        let ram = [
+            Range::new(0x4000_0000, 0x3ff0_0000),
+            Range::new(0x8000_0000, G),
+        ];
+        let p = isolation_probes(&ram, &[], limit, &[]);
+        check_invariants(&p, &ram, &[], limit);
+        assert_eq!(p.after_ranges, 1);
+        assert_eq!(windows(&p)[0], 0xc000_0000);
+    }
+
+    #[test]
+    fn probes_an_unaligned_end() {
+        let ram = [Range::new(0x4000_0000, 0xff10_0000)];
+        let end = 0x1_3f10_0000;
+        let p = isolation_probes(&ram, &[], 1 << 40, &[]);
+        check_invariants(&p, &ram, &[], 1 << 40);
+        let all = windows(&p);
+        // The window holding the end is RAM; the next ones start below end + 512 MiB.
+        assert_eq!(all[0], 0x1_3f20_0000);
+        assert!(all.iter().all(|&w| w < end + M512 || Some(w) == p.far));
+        assert_eq!(p.windows(), M512 / M2 + 1);
+    }
+
+    #[test]
+    fn probes_ram_near_the_top_of_the_address_space() {
+        let limit: u64 = 1 << 40;
+        // 256 MiB below the limit: 128 windows, no far one.
+        let ram = [Range::new(limit - G, 0x3000_0000)];
+        let p = isolation_probes(&ram, &[], limit, &[]);
+        check_invariants(&p, &ram, &[], limit);
+        assert_eq!(p.windows(), (256 << 20) / M2);
+        assert_eq!(p.far, None);
+        // RAM up to the limit: nothing above it to probe.
+        let ram = [Range::new(limit - G, G)];
+        let p = isolation_probes(&ram, &[], limit, &[]);
+        assert_eq!(p.windows(), 0);
+        // RAM at the very top of the 64-bit space, and a range whose end wraps.
+        for ram in [
+            [Range::new(u64::MAX - 4 * M2 + 1, 2 * M2)],
+            [Range::new(u64::MAX - M2 + 1, M2)],
+        ] {
+            let p = isolation_probes(&ram, &[], u64::MAX, &[u64::MAX]);
+            check_invariants(&p, &ram, &[], u64::MAX);
+            assert_eq!(p.far, None);
+        }
+    }
+
+    #[test]
+    fn probes_from_bootargs() {
+        let ram = [Range::new(0x4000_0000, 2 * G)];
+        let limit = 1 << 40;
+        let extra = [
+            0xc000_1234,    // already in the span above RAM: not new
+            0x8_0000_0123,  // new: its window
+            0x5000_0000,    // guest RAM: rejected
+            0x0900_0000,    // the console: rejected
+            limit - 0x1000, // the last window below the limit
+            limit,          // beyond: rejected
+            0x8_0010_0000,  // the same window as the second
+        ];
+        let p = isolation_probes(&ram, &[UART], limit, &extra);
+        check_invariants(&p, &ram, &[UART], limit);
+        assert_eq!(p.from_args, 2);
+        assert!(windows(&p).contains(&0x8_0000_0000));
+        assert!(windows(&p).contains(&(limit - M2)));
+        let rejected: Vec<_> = p.rejected.iter().map(|r| (r.address, r.why)).collect();
+        assert_eq!(
+            rejected,
+            [
+                (0x5000_0000, Rejection::TouchesGuestMemory),
+                (0x0900_0000, Rejection::TouchesGuestMemory),
+                (limit, Rejection::BeyondAddressSpace),
+            ]
+        );
+        assert_eq!(
+            p.rejected.get(0).unwrap().to_string(),
+            "isolation_probe=0x50000000: its 2 MiB window 0x50000000-0x50200000 touches the guest's own memory"
+        );
+    }
+
+    #[test]
+    fn probe_spans_overflow_is_reported() {
+        let ram: Vec<Range> = (0..40u64)
+            .map(|i| Range::new(0x4000_0000 + i * 8 * M2, M2))
+            .collect();
+        let p = isolation_probes(&ram, &[], 1 << 40, &[]);
+        assert!(p.overflow);
+        assert_eq!(p.spans.len(), MAX_PROBE_SPANS);
+    }
+
+    #[test]
+    fn probe_args_parse() {
+        let got = parse_probe_args(
+            b"console=ttyAMA0 isolation_probe=0x13e000000,140000000 quiet\tisolation_probe=0X1F",
+        )
+        .unwrap();
+        assert_eq!(got.as_slice(), [0x1_3e00_0000, 0x1_4000_0000, 0x1f]);
+        assert!(parse_probe_args(b"").unwrap().is_empty());
+        assert!(
+            parse_probe_args(b"xisolation_probe=zz isolation_probes=1")
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            parse_probe_args(b"isolation_probe=ffffffffffffffff")
+                .unwrap()
+                .as_slice(),
+            [u64::MAX]
+        );
+        let bad = |args: &[u8]| match parse_probe_args(args) {
+            Err(ProbeArgError::BadAddress(text)) => text.as_str().to_owned(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(bad(b"isolation_probe="), "");
+        assert_eq!(bad(b"isolation_probe=0x1,,0x2"), "");
+        assert_eq!(bad(b"isolation_probe=0xzz"), "0xzz");
+        assert_eq!(bad(b"isolation_probe=0x"), "0x");
+        assert_eq!(bad(b"isolation_probe=-1"), "-1");
+        assert_eq!(
+            bad(b"isolation_probe=10000000000000000"),
+            "10000000000000000"
+        );
+        assert!(matches!(
+            parse_probe_args(b"isolation_probe=1,2,3,4,5 isolation_probe=6,7,8,9"),
+            Err(ProbeArgError::TooMany)
+        ));
+        assert_eq!(
+            ProbeArgError::TooMany.to_string(),
+            "isolation_probe: more than 8 addresses"
+        );
+        assert_eq!(
+            parse_probe_args(b"isolation_probe=0xq")
+                .unwrap_err()
+                .to_string(),
+            "isolation_probe: '0xq' is not a hex address (ADDR[,ADDR...], e.g. 0x13e000000)"
+        );
+    }
+
+    #[test]
+    fn stress_region_is_the_top_of_the_gigabyte_or_the_highest_free_run() {
+        let l = choose(&[Range::new(0x4000_0000, 2 * G)], &[]).unwrap();
+        assert_eq!(
+            l.stress,
+            Some(Range::new(0xc000_0000 - STRESS_SIZE, STRESS_SIZE))
+        );
+        assert!(!l.stress.unwrap().overlaps(&Range::new(l.chunk, M2)));
+        // No free GiB: the highest free run, around a busy block.
+        let ram = [Range::new(0x4000_0000, G)];
+        let busy = [Range::new(0x7fe0_0000, 0x1000)];
+        let l = choose(&ram, &busy).unwrap();
+        let stress = l.stress.unwrap();
+        assert_eq!(stress.size, STRESS_SIZE);
+        assert_eq!(stress.end(), Some(0x7fe0_0000));
+        // Too little RAM for it.
+        let l = choose(&[Range::new(0x4000_0000, 4 * M2)], &[]).unwrap();
+        assert_eq!(l.stress, None);
+    }
 }

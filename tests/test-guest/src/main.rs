@@ -24,6 +24,7 @@ pub mod fdt;
 pub mod layout;
 pub mod report;
 pub mod stage1;
+pub mod stress_plan;
 pub mod sweep;
 
 #[cfg(target_os = "none")]

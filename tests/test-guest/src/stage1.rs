@@ -57,6 +57,21 @@ pub fn tcr(pa_range: u64) -> u64 {
     t0sz | irgn0 | orgn0 | sh0 | tg0_4k | t1sz | epd1 | tg1_4k | ips
 }
 
+/// One past the highest address the guest can reach through this map: the output
+/// address size TCR_EL1.IPS selects for ID_AA64MMFR0_EL1.PARange `pa_range` (at most 48
+/// bits, as [`tcr`] clamps it), never more than the VA range.
+pub fn output_limit(pa_range: u64) -> u64 {
+    let bits = match (pa_range & 0xf).min(5) {
+        0 => 32,
+        1 => 36,
+        2 => 40,
+        3 => 42,
+        4 => 44,
+        _ => 48,
+    };
+    (1u64 << bits).min(VA_LIMIT)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage1Error {
     PoolExhausted,
@@ -271,6 +286,15 @@ mod tests {
             Err(Stage1Error::AboveVaLimit(_))
         ));
         assert!(Builder::new(&mut [], 0).is_err());
+    }
+
+    #[test]
+    fn output_limits() {
+        assert_eq!(output_limit(0), 1 << 32);
+        assert_eq!(output_limit(2), 1 << 40);
+        assert_eq!(output_limit(4), 1 << 44);
+        assert_eq!(output_limit(5), VA_LIMIT);
+        assert_eq!(output_limit(6), VA_LIMIT);
     }
 
     #[test]

@@ -9,12 +9,13 @@ use core::cell::UnsafeCell;
 
 use super::cpu::{self, read_sysreg, write_sysreg};
 use crate::dtinfo::GuestInfo;
-use crate::layout::Range;
+use crate::layout::{self, IsolationProbes, Range};
 use crate::stage1::{self, Builder, DEVICE_BLOCK, NORMAL_BLOCK, Stage1Error, Table};
 
 /// Page-table pages: the root, a level-1 table per 512 GiB touched, a level-2 table per
-/// GiB that is not one block.
-const POOL_TABLES: usize = 24;
+/// GiB that is not one block (RAM, the console, the isolation probes: a few with the
+/// probes the guest generates, up to two more per `isolation_probe=` address).
+const POOL_TABLES: usize = 40;
 
 #[repr(C, align(4096))]
 struct Pool(UnsafeCell<[Table; POOL_TABLES]>);
@@ -44,6 +45,25 @@ pub struct MmuConfig {
     pub ttbr0: u64,
     pub sctlr: u64,
     pub tables_used: usize,
+    /// Why the isolation probes are not (all) mapped, if they are not.
+    pub probe_map_error: Option<Stage1Error>,
+}
+
+/// One past the highest address this CPU's stage-1 map can output
+/// (ID_AA64MMFR0_EL1.PARange, at most 48 bits).
+pub fn address_limit() -> u64 {
+    stage1::output_limit(read_sysreg!("id_aa64mmfr0_el1") & 0xf)
+}
+
+/// The isolation test's windows for this guest: the same for the map and the test.
+pub fn isolation_probes(info: &GuestInfo) -> IsolationProbes {
+    let console = info.console_base().map(|base| Range::new(base, 0x1000));
+    layout::isolation_probes(
+        info.ram.as_slice(),
+        console.as_slice(),
+        address_limit(),
+        info.probe_args.as_slice(),
+    )
 }
 
 /// Builds the identity map of guest RAM (or, without any memory node, of the image and
@@ -67,16 +87,21 @@ pub unsafe fn enable(info: &GuestInfo, image: Range, dtb: Range) -> Result<MmuCo
         builder.map(ram, NORMAL_BLOCK)?;
     }
     // The isolation test's probes: memory that is not the guest's, mapped at stage 1 so
-    // only stage 2 can refuse the access.
-    for probe in crate::layout::isolation_probes(info.ram.as_slice()).iter() {
-        builder.map(probe, NORMAL_BLOCK)?;
-    }
+    // only stage 2 can refuse the access. Whole runs of windows, so aligned GiBs become
+    // 1 GiB blocks. A failure here leaves the rest of the map intact; the isolation test
+    // reports it.
+    let probe_map_error = isolation_probes(info)
+        .spans
+        .iter()
+        .try_for_each(|span| builder.map(span, NORMAL_BLOCK))
+        .err();
     let config = MmuConfig {
         mair: stage1::MAIR,
         tcr: stage1::tcr(read_sysreg!("id_aa64mmfr0_el1") & 0xf),
         ttbr0: builder.root_pa(),
         sctlr: SCTLR_ON,
         tables_used: builder.tables_used(),
+        probe_map_error,
     };
     cpu::invalidate_dcache(image.base, image.size);
     write_sysreg!("mair_el1", config.mair);

@@ -6,6 +6,8 @@ mod cpu;
 mod exceptions;
 mod mmu;
 mod runner;
+mod secondary;
+mod stress;
 mod tests;
 
 use core::panic::PanicInfo;

@@ -6,6 +6,7 @@ use super::concurrent;
 use super::console::say;
 use super::cpu::{self, hvc};
 use super::exceptions::{Recovery, expect_fault};
+use super::stress;
 use crate::abi::*;
 use crate::cases::hostile_cases;
 use crate::esr::{self, Access, ExpectedFault, Syndrome};
@@ -30,6 +31,7 @@ pub const TESTS: &[(&str, Test)] = &[
         "concurrent_split_restore",
         concurrent::concurrent_split_restore,
     ),
+    ("stress_protect_restore", stress::stress_protect_restore),
 ];
 
 /// Generations of [`word`] the single-CPU tests write (the concurrency test uses 0..).
@@ -483,15 +485,44 @@ fn hostile_arguments(env: &Env) -> TestResult {
 }
 
 /// Memory that is not the guest's (the hypervisor's image, pool, DTB or crash region, or
-/// nothing at all), mapped at stage 1 so only stage 2 can refuse: every read and write
+/// nothing at all), mapped at stage 1 so only stage 2 can refuse: the first 2 MiB window
+/// after each RAM range, every window in the 512 MiB above the highest RAM range, one far
+/// window, and the windows `isolation_probe=` names (layout.rs). Every read and write
 /// there must come back as a synchronous external abort, and the hypervisor must still
 /// answer afterwards.
 fn isolation_outside_ram(env: &Env) -> TestResult {
-    let probes = crate::layout::isolation_probes(env.info.ram.as_slice());
-    ensure!(!probes.is_empty(), "no address outside guest RAM to probe");
-    for probe in probes.iter() {
+    if let Some(error) = env.info.probe_args_error {
+        return Err(failed!("/chosen/bootargs: {error}"));
+    }
+    let probes = super::mmu::isolation_probes(&env.info);
+    if let Some(rejected) = probes.rejected.get(0) {
+        return Err(failed!(
+            "{rejected} (a test setup error: name addresses outside guest RAM)"
+        ));
+    }
+    if let Some(error) = env.mmu.and_then(|m| m.probe_map_error) {
+        return Err(failed!(
+            "the probe windows could not all be mapped at stage 1: {error}"
+        ));
+    }
+    ensure!(
+        !probes.overflow,
+        "more runs of probe windows than the guest tracks ({})",
+        crate::layout::MAX_PROBE_SPANS
+    );
+    ensure!(
+        probes.windows() > 0,
+        "no address outside guest RAM to probe"
+    );
+    for span in probes.spans.iter() {
+        say!(
+            "{PREFIX}isolation_outside_ram: probing {span} ({} window(s))",
+            span.size / crate::abi::BLOCK_2M
+        );
+    }
+    for window in probes.iter_windows() {
         for (offset, is_write) in [(0x40u64, false), (0x1_0080, true)] {
-            let target = probe.base + offset;
+            let target = window.base + offset;
             let (_, fault) = expect_fault(Recovery::SkipInstruction, || {
                 if is_write {
                     write(target, 0x5a5a)
@@ -509,9 +540,9 @@ fn isolation_outside_ram(env: &Env) -> TestResult {
             ensure!(
                 esr::ec(syndrome) == esr::EC_DABT_CURRENT
                     && syndrome & 0x3f == 0x10
-                    && esr::is_write(syndrome) == is_write,
-                "{target:#x}: {}, want a synchronous external abort ({})",
-                Syndrome(syndrome),
+                    && esr::is_write(syndrome) == is_write
+                    && fault.far == target,
+                "{target:#x}: {fault}, want a synchronous external abort ({}) with FAR {target:#x}",
                 if is_write { "write" } else { "read" }
             );
         }
@@ -523,7 +554,15 @@ fn isolation_outside_ram(env: &Env) -> TestResult {
         "the hypervisor stopped answering after the probes"
     );
     Ok(text!(
-        "{} window(s) probed, each read and write a synchronous external abort",
-        probes.len()
+        "{} windows probed: {} after RAM ranges, {} more in the 512 MiB above RAM, far {}, {} from bootargs; \
+         each read and write a synchronous external abort",
+        probes.windows(),
+        probes.after_ranges,
+        probes.above_ram,
+        match probes.far {
+            Some(far) => text!("{far:#x}"),
+            None => text!("none"),
+        },
+        probes.from_args
     ))
 }
