@@ -1,143 +1,125 @@
 #!/usr/bin/env python3
-"""Benchmarks that print ours next to a baseline measured in the same run.
+"""Benchmarks that put ours next to a baseline measured in the same run.
 
-  scripts/bench.sh map  [--runs N]   EL2 direct-map build: blocks vs forced 4K pages
-                                     (mapping=pages) for --mem 1G, 4G, 16G
-  scripts/bench.sh boot [--runs N]   Linux booted directly by QEMU vs under the hypervisor:
-                                     median wall time and peak QEMU memory (max RSS)
-  scripts/bench.sh protect           a guest permission change on the live stage 2: split
-                                     (1G->4K, 2M->4K) and collapse, FEAT_BBM level 2 vs
-                                     break-before-make, with split and TLBI counts
+  scripts/bench.sh [report]   the whole report: bench-report/<UTC timestamp>/report.md, SVG
+                              pictures of the EL2 and stage-2 maps and the console logs, with
+                              bench-report/latest pointing at it (all rows below)
+  scripts/bench.sh map        EL2 direct-map build: blocks vs forced 4K pages (mapping=pages)
+                              for 1G, 4G, 16G: CNTPCT build time, table pages, descriptors
+                              written vs the minimal count
+  scripts/bench.sh boot       Linux booted directly by QEMU vs under the hypervisor (blocks and
+                              mapping=pages; with --with-xen also Xen 4.17): wall time, peak RSS
+  scripts/bench.sh stage2     the guest's stage-2 table memory, blocks vs mapping=pages
+  scripts/bench.sh heap       heap leaves (from the map and boot runs)
+  scripts/bench.sh protect    MEM_PROTECT split (1G->4K, 2M->4K) and collapse on the live stage
+                              2, FEAT_BBM level 2 vs break-before-make, with split and TLBI counts
+  scripts/bench.sh engine     the page-table engine vs aarch64-paging on the host
+  scripts/bench.sh all        every table above on standard output, no report files
 
-Medians over N runs (default 3) with min..max. The QEMU line is the same for both sides:
--machine virt,virtualization=on,gic-version=3 -cpu max -smp 2 -m 2G -nographic -nic none.
+Options:
+  --runs N      runs per row (default 3): medians with the spread min-max
+  --quick       1 run, RAM 1G and 4G only, 3 engine repetitions: for trying things out
+  --with-xen    also boot Linux as dom0 under Xen 4.17 (Debian's xen-hypervisor-4.17-arm64,
+                fetched with apt-get download into .cache/xen)
+  --out DIR     where reports go (default bench-report/ in the repository)
+
+Single modes print markdown tables to standard output. QEMU runs one at a time on
+-machine virt,virtualization=on,gic-version=3 -nographic -nic none.
 """
 import argparse
+import hashlib
 import os
-import re
-import statistics
+import shutil
 import subprocess
 import sys
-import time
+import tempfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target"))
-MACHINE = ["-machine", "virt,virtualization=on,gic-version=3", "-nographic", "-nic", "none"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from benchlib import sections  # noqa: E402
+from benchlib.common import REPO, BenchError, progress  # noqa: E402
+from benchlib.report import write_report  # noqa: E402
 
-def measure_rss(args, timeout=300):
-    """Wall time and this child's own max RSS (via os.wait4)."""
-    start = time.monotonic()
-    proc = subprocess.Popen(["qemu-system-aarch64"] + args, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_maxrss / 1024, out.decode("utf-8", "replace"), proc.returncode
-
-
-def summary(values, fmt="{:.2f}"):
-    return (fmt + " (" + fmt + ".." + fmt + ")").format(statistics.median(values), min(values), max(values))
+SINGLE = {
+    "map": [("EL2 direct-map build", sections.section_map)],
+    "boot": [("Guest boot wall time", sections.section_boot)],
+    "stage2": [("Stage-2 table memory", sections.section_stage2)],
+    "heap": [("EL2 direct-map build", sections.section_map), ("Guest boot wall time", sections.section_boot),
+             ("Heap leaves", sections.section_heap)],
+    "protect": [("MEM_PROTECT", sections.section_protect)],
+    "engine": [("Engine host benchmarks", sections.section_engine)],
+}
+SINGLE["all"] = SINGLE["map"] + SINGLE["boot"] + SINGLE["stage2"] + SINGLE["heap"][2:] + SINGLE["protect"] \
+    + SINGLE["engine"]
 
 
-def build():
+def build(ctx, snapshot_dir):
+    """Builds the hypervisor, then copies it: every boot of this run uses the copy, whatever
+    else rebuilds target/ meanwhile (others may share the tree)."""
+    from benchlib.common import TARGET
+    from benchlib.report import git_state
     subprocess.run([os.path.join(REPO, "scripts/setup.sh")], check=True, stdout=subprocess.DEVNULL)
     subprocess.run([os.path.join(REPO, "scripts/build.sh")], check=True, stdout=subprocess.DEVNULL)
+    ctx.git = git_state()
+    for name in ("hypervisor.bin",):
+        dest = os.path.join(snapshot_dir, name)
+        shutil.copyfile(os.path.join(TARGET, name), dest)
+        with open(dest, "rb") as f:
+            ctx.binaries[name] = hashlib.sha256(f.read()).hexdigest()
+    ctx.hypervisor = os.path.join(snapshot_dir, "hypervisor.bin")
 
 
-def map_stats(console):
-    line = next((l for l in console.splitlines() if l.startswith("map-stats: table=el2")), None)
-    if line is None:
-        raise SystemExit("bench: no map-stats line:\n" + console[-2000:])
-    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
+def main(argv=None):
+    parser = argparse.ArgumentParser(usage="scripts/bench.sh [report|map|boot|stage2|heap|protect|engine|all] "
+                                           "[--runs N] [--quick] [--with-xen] [--out DIR]",
+                                     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", nargs="?", default="report", choices=["report"] + list(SINGLE))
+    parser.add_argument("--runs", type=int)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--with-xen", action="store_true")
+    parser.add_argument("--out", default=os.path.join(REPO, "bench-report"))
+    args = parser.parse_args(argv)
+    runs = args.runs if args.runs is not None else (1 if args.quick else 3)
+    if runs < 1:
+        parser.error("--runs wants a positive number")
+    ram = ["1G", "4G"] if args.quick else ["1G", "4G", "16G"]
+    ctx = sections.Context(runs, ram, 3 if args.quick else 7, None, with_xen=args.with_xen)
+    ctx.argv_text = "".join(" " + a for a in (argv if argv is not None else sys.argv[1:]))
+    if args.with_xen:
+        # Fetch Xen first: a clear failure before any benchmark runs.
+        try:
+            from benchlib.xen import ensure_xen
+            ctx.xen = ensure_xen()
+        except BenchError as error:
+            print("bench: %s" % error, file=sys.stderr)
+            return 1
+    with tempfile.TemporaryDirectory(prefix="bench-bin-") as snapshot_dir:
+        try:
+            build(ctx, snapshot_dir)
+        except subprocess.CalledProcessError as error:
+            print("bench: the build failed (%s exit %d); nothing measured" % (
+                os.path.basename(error.cmd[0]), error.returncode), file=sys.stderr)
+            return 1
+        if args.what == "report":
+            _, ok = write_report(ctx, os.path.abspath(args.out))
+            return 0 if ok else 1
+        return single(ctx, args.what)
 
 
-def bench_map(runs):
-    print("EL2 direct map, built before the MMU is on (not live); medians of %d runs" % runs)
-    print("| RAM | mapping | build_us | table pages | descriptors written | minimal | written/minimal | 4K leaves | tlbi |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for mem in ["1G", "4G", "16G"]:
-        for mapping in ["blocks", "pages"]:
-            samples = []
-            for _ in range(runs):
-                _, _, console, _ = measure_rss(MACHINE + ["-cpu", "max", "-smp", "2", "-m", mem,
-                                                          "-kernel", os.path.join(TARGET, "hypervisor.bin"),
-                                                          "-append", "mapping=" + mapping])
-                samples.append(map_stats(console))
-            s = samples[-1]
-            leaves = s["leaves_1g"] + s["leaves_2m"] + s["leaves_4k"]
-            minimal = leaves + s["table_pages"] - 1  # one table descriptor per non-root table
-            print("| %s | %s | %s | %d | %d | %d | %.2f | %d | %d |" % (
-                mem, mapping, summary([x["build_us"] for x in samples], "{:.0f}"), s["table_pages"],
-                s["descriptors"], minimal, s["descriptors"] / minimal, s["leaves_4k"], s["tlbi"]))
-
-
-def bench_boot(runs):
-    kernel = os.path.join(REPO, ".cache/guest/Image")
-    initrd = os.path.join(TARGET, "initramfs.cpio.gz")
-    subprocess.run([os.path.join(REPO, "scripts/make-initramfs.sh"), initrd], check=True)
-    guest_args = "console=ttyAMA0 hyp.check=1 hyp.smp=2"
-    direct = MACHINE + ["-cpu", "max", "-smp", "2", "-m", "2G", "-kernel", kernel, "-initrd", initrd,
-                        "-append", guest_args]
-    kernel_size = os.path.getsize(kernel)
-    kernel_addr = 0x50000000
-    initrd_addr = (kernel_addr + kernel_size + 0x3fffff) & ~0x1fffff
-    hyp = MACHINE + ["-cpu", "max", "-smp", "2", "-m", "2G",
-                     "-kernel", os.path.join(TARGET, "hypervisor.bin"),
-                     "-device", "guest-loader,addr=0x%x,kernel=%s,bootargs=%s" % (kernel_addr, kernel, guest_args),
-                     "-device", "guest-loader,addr=0x%x,initrd=%s" % (initrd_addr, initrd)]
-    results = {"direct": ([], []), "hypervisor": ([], [])}
-    for _ in range(runs):
-        for name, args in (("direct", direct), ("hypervisor", hyp)):
-            wall, rss, console, code = measure_rss(args)
-            if "guest-check: pass" not in console:
-                raise SystemExit("bench: %s boot did not pass its checks:\n%s" % (name, console[-3000:]))
-            results[name][0].append(wall)
-            results[name][1].append(rss)
-    qemu = subprocess.run(["qemu-system-aarch64", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    print("Linux boot to userspace, checks and power-off (%s, -cpu max -smp 2 -m 2G); medians of %d runs" % (qemu, runs))
-    print("| | wall s | peak RSS MiB |")
-    print("|---|---|---|")
-    for name in ("direct", "hypervisor"):
-        print("| %s | %s | %s |" % (name, summary(results[name][0]), summary(results[name][1], "{:.0f}")))
-    dw, hw = statistics.median(results["direct"][0]), statistics.median(results["hypervisor"][0])
-    dr, hr = statistics.median(results["direct"][1]), statistics.median(results["hypervisor"][1])
-    print("| ratio | %.2f | %.2f |" % (hw / dw, hr / dr))
-
-
-def bench_protect(runs):
-    print("MEM_PROTECT on the live stage 2: one 4K page made read-only (split) then restored (collapse); counts per pair, 200 pairs per row")
-    print("| CPU | strategy | block | split ns | collapse ns | splits 1G/2M per pair | TLBI by VA/range/all per pair | DSB per pair | transient unmaps per pair |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for cpu in ("max", "cortex-a72"):
-        log = os.path.join(TARGET, "bench-protect-%s.log" % cpu)
-        subprocess.run([os.path.join(REPO, "scripts/run.sh"), "selftest", "--cpu", cpu, "--mem", "4G",
-                        "--timeout", "300", "--log", log], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for line in open(log, errors="replace"):
-            if not line.startswith("protect-bench:") or "skipped" in line:
-                continue
-            f = dict(re.findall(r"(\w+)=(\S+)", line))
-            n = int(f["iterations"])
-            per = lambda k: "%g" % (int(f[k]) / n)
-            print("| %s | %s | %s | %s | %s | %s/%s | %s/%s/%s | %s | %s |" % (
-                cpu, f["strategy"], f["block"], f["split_ns"], f["collapse_ns"], per("splits_1g"), per("splits_2m"),
-                per("tlbi_by_va"), per("tlbi_range"), per("tlbi_all"), per("dsb"), per("transient_unmaps")))
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["map", "boot", "protect", "all"])
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    build()
-    if args.what in ("map", "all"):
-        bench_map(args.runs)
-    if args.what in ("boot", "all"):
-        bench_boot(args.runs)
-    if args.what in ("protect", "all"):
-        bench_protect(args.runs)
+def single(ctx, what):
+    status = 0
+    for title, fn in SINGLE[what]:
+        try:
+            body = fn(ctx)
+        except BenchError as error:
+            print("bench: %s: %s" % (title, error), file=sys.stderr)
+            status = 1
+            continue
+        if what == "heap" and fn is not sections.section_heap:
+            continue
+        print("## %s\n\n%s\n" % (title, body), flush=True)
+    return status
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

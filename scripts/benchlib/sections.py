@@ -1,0 +1,434 @@
+"""One function per benchmark. Each runs its QEMU boots one at a time, keeps what it
+measured in the context (other sections and the pictures reuse the consoles) and returns
+markdown: ours next to the baseline measured in the same run, medians (min–max)."""
+import os
+import re
+import subprocess
+import time
+
+from . import minimal
+from .xen import XEN_ARGS, ensure_xen
+from .common import (MACHINE, REPO, TARGET, BenchError, command_line, guest_memtotal_kb,
+                     heap_stats, hyp_exit_ok, map_stats, median, progress, ptdump_runs, ratio, run_qemu,
+                     same, spread, tail)
+
+GUEST_ARGS = "console=ttyAMA0 hyp.check=1 hyp.smp=2"
+XEN_DOM0_ARGS = "console=hvc0 hyp.check=1 hyp.smp=2"
+BOOT_CPU, BOOT_SMP, BOOT_MEM = "max", "2", "2G"
+KERNEL_ADDR = 0x50000000
+
+
+class Context:
+    """What one bench.sh invocation measures and where its logs go."""
+
+    def __init__(self, runs, ram_sizes, engine_reps, logdir, with_xen=False):
+        self.runs = runs
+        self.ram_sizes = ram_sizes
+        self.engine_reps = engine_reps
+        self.logdir = logdir
+        self.with_xen = with_xen
+        self.xen = None            # (image, version) once fetched
+        self.boot = None           # variant key -> [sample]
+        self.boot_variants = None  # [(key, label, args)]
+        self.map = None            # (mem, mapping) -> [sample]
+        self.crash_console = None
+        self.commands = {}         # what -> one QEMU command line
+        self.cpu_models = set()
+        self.hypervisor = None     # the snapshot of target/hypervisor.bin every boot uses
+        self.binaries = {}         # name -> sha256
+
+    def log(self, name):
+        return os.path.join(self.logdir, name) if self.logdir else None
+
+
+# ---------------------------------------------------------------------------------------
+# Guest boot: Linux direct, under the hypervisor (blocks and mapping=pages), under Xen.
+
+def guest_files():
+    kernel = os.path.join(REPO, ".cache/guest/Image")
+    initrd = os.path.join(TARGET, "initramfs.cpio.gz")
+    subprocess.run([os.path.join(REPO, "scripts/make-initramfs.sh"), initrd], check=True,
+                   stdout=subprocess.DEVNULL)
+    if not os.path.isfile(kernel):
+        raise BenchError("no guest kernel at %s (scripts/setup.sh fetches it)" % kernel)
+    return kernel, initrd
+
+
+def guest_loader(kernel, initrd, bootargs):
+    initrd_addr = (KERNEL_ADDR + os.path.getsize(kernel) + 0x3fffff) & ~0x1fffff
+    return ["-device", "guest-loader,addr=0x%x,kernel=%s,bootargs=%s" % (KERNEL_ADDR, kernel, bootargs),
+            "-device", "guest-loader,addr=0x%x,initrd=%s" % (initrd_addr, initrd)]
+
+
+def boot_variants(ctx):
+    kernel, initrd = guest_files()
+    base = MACHINE + ["-cpu", BOOT_CPU, "-smp", BOOT_SMP, "-m", BOOT_MEM]
+    hyp = base + ["-kernel", ctx.hypervisor] + guest_loader(kernel, initrd, GUEST_ARGS)
+    variants = [
+        ("direct", "Linux booted directly by QEMU (baseline)",
+         base + ["-kernel", kernel, "-initrd", initrd, "-append", GUEST_ARGS]),
+        ("hyp", "Linux under the hypervisor (blocks, default)", hyp),
+        ("hyp-pages", "Linux under the hypervisor, `mapping=pages`", hyp + ["-append", "mapping=pages"]),
+    ]
+    if ctx.with_xen:
+        ctx.xen = ctx.xen or ensure_xen()
+        variants.append(("xen", "Linux as dom0 under Xen %s" % ctx.xen[1],
+                         base + ["-kernel", ctx.xen[0], "-append", XEN_ARGS]
+                         + guest_loader(kernel, initrd, XEN_DOM0_ARGS)))
+    return variants
+
+
+def check_boot(key, result):
+    if result.timed_out:
+        raise BenchError("%s boot timed out after %.0f s:\n%s" % (key, result.wall, tail(result.console)))
+    if "guest-check: pass" not in result.console:
+        raise BenchError("%s boot did not pass its guest checks:\n%s" % (key, tail(result.console)))
+    if key.startswith("hyp") and not hyp_exit_ok(result.console):
+        raise BenchError("%s boot did not end with 'hyp-exit: success':\n%s" % (key, tail(result.console)))
+
+
+def run_boot(ctx):
+    """Round-robin over the variants, `runs` rounds, so load changes hit all alike."""
+    if ctx.boot is not None:
+        return
+    ctx.boot_variants = boot_variants(ctx)
+    ctx.boot = {key: [] for key, _, _ in ctx.boot_variants}
+    ctx.cpu_models.add(BOOT_CPU)
+    for r in range(ctx.runs):
+        for key, _, args in ctx.boot_variants:
+            progress("boot %s, run %d/%d" % (key, r + 1, ctx.runs))
+            result = run_qemu(args, timeout=300, log=ctx.log("boot-%s-run%d.log" % (key, r + 1)))
+            check_boot(key, result)
+            ctx.boot[key].append(result)
+            ctx.commands.setdefault("boot " + key, command_line(args))
+
+
+def run_crash(ctx):
+    """One boot under the hypervisor with crashkernel=64M, for the pictures."""
+    kernel, initrd = guest_files()
+    args = MACHINE + ["-cpu", BOOT_CPU, "-smp", BOOT_SMP, "-m", BOOT_MEM, "-kernel", ctx.hypervisor,
+                      "-append", "crashkernel=64M"] + guest_loader(kernel, initrd, GUEST_ARGS)
+    progress("boot hyp with crashkernel=64M (pictures)")
+    result = run_qemu(args, timeout=300, log=ctx.log("boot-hyp-crashkernel.log"))
+    check_boot("hyp crashkernel=64M", result)
+    ctx.crash_console = result.console
+    ctx.commands["boot hyp crashkernel"] = command_line(args)
+    return result
+
+
+def section_boot(ctx):
+    run_boot(ctx)
+    direct = ctx.boot["direct"]
+    dw, dr = median([s.wall for s in direct]), median([s.rss_mib for s in direct])
+    lines = [
+        "Debian's arm64 cloud kernel and the busybox initramfs, to userspace, the guest checks "
+        "(`hyp.check=1`) and power-off. Wall time of the whole QEMU process and its peak RSS "
+        "(`getrusage` of the child); `-cpu %s -smp %s -m %s`; the variants alternate in each round."
+        % (BOOT_CPU, BOOT_SMP, BOOT_MEM),
+        "",
+        "| configuration | wall s | vs direct | peak RSS MiB | vs direct | guest MemTotal MiB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, label, _ in ctx.boot_variants:
+        samples = ctx.boot[key]
+        walls, rss = [s.wall for s in samples], [s.rss_mib for s in samples]
+        mem = [guest_memtotal_kb(s.console) for s in samples]
+        mem = "%.0f" % (median([m for m in mem if m]) / 1024) if any(mem) else "?"
+        lines.append("| %s | %s | %s | %s | %s | %s |" % (
+            label, spread(walls), "–" if key == "direct" else ratio(median(walls), dw),
+            spread(rss, "{:.0f}"), "–" if key == "direct" else ratio(median(rss), dr), mem))
+    if ctx.with_xen:
+        lines += ["", "Xen runs with `%s` and its defaults otherwise: dom0 gets 512 MiB (the MemTotal "
+                  "column), and Xen scrubs all free RAM at boot, which shows in QEMU's RSS." % XEN_ARGS]
+    return "\n".join(lines)
+
+
+def stage2_row(label, samples):
+    stats = [map_stats(s.console, "stage2") for s in samples]
+    runs = ptdump_runs(samples[0].console, "stage2")
+    ours, best = minimal.actual_shape(runs), minimal.minimal_cover(runs)
+    written = [s["descriptors"] for s in stats]
+    pages = [s["table_pages"] for s in stats]
+    return (label, pages, stats, ours, best, written), "| %s | %s | %s | %d / %d / %d | %d | %s | %d | %s | %d / %d | %s |" % (
+        label, same(pages), same([p * 4 for p in pages]),
+        ours.by_level[1], ours.by_level[2], ours.by_level[3], ours.contiguous,
+        same(written), best.descriptors, ratio(median(written), best.descriptors),
+        ours.tlb_entries, best.tlb_entries, spread([s["build_us"] for s in stats], "{:.0f}"))
+
+
+def section_stage2(ctx):
+    run_boot(ctx)
+    lines = [
+        "The guest's stage 2 as built for the Linux boots above (`map-stats: table=stage2`, "
+        "`ptdump: table=stage2`): table pages (4 KiB each) ours against a forced-4K stage 2 of the "
+        "same guest (`mapping=pages`). *Minimal* is the fewest descriptors for the same ranges and "
+        "attributes with 1G/2M/4K leaves, computed from the ptdump (scripts/benchlib/minimal.py); "
+        "*TLB entries* counts a contiguous group of 16 leaves as one. `mapping=pages` forces 4K "
+        "pages for RAM only: the MMIO ranges keep their 1G and 2M blocks in both rows.",
+        "",
+        "| stage 2 | table pages | table KiB | leaves 1G / 2M / 4K | contiguous leaves | descriptors written "
+        "| minimal descriptors | written ÷ minimal | TLB entries ours / minimal | build µs |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows = []
+    for key, label in (("hyp", "ours (blocks)"), ("hyp-pages", "`mapping=pages` (baseline)")):
+        data, line = stage2_row(label, ctx.boot[key])
+        rows.append(data)
+        lines.append(line)
+    ours_pages, base_pages = median(rows[0][1]), median(rows[1][1])
+    lines += ["", "Table memory: %.0f KiB against %.0f KiB, %s less with blocks." % (
+        ours_pages * 4, base_pages * 4, ratio(base_pages, ours_pages, "{:.0f}"))]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# The EL2 direct map: blocks against mapping=pages for several RAM sizes.
+
+def run_map(ctx):
+    if ctx.map is not None:
+        return
+    ctx.map = {}
+    ctx.cpu_models.add("max")
+    for r in range(ctx.runs):
+        for mem in ctx.ram_sizes:
+            for mapping in ("blocks", "pages"):
+                progress("map %s mapping=%s, run %d/%d" % (mem, mapping, r + 1, ctx.runs))
+                args = MACHINE + ["-cpu", "max", "-smp", "2", "-m", mem, "-kernel", ctx.hypervisor,
+                                  "-append", "mapping=" + mapping]
+                log = ctx.log("map-%s-%s.log" % (mem, mapping)) if r == 0 else None
+                result = run_qemu(args, timeout=600, log=log)
+                if not hyp_exit_ok(result.console):
+                    raise BenchError("map %s %s: no 'hyp-exit: success':\n%s" % (mem, mapping, tail(result.console)))
+                map_stats(result.console, "el2")
+                ctx.map.setdefault((mem, mapping), []).append(result)
+                ctx.commands.setdefault("map", command_line(args))
+
+
+def section_map(ctx):
+    run_map(ctx)
+    lines = [
+        "The hypervisor alone (no guest), `-cpu max -smp 2`: its EL2 map of all RAM, the image "
+        "(W^X by section) and the devices, built before the MMU is on (no TLB maintenance). "
+        "`build µs` is the hypervisor's own CNTPCT measurement of the whole build; table pages, "
+        "descriptors and leaves are from `map-stats: table=el2`. *Minimal* is the fewest descriptors "
+        "for the same ranges and attributes with 1G/2M/4K leaves, computed from the ptdump "
+        "(scripts/benchlib/minimal.py, the rule of the engine's checker); *TLB entries* counts a "
+        "contiguous group of 16 leaves as one. `mapping=pages` forces 4K pages for RAM and the image; "
+        "the devices keep their 2M blocks. Under TCG the counter runs on the host's clock while "
+        "QEMU also translates the code it meets for the first time, so the times are QEMU's, not a "
+        "core's; the table shapes are exact.",
+        "",
+        "| RAM | mapping | build µs | vs blocks | table pages | descriptors written | minimal descriptors "
+        "| written ÷ minimal | leaves 1G / 2M / 4K | TLB entries ours / minimal |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for mem in ctx.ram_sizes:
+        blocks_build = None
+        for mapping in ("blocks", "pages"):
+            samples = ctx.map[(mem, mapping)]
+            stats = [map_stats(s.console, "el2") for s in samples]
+            runs = ptdump_runs(samples[0].console, "el2")
+            ours, best = minimal.actual_shape(runs), minimal.minimal_cover(runs)
+            build = [s["build_us"] for s in stats]
+            written = [s["descriptors"] for s in stats]
+            if mapping == "blocks":
+                blocks_build = median(build)
+            lines.append("| %s | %s | %s | %s | %s | %s | %d | %s | %d / %d / %d | %d / %d |" % (
+                mem, "blocks (ours)" if mapping == "blocks" else "`pages` (baseline)",
+                spread(build, "{:.0f}"), "–" if mapping == "blocks" else ratio(median(build), blocks_build, "{:.1f}"),
+                same([s["table_pages"] for s in stats]), same(written), best.descriptors,
+                ratio(median(written), best.descriptors), ours.by_level[1], ours.by_level[2], ours.by_level[3],
+                ours.tlb_entries, best.tlb_entries))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# The heap: what the heap-stats lines show.
+
+def section_heap(ctx):
+    boots = []
+    if ctx.map:
+        for mem in ctx.ram_sizes:
+            boots.append(("hypervisor alone, %s" % mem, ctx.map[(mem, "blocks")], ctx.map[(mem, "pages")]))
+    if ctx.boot:
+        boots.append(("Linux guest, %s" % BOOT_MEM, ctx.boot["hyp"], ctx.boot["hyp-pages"]))
+    if not boots:
+        raise BenchError("the heap rows come from the map and boot runs; run them first")
+    rows, measured_4k = [], False
+    for where, ours, base in boots:
+        row = []
+        for samples in (ours, base):
+            stats = [heap_stats(s.console) for s in samples]
+            h = stats[0]
+            varies = len({(x["bytes"], x["leaves_2m"], x["leaves_4k"]) for x in stats}) > 1
+            row.append((h, varies, same([x["fallbacks"] for x in stats])))
+        measured_4k |= row[1][0]["leaves_4k"] > 0 and row[1][0]["leaves_2m"] == 0
+        rows.append((where, row))
+    lines = [
+        "`heap-stats:` after boot. The heap window (0xff00_0000_0000) grows by 2M blocks (ours); "
+        "the baseline is the same boot with `mapping=pages`, which grows it with 4K pages (each "
+        "counted as a fallback). TLB entries = leaves (the heap maps without contiguous hints); "
+        "level-3 tables = the table pages the 4K leaves need, one per 2 MiB.",
+        "",
+        "| boot | heap bytes | ours: 2M / 4K leaves | `mapping=pages`: 2M / 4K leaves | fallbacks ours / pages "
+        "| TLB entries ours / pages | level-3 tables ours / pages |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for where, ((o, ov, of), (b, bv, bf)) in rows:
+        def l3(h):
+            return -(-h["leaves_4k"] * 4096 // (2 << 20))
+        size = "{:,}".format(o["bytes"]) + ("" if o["bytes"] == b["bytes"] else " / {:,}".format(b["bytes"]))
+        lines.append("| %s | %s%s | %d / %d | %d / %d | %s / %s | %d / %d | %d / %d |" % (
+            where, size, " (varies)" if ov or bv else "", o["leaves_2m"], o["leaves_4k"], b["leaves_2m"],
+            b["leaves_4k"], of, bf, o["leaves_2m"] + o["leaves_4k"], b["leaves_2m"] + b["leaves_4k"], l3(o), l3(b)))
+    if not measured_4k:
+        lines += ["", "**No boot here grew the heap with 4K pages**: this hypervisor build has no way to "
+                  "force a 4K heap (`mapping=pages` leaves it in 2M blocks), so the baseline is missing; "
+                  "for the same size it would be bytes/4096 leaves and one level-3 table per 2 MiB."]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# MEM_PROTECT: split and collapse on the live stage 2, BBML2 against break-before-make.
+
+PROTECT_CONFIGS = (("max", ""), ("max", "split=bbm"), ("cortex-a72", ""))
+PROTECT_MEM = "4G"
+
+
+def section_protect(ctx):
+    kernel, initrd = guest_files()
+    samples = {}  # (cpu, bootargs, strategy, block) -> [fields]
+    order = []
+    failures = []
+    for r in range(ctx.runs):
+        for cpu, bootargs in PROTECT_CONFIGS:
+            ctx.cpu_models.add(cpu)
+            progress("protect -cpu %s %s, run %d/%d" % (cpu, bootargs or "(default)", r + 1, ctx.runs))
+            name = "protect-%s%s-run%d.log" % (cpu, "-" + bootargs.replace("=", "-") if bootargs else "", r + 1)
+            # The hypervisor's selftest mode with run.sh's crashkernel=32M; the guest is Linux with
+            # its checks (the EL1 test guest adds a 45 s concurrency test and nothing here).
+            args = MACHINE + ["-cpu", cpu, "-smp", "2", "-m", PROTECT_MEM, "-kernel", ctx.hypervisor,
+                              "-append", "crashkernel=32M%s selftest" % (" " + bootargs if bootargs else "")] \
+                + guest_loader(kernel, initrd, GUEST_ARGS)
+            result = run_qemu(args, timeout=300, log=ctx.log(name))
+            ctx.commands.setdefault("protect", command_line(args))
+            console = result.console
+            if not hyp_exit_ok(console):
+                failures.append("-cpu %s %s run %d: no 'hyp-exit: success'%s" % (
+                    cpu, bootargs, r + 1, " (timed out)" if result.timed_out else ""))
+            if re.search(r"selftest: \S+ \.\.\. FAILED|selftests?: \d+ passed, [1-9]\d* failed", console):
+                failures.append("-cpu %s %s run %d: an EL2 selftest failed" % (cpu, bootargs, r + 1))
+            if "guest-check: pass" not in console:
+                failures.append("-cpu %s %s run %d: the Linux guest's checks did not pass" % (cpu, bootargs, r + 1))
+            found = False
+            for line in console.splitlines():
+                i = line.find("protect-bench:")
+                if i < 0 or "skipped" in line:
+                    continue
+                f = dict(re.findall(r"(\w+)=(\S+)", line[i:]))
+                key = (cpu, bootargs, f["strategy"], f["block"])
+                if key not in samples:
+                    samples[key] = []
+                    order.append(key)
+                samples[key].append(f)
+                found = True
+            if not found:
+                raise BenchError("-cpu %s %s: no protect-bench lines; the console ends:\n%s" % (
+                    cpu, bootargs or "(default bootargs)", tail(console)))
+    lines = [
+        "The hypervisor's selftest mode (`selftest` on its command line, with the `crashkernel=32M` "
+        "that `scripts/run.sh selftest` adds; `-m %s` so that 1G blocks exist; the Linux guest with its "
+        "checks, not the EL1 test guest, whose 45 s concurrency test adds nothing here): "
+        "before the guest runs, one 4K page inside a 1G and inside a 2M block of the guest's live "
+        "stage 2 is made read-only (the split) and restored (the collapse), 200 pairs per row; "
+        "times are the hypervisor's CNTPCT per operation, counts per pair. FEAT_BBM level 2 "
+        "(`Bbml2`, ours: the block is replaced live) is the default on `-cpu max`; the same boot "
+        "also measures break-before-make on the same CPU, `split=bbm` forces it from boot, and "
+        "`cortex-a72` has no FEAT_BBML2 at all. In the default `-cpu max` boot the Bbml2 rows run "
+        "first and the break-before-make rows second, in the same boot; the `split=bbm` rows come "
+        "from a boot of their own. Under TCG these are QEMU's times (a TLBI is a flush of QEMU's "
+        "software TLB), so the spread is wide; the counts are exact." % PROTECT_MEM,
+        "",
+        "| CPU | bootargs | strategy | block | split ns | collapse ns | split vs Bbml2 | collapse vs Bbml2 "
+        "| splits 1G/2M per pair | TLBI VA/range/all per pair | DSB per pair | transient unmaps per pair | ok |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    reference = {}
+    for key in order:
+        if key[0] == "max" and key[1] == "" and key[2] == "Bbml2":
+            fs = samples[key]
+            reference[key[3]] = (median([int(f["split_ns"]) for f in fs]), median([int(f["collapse_ns"]) for f in fs]))
+    for key in order:
+        cpu, bootargs, strategy, block = key
+        fs = samples[key]
+        split = [int(f["split_ns"]) for f in fs]
+        collapse = [int(f["collapse_ns"]) for f in fs]
+        n = int(fs[-1]["iterations"])
+
+        def per(k):
+            return same(["%g" % (int(f[k]) / n) for f in fs])
+        ref = reference.get(block)
+        is_ref = cpu == "max" and bootargs == "" and strategy == "Bbml2"
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s/%s | %s/%s/%s | %s | %s | %s |" % (
+            cpu, "`%s`" % bootargs if bootargs else "–", strategy, block,
+            spread(split, "{:.0f}"), spread(collapse, "{:.0f}"),
+            "–" if is_ref or not ref else ratio(median(split), ref[0]),
+            "–" if is_ref or not ref else ratio(median(collapse), ref[1]),
+            per("splits_1g"), per("splits_2m"), per("tlbi_by_va"), per("tlbi_range"), per("tlbi_all"),
+            per("dsb"), per("transient_unmaps"), "yes" if all(f.get("ok") == "1" for f in fs) else "**no**"))
+    if failures:
+        lines += ["", "**Failures**: " + "; ".join(failures)]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# The engine on the host against aarch64-paging.
+
+ENGINE_ROW = re.compile(
+    r"^(?P<name>\S.*?)\s+(?P<o>[\d.]+) \(\s*(?P<os>[\d.]+)\)\s+(?P<t>[\d.]+) \(\s*(?P<ts>[\d.]+)\)\s+"
+    r"(?P<ratio>[\d.]+)\s+(?P<op>\d+)\s+(?P<tp>\d+)\s+(?P<w>\d+)\s+(?P<min>\S+)\s+(?P<wm>\S+)\s*$")
+ENGINE_LIVE = re.compile(r"^\s+(?P<name>same, ours live)\s+(?P<o>[\d.]+) \(\s*(?P<os>[\d.]+)\)\s+-\s+-\s+(?P<note>.*)$")
+
+
+def section_engine(ctx):
+    cmd = ["cargo", "run", "--quiet", "--release", "-p", "pgtable", "--features", "host",
+           "--example", "compare", str(ctx.engine_reps)]
+    progress("engine: %s" % " ".join(cmd))
+    start = time.monotonic()
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=3600)
+    if result.returncode != 0:
+        raise BenchError("%s failed:\n%s" % (" ".join(cmd), (result.stderr or result.stdout)[-2000:]))
+    ctx.commands["engine"] = " ".join(cmd)
+    out = result.stdout
+    if ctx.logdir:
+        with open(os.path.join(ctx.logdir, "engine-compare.txt"), "w") as f:
+            f.write(out)
+    header = out.splitlines()[0] if out else ""
+    lines = [
+        "`%s` (%.0f s): both engines build the same mappings from empty on the host in "
+        "pre-touched table pools, trees not live; the example's own statistic is the median "
+        "with the spread (max − min) in parentheses, over %d repetitions. Its first line: *%s*"
+        % (" ".join(cmd), time.monotonic() - start, ctx.engine_reps, header.strip()),
+        "",
+        "| workload | ours µs (spread) | aarch64-paging µs (spread) | ours ÷ theirs | our table pages "
+        "| its table pages | descriptors written (ours) | minimal | written ÷ minimal |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    parsed = 0
+    for line in out.splitlines()[2:]:
+        m = ENGINE_ROW.match(line)
+        if m:
+            parsed += 1
+            lines.append("| %s | %s (%s) | %s (%s) | %s | %s | %s | %s | %s | %s |" % (
+                m["name"].strip(), m["o"], m["os"], m["t"], m["ts"], m["ratio"], m["op"], m["tp"], m["w"],
+                m["min"].replace("-", "–"), m["wm"].replace("-", "–")))
+            continue
+        m = ENGINE_LIVE.match(line)
+        if m:
+            parsed += 1
+            lines.append("| %s | %s (%s) | – | – | – | – | – | – | – |" % (m["name"], m["o"], m["os"]))
+            lines.append("")
+            lines.append("The *ours live* row: %s." % m["note"].strip("() "))
+    if parsed == 0:
+        lines = lines[:1] + ["", "The output did not parse; as printed:", "", "```", out.rstrip(), "```"]
+    return "\n".join(lines)
