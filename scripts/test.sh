@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test: host unit and property tests of the portable crates, then the QEMU
-# boot tests in tests/. Installs what it needs first (scripts/setup.sh). Ends with one
+# boot tests in tests/, then every fuzz target for FUZZ_SECONDS (default 60; 0 skips). Installs what it needs first (scripts/setup.sh). Ends with one
 # line totalling every cargo test result: "tests: N passed, M failed".
 #   scripts/test.sh [--host-only]
 set -euo pipefail
@@ -35,6 +35,25 @@ if [ "${1:-}" != "--host-only" ] && [ "$status" -eq 0 ]; then
     echo "== QEMU tests"
     # One QEMU at a time: the machine has two cores and TCG is CPU-bound.
     run_tests cargo test -p qemu-tests -- --test-threads=1
+fi
+
+fuzz_seconds=${FUZZ_SECONDS:-60}
+if [ "${1:-}" != "--host-only" ] && [ "$status" -eq 0 ] && [ "$fuzz_seconds" != 0 ]; then
+    echo "== fuzz targets, ${fuzz_seconds} s each"
+    set +e
+    "$repo/scripts/fuzz.sh" --time "$fuzz_seconds" 2>&1 | tee "$output"
+    rc=${PIPESTATUS[0]}
+    set -e
+    # Each target counts as one test: "fuzz: N targets, M crashes".
+    summary=$(grep -a '^fuzz: [0-9]* targets, [0-9]* crash' "$output" | tail -n 1 || true)
+    if [ -n "$summary" ]; then
+        targets=$(echo "$summary" | sed 's/^fuzz: \([0-9]*\) targets.*/\1/')
+        crashes=$(echo "$summary" | sed 's/.*targets, \([0-9]*\) crash.*/\1/')
+        echo "test result: fuzz. $((targets - crashes)) passed; $crashes failed" >>"$results"
+    else
+        echo "test result: fuzz. 0 passed; 1 failed" >>"$results"
+    fi
+    [ "$rc" -eq 0 ] || status=$rc
 fi
 
 passed=$(awk '{ for (i = 1; i < NF; i++) if ($(i + 1) ~ /^passed/) n += $i } END { print n + 0 }' "$results")

@@ -4,7 +4,8 @@
 //! nodes) and the guest DTB written with `vm-fdt`. Rules:
 //!
 //! - **Memory**: every host memory node is dropped; one `memory@<base>` node per guest
-//!   RAM range takes the place of the first. Host memory never shows.
+//!   RAM range takes the place of the first. Host memory never shows: nodes deeper in
+//!   the tree with `device_type = "memory"` are dropped too.
 //! - **/chosen**: `bootargs` is the guest's, `linux,initrd-start`/`-end` (64-bit) name
 //!   the placed initrd, `kaslr-seed`/`rng-seed` come from the spec (the host's seeds are
 //!   the hypervisor's randomness and are never passed on), `stdout-path`,
@@ -14,13 +15,15 @@
 //!   `linux,elfcorehdr`/`linux,usable-memory-range` describe the host's kdump. Child
 //!   nodes with a `multiboot,*` or `xen,*` compatible (boot modules, dom0less domains)
 //!   are dropped; others (e.g. a simple-framebuffer) are copied.
-//! - **/cpus**: the first `vcpus` cpu nodes in DT order are kept, with
+//! - **/cpus**: the first `vcpus` cpu nodes in DT order (named `cpu@...` with
+//!   `device_type = "cpu"`, as `platform::dt` counts them) are kept, with
 //!   `enable-method = "psci"` (a spin-table `cpu-release-addr` is dropped: the guest
 //!   starts its CPUs through the hypervisor's PSCI). `cpu-map` keeps only the entries
 //!   of kept CPUs; emptied sockets, clusters and cores disappear, and kept
 //!   `socketN`/`clusterN`/`coreN`/`threadN` are renumbered from 0, because Linux stops
 //!   at the first missing number. The header's `boot_cpuid_phys` is the host's when
-//!   that CPU is kept, else the first kept CPU's.
+//!   that CPU is kept, else the first kept CPU's. Nodes Linux would still take for a CPU
+//!   (the name or the `device_type` alone) are dropped.
 //! - **PSCI**: the node whose `compatible` starts with `arm,psci` (added at the root if
 //!   there is none) gets `compatible = "arm,psci-1.0", "arm,psci-0.2"` and the spec's
 //!   `method`; the PSCI 0.1 function IDs (`cpu_on`, ...) are dropped so the guest uses
@@ -496,7 +499,23 @@ fn is_memory_node(node: &FdtNode<'_>) -> bool {
     node.name_without_address() == "memory" || strings(node, "device_type").any(|s| s == b"memory")
 }
 
+/// A node below the root with `device_type = "memory"`: host RAM all the same.
+fn is_ram_below_root(node: &FdtNode<'_>) -> bool {
+    strings(node, "device_type").any(|s| s == b"memory")
+}
+
+/// A CPU the guest may get: named `cpu` or `cpu@...` with `device_type = "cpu"` (its
+/// first string), the rule `platform::dt` counts the host's CPUs, and so the vCPUs, by.
 fn is_cpu_node(node: &FdtNode<'_>) -> bool {
+    let device_type = node.property("device_type").map(|p| bytes_of(&p));
+    node.name_without_address() == "cpu"
+        && device_type.and_then(|value| value.split(|&b| b == 0).next()) == Some(b"cpu")
+}
+
+/// What Linux would also take for a CPU (the name or the `device_type` alone). Such a
+/// node that is not an [`is_cpu_node`] CPU is dropped: the guest must see no CPU that
+/// the hypervisor does not give it.
+fn looks_like_cpu_node(node: &FdtNode<'_>) -> bool {
     node.name_without_address() == "cpu" || strings(node, "device_type").any(|s| s == b"cpu")
 }
 
@@ -714,6 +733,8 @@ impl Builder<'_> {
         };
         Ok(match frame.scope {
             Scope::Root if is_memory_node(child) => Decision::ReplaceWithGuestMemory,
+            // Host RAM described deeper (`platform::dt` takes it for RAM too) never shows.
+            _ if is_ram_below_root(child) => Decision::Drop,
             Scope::Root if name == "chosen" => keep(name, Properties::Chosen, Scope::Chosen),
             Scope::Root if name == "cpus" => keep(name, Properties::Copy, Scope::Cpus),
             Scope::Root if child.name_without_address() == "reserved-memory" => {
@@ -732,6 +753,7 @@ impl Builder<'_> {
                     keep(name, Properties::Cpu, Scope::Plain),
                 )
             }
+            Scope::Cpus if looks_like_cpu_node(child) => Decision::Drop,
             Scope::Cpus if name == "cpu-map" => keep_if(
                 self.has_kept_cpu(child, 0)?,
                 keep(name, Properties::Copy, Scope::CpuMap),

@@ -908,6 +908,95 @@ fn dtc_round_trip() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Found by tests/fuzz (guest_dtb): a `cpu@1` node whose `device_type` is not "cpu" is
+/// no CPU to the platform parser, which sizes the vCPUs, but the builder counted it
+/// (name alone) and kept it in place of a real CPU, so the guest's CPUs were not its
+/// vCPUs. Only named `cpu` nodes with `device_type = "cpu"` count; look-alikes go.
+#[test]
+fn cpu_look_alikes_are_neither_counted_nor_kept() {
+    let host = HostDt {
+        cpus: false,
+        extra: |w| {
+            let cpus = w.begin_node("cpus").unwrap();
+            w.property_u32("#address-cells", 1).unwrap();
+            w.property_u32("#size-cells", 0).unwrap();
+            for (name, device_type, reg) in [
+                ("cpu@0", &b"cpu\0"[..], 0),
+                ("cpu@1", &b"cpu\x80"[..], 1),
+                ("core@2", &b"cpu\0"[..], 2),
+                ("cpu@100", &b"cpu\0"[..], 0x100),
+            ] {
+                let cpu = w.begin_node(name).unwrap();
+                w.property("device_type", device_type).unwrap();
+                w.property_u32("reg", reg).unwrap();
+                w.end_node(cpu).unwrap();
+            }
+            w.end_node(cpus).unwrap();
+        },
+        ..HostDt::default()
+    }
+    .build();
+    let spec = GuestDtSpec {
+        vcpus: 2,
+        ..small_spec()
+    };
+    let guest = model(&build_guest_dtb(&host, &spec).unwrap());
+    let cpus: Vec<&str> = guest
+        .keys()
+        .filter_map(|path| path.strip_prefix("/cpus/"))
+        .collect();
+    assert_eq!(cpus, ["cpu@0", "cpu@100"]);
+    assert_eq!(
+        build_guest_dtb(&host, &GuestDtSpec { vcpus: 3, ..spec }).unwrap_err(),
+        GuestDtError::TooManyVcpus {
+            requested: 3,
+            available: 2
+        }
+    );
+}
+
+/// Found by tests/fuzz (guest_dtb): a node with `device_type = "memory"` below the root
+/// (here under a bus and under a device) was copied, showing host RAM, hypervisor
+/// memory included, to the guest; `platform::dt` reads such a node as RAM.
+#[test]
+fn memory_nodes_below_the_root_are_dropped() {
+    let host = HostDt {
+        extra: |w| {
+            let soc = w.begin_node("soc").unwrap();
+            w.property_u32("#address-cells", 2).unwrap();
+            w.property_u32("#size-cells", 2).unwrap();
+            w.property_null("ranges").unwrap();
+            let memory = w.begin_node("memory@40000000").unwrap();
+            w.property_string("device_type", "memory").unwrap();
+            w.property_array_u32("reg", &[0, 0x4000_0000, 0, 0x4000_0000])
+                .unwrap();
+            w.end_node(memory).unwrap();
+            let device = w.begin_node("fb@50000000").unwrap();
+            w.property_array_u32("reg", &[0, 0x5000_0000, 0, 0x1000])
+                .unwrap();
+            let inner = w.begin_node("ram").unwrap();
+            w.property("device_type", b"memory\0other\0").unwrap();
+            w.end_node(inner).unwrap();
+            w.end_node(device).unwrap();
+            w.end_node(soc).unwrap();
+        },
+        ..HostDt::default()
+    }
+    .build();
+    let guest = model(&build_guest_dtb(&host, &small_spec()).unwrap());
+    let memory: Vec<&String> = guest
+        .iter()
+        .filter(|(_, props)| {
+            props
+                .get("device_type")
+                .is_some_and(|t| t.split(|&b| b == 0).any(|s| s == b"memory"))
+        })
+        .map(|(path, _)| path)
+        .collect();
+    assert_eq!(memory, ["/memory@42000000"]);
+    assert!(guest.contains_key("/soc/fb@50000000"));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
