@@ -24,10 +24,10 @@
 //!   at the first missing number. The header's `boot_cpuid_phys` is the host's when
 //!   that CPU is kept, else the first kept CPU's. Nodes Linux would still take for a CPU
 //!   (the name or the `device_type` alone) are dropped.
-//! - **PSCI**: the node whose `compatible` starts with `arm,psci` (added at the root if
-//!   there is none) gets `compatible = "arm,psci-1.0", "arm,psci-0.2"` and the spec's
-//!   `method`; the PSCI 0.1 function IDs (`cpu_on`, ...) are dropped so the guest uses
-//!   the standard ones.
+//! - **PSCI**: the node compatible with `arm,psci`, `arm,psci-0.2` or `arm,psci-1.0`
+//!   (added at the root if there is none) gets
+//!   `compatible = "arm,psci-1.0", "arm,psci-0.2"` and the spec's `method`; the PSCI 0.1
+//!   function IDs (`cpu_on`, ...) are dropped so the guest uses the standard ones.
 //! - **Reserved memory**: /memreserve/ entries are clipped to guest RAM;
 //!   `/reserved-memory` children are kept only when every `reg` range lies inside guest
 //!   RAM (children without `reg`, allocated by the guest from its own RAM, are kept).
@@ -519,8 +519,11 @@ fn looks_like_cpu_node(node: &FdtNode<'_>) -> bool {
     node.name_without_address() == "cpu" || strings(node, "device_type").any(|s| s == b"cpu")
 }
 
+/// A PSCI node: one of Linux's `psci_of_match` compatibles, as in `platform::dt` (a
+/// device whose compatible merely starts with `arm,psci` keeps its identity).
 fn is_psci_node(node: &FdtNode<'_>) -> bool {
-    strings(node, "compatible").any(|s| s.starts_with(b"arm,psci"))
+    strings(node, "compatible")
+        .any(|s| matches!(s, b"arm,psci" | b"arm,psci-0.2" | b"arm,psci-1.0"))
 }
 
 /// Boot modules and hypervisor-only nodes under /chosen.

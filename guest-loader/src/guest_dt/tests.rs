@@ -997,6 +997,34 @@ fn memory_nodes_below_the_root_are_dropped() {
     assert!(guest.contains_key("/soc/fb@50000000"));
 }
 
+/// Found by tests/fuzz (guest_dtb): a UART whose compatible list also held a string
+/// starting with "arm,psci" was taken for the PSCI node and rewritten, losing its
+/// "arm,pl011" (the guest's console). PSCI is Linux's (and `platform::dt`'s) three
+/// compatibles only.
+#[test]
+fn only_real_psci_compatibles_are_rewritten() {
+    let host = HostDt {
+        extra: |w| {
+            let uart = w.begin_node("pl011@9000000").unwrap();
+            w.property("compatible", b"arm,pl011\0arm,psci-0.2l\0")
+                .unwrap();
+            w.property_array_u32("reg", &[0, 0x900_0000, 0, 0x1000])
+                .unwrap();
+            w.end_node(uart).unwrap();
+        },
+        ..HostDt::default()
+    }
+    .build();
+    let guest = model(&build_guest_dtb(&host, &small_spec()).unwrap());
+    let uart = &guest["/pl011@9000000"];
+    assert_eq!(uart["compatible"], b"arm,pl011\0arm,psci-0.2l\0");
+    assert_eq!(names(uart), ["compatible", "reg"]);
+    assert_eq!(
+        guest["/psci"]["compatible"],
+        b"arm,psci-1.0\0arm,psci-0.2\0"
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
