@@ -94,12 +94,11 @@ impl HostHardware {
         self.allocations
     }
 
+    #[inline]
     fn index(&self, pa: PhysAddr) -> usize {
-        let index = ((pa.0 - POOL_BASE) / PAGE_SIZE) as usize;
-        assert!(
-            pa.0 >= POOL_BASE && index < self.pages,
-            "{pa:x?} is not a pool page"
-        );
+        // Below the pool the subtraction wraps to an index far beyond it.
+        let index = (pa.0.wrapping_sub(POOL_BASE) / PAGE_SIZE) as usize;
+        assert!(index < self.pages, "{pa:x?} is not a pool page");
         index
     }
 
@@ -190,6 +189,7 @@ unsafe impl Hardware for HostHardware {
         self.in_use -= pages;
     }
 
+    #[inline]
     fn table_ptr(&self, table: PhysAddr) -> NonNull<u64> {
         let index = self.index(table);
         // SAFETY: index < pages, inside the allocation.

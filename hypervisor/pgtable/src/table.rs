@@ -222,8 +222,11 @@ impl<H: Hardware> PageTable<H> {
     /// Frees the table at `table` (entries at `level`) and every table below it.
     pub(crate) fn free_subtree(&mut self, table: PhysAddr, level: u8) {
         if level < 3 {
+            let entries = self.hw.table_ptr(table);
             for index in 0..ENTRIES {
-                let entry = self.read(self.slot(table, index));
+                // SAFETY: index < 512 entries of a table of this tree, which stays
+                // allocated until the free below.
+                let entry = self.read(unsafe { entries.add(index) });
                 if entry.is_table(level) {
                     self.free_subtree(PhysAddr(entry.output_address()), level + 1);
                 }
@@ -249,8 +252,10 @@ impl<H: Hardware> PageTable<H> {
             return;
         }
         let regime = self.regime;
+        let entries = self.hw.table_ptr(self.root);
         for index in 0..regime.root_entries() {
-            let entry = self.read(self.slot(self.root, index));
+            // SAFETY: index < the root's entry count, inside the root's pages.
+            let entry = self.read(unsafe { entries.add(index) });
             if entry.is_table(regime.start_level()) {
                 self.free_subtree(PhysAddr(entry.output_address()), regime.start_level() + 1);
             }
