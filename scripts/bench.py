@@ -14,6 +14,9 @@
   scripts/bench.sh protect    MEM_PROTECT split (1G->4K, 2M->4K) and collapse on the live stage
                               2, FEAT_BBM level 2 vs break-before-make, with split and TLBI counts
   scripts/bench.sh engine     the page-table engine vs aarch64-paging on the host
+  scripts/bench.sh phases     where the boot time goes: host time between kernel messages
+                              (earlycon), direct vs stage-2 blocks vs stage-2 pages, and PC
+                              samples of the phase that grows most under the hypervisor
   scripts/bench.sh all        every table above on standard output, no report files
 
 Options:
@@ -36,7 +39,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchlib import sections  # noqa: E402
+from benchlib import phases, sections  # noqa: E402
 from benchlib.common import REPO, BenchError, progress  # noqa: E402
 from benchlib.report import write_report  # noqa: E402
 
@@ -48,9 +51,10 @@ SINGLE = {
              ("Heap leaves", sections.section_heap)],
     "protect": [("MEM_PROTECT", sections.section_protect)],
     "engine": [("Engine host benchmarks", sections.section_engine)],
+    "phases": [("Guest boot phases", phases.section_phases)],
 }
 SINGLE["all"] = SINGLE["map"] + SINGLE["boot"] + SINGLE["stage2"] + SINGLE["heap"][2:] + SINGLE["protect"] \
-    + SINGLE["engine"]
+    + SINGLE["engine"] + SINGLE["phases"]
 
 
 def build(ctx, snapshot_dir):
@@ -70,7 +74,7 @@ def build(ctx, snapshot_dir):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(usage="scripts/bench.sh [report|map|boot|stage2|heap|protect|engine|all] "
+    parser = argparse.ArgumentParser(usage="scripts/bench.sh [report|map|boot|stage2|heap|protect|engine|phases|all] "
                                            "[--runs N] [--quick] [--with-xen] [--out DIR]",
                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", nargs="?", default="report", choices=["report"] + list(SINGLE))

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test: host unit and property tests of the portable crates, then the QEMU
+# Runs every test: host unit and property tests of the portable crates and the scripts, then the QEMU
 # boot tests in tests/, then every fuzz target for FUZZ_SECONDS (default 60; 0 skips). Installs what it needs first (scripts/setup.sh). Ends with one
 # line totalling every cargo test result: "tests: N passed, M failed".
 #   scripts/test.sh [--host-only]
@@ -28,6 +28,20 @@ run_tests() {
 
 echo "== host tests (portable crates)"
 run_tests cargo test --workspace --exclude qemu-tests
+
+echo "== script tests (benchmark parsing, ptdump pictures)"
+set +e
+python3 -m unittest discover -s "$repo/scripts" -p 'test_*.py' 2>&1 | tee "$output"
+rc=${PIPESTATUS[0]}
+set -e
+ran=$(sed -n 's/^Ran \([0-9]*\) tests\{0,1\} in .*/\1/p' "$output" | tail -n 1)
+bad=$(sed -n 's/^FAILED (\(.*\))$/\1/p' "$output" | { grep -o '[0-9]\+' || true; } | awk '{ n += $1 } END { print n + 0 }')
+if [ -n "$ran" ]; then
+    echo "test result: scripts. $((ran - bad)) passed; $bad failed" >>"$results"
+else
+    echo "test result: scripts. 0 passed; 1 failed" >>"$results"
+fi
+[ "$rc" -eq 0 ] || status=$rc
 
 if [ "${1:-}" != "--host-only" ] && [ "$status" -eq 0 ]; then
     echo "== hypervisor image"

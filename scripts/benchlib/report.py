@@ -6,7 +6,7 @@ import platform
 import subprocess
 import time
 
-from . import sections
+from . import phases, sections
 from .common import MACHINE_OPTS, QEMU, REPO, BenchError, progress, ptdump_svg
 
 
@@ -128,6 +128,7 @@ def write_report(ctx, outroot):
 
     # QEMU boots one at a time; the engine benchmark (host only) last.
     section("Guest boot wall time", sections.section_boot)
+    section("Where the guest's boot time goes", phases.section_phases)
     section("Stage-2 table memory for the guest", sections.section_stage2)
     section("EL2 direct-map build: blocks against forced 4K pages", sections.section_map)
     section("Heap leaves: 2M against 4K", sections.section_heap)

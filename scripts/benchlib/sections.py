@@ -55,6 +55,8 @@ def guest_files():
 
 
 def guest_loader(kernel, initrd, bootargs):
+    # QEMU's option syntax: a comma inside a value is written twice.
+    bootargs = bootargs.replace(",", ",,")
     initrd_addr = (KERNEL_ADDR + os.path.getsize(kernel) + 0x3fffff) & ~0x1fffff
     return ["-device", "guest-loader,addr=0x%x,kernel=%s,bootargs=%s" % (KERNEL_ADDR, kernel, bootargs),
             "-device", "guest-loader,addr=0x%x,initrd=%s" % (initrd_addr, initrd)]
