@@ -61,8 +61,15 @@ fn plan<'d>(info: &PlatformInfo<'d>, host_dtb: &[u8], layout: &Layout) -> GuestP
     }
 }
 
-fn stage2_regime(cpu: &CpuFacts) -> Regime {
-    let ipa_bits = cpu.features.pa_bits.min(48);
+/// The largest stage-2 input range this CPU allows, for choosing what can be mapped.
+fn cpu_ipa_limit(cpu: &CpuFacts) -> u64 {
+    1 << cpu.features.pa_bits.min(hypervisor::ipa_size::CEILING_BITS)
+}
+
+/// The stage-2 regime for a guest whose highest RAM or device address ends at
+/// `highest_end`: no larger than it needs (see `hypervisor::ipa_size`).
+fn stage2_regime(cpu: &CpuFacts, highest_end: u64) -> Regime {
+    let ipa_bits = hypervisor::ipa_size::stage2_ipa_bits(cpu.features.pa_bits, highest_end);
     match Regime::stage2(ipa_bits) {
         Ok(regime) => regime,
         Err(error) => {
@@ -196,8 +203,15 @@ pub fn boot_guest(
     cache::clean_to_poc(placement.dtb.base..placement.dtb.base + plan.dtb.len() as u64);
     cache::sync_instruction_cache();
 
-    let regime = stage2_regime(cpu);
-    let mmio = passthrough_mmio(&plan.dtb, layout, regime.ia_limit());
+    let mmio = passthrough_mmio(&plan.dtb, layout, cpu_ipa_limit(cpu));
+    let highest_end = layout
+        .guest_ram
+        .iter()
+        .chain(mmio.iter())
+        .map(|range| range.end())
+        .max()
+        .unwrap_or(0);
+    let regime = stage2_regime(cpu, highest_end);
     let started = sysreg::counter();
     let mut table = match build_stage2(regime, caps, flags, &layout.guest_ram, &mmio) {
         Ok(table) => table,

@@ -14,6 +14,7 @@ pub mod frames;
 pub mod heap_window;
 pub mod hypercall;
 pub mod inject;
+pub mod ipa_size;
 pub mod log_ring;
 pub mod memory_plan;
 pub mod outcome;

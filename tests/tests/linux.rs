@@ -58,6 +58,22 @@ fn check_linux(name: &str, cpu: &str, smp: &str, mem: &str, hypervisor_args: &st
         0,
         "building a table that is not live needs no TLBI: {stage2}"
     );
+    // The IPA space is only as large as the guest needs (QEMU virt's high PCIe windows
+    // end at 1 TiB), so the stage-2 walk starts at level 1, where the 1G blocks are.
+    let facts = run
+        .console
+        .lines()
+        .find(|l| l.starts_with("hyp-facts: guest_ram_bytes="))
+        .unwrap_or_else(|| panic!("no guest hyp-facts line\n{}", run.console));
+    let ipa_bits: u32 = facts
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("stage2_ipa_bits="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("stage2_ipa_bits missing in {facts}"));
+    assert!(
+        (35..=43).contains(&ipa_bits),
+        "stage 2 should start at level 1: {facts}"
+    );
 }
 
 macro_rules! linux_matrix {

@@ -1,8 +1,8 @@
 //! Translation-table engine for the EL2 stage-1 and stage-2 regimes (4 KiB granule).
 //!
 //! One engine builds and edits the hypervisor's own tables (EL2 stage 1, TTBR0_EL2,
-//! 48-bit VA, start level 0) and every guest's stage-2 tables (VTTBR_EL2, IPA size from
-//! the PA range, with up to 16 concatenated root tables where that saves a level: 40 bits
+//! 48-bit VA, start level 0) and every guest's stage-2 tables (VTTBR_EL2, any IPA size
+//! the PA range allows, with up to 16 concatenated root tables where that saves a level: 40 bits
 //! start at level 1 with 2 tables, 42 bits with 8, 44 bits and more at level 0; see
 //! [`Regime`]). It is portable `no_std` Rust with no allocation of its own; only the
 //! [`Hardware`] trait touches the machine: table pages, PA to VA, single-copy-atomic
