@@ -7,12 +7,23 @@
 //! physical addresses (identity: MMU off, or the EL2 direct map).
 
 use core::alloc::Layout;
+use core::ops::Range;
 use core::ptr::NonNull;
 
+use arrayvec::ArrayVec;
 use buddy_system_allocator::Heap;
 
 pub const PAGE_SIZE: u64 = 4096;
 pub const BLOCK_2M: u64 = 2 << 20;
+
+/// Bytes at the start of each free block that hold the allocator's own bookkeeping: its
+/// free lists are intrusive, one link (a pointer) in the first word of every free block.
+/// Every request is whole pages, so every block starts on a page: outside the frames it
+/// handed out, the allocator writes only to the first `LINK_BYTES` of pages.
+pub const LINK_BYTES: u64 = core::mem::size_of::<usize>() as u64;
+
+/// How many allocations [`FrameAllocator::handed_out`] remembers.
+const HANDED_OUT_LOG: usize = 32;
 
 /// Counters that make memory claims checkable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -26,6 +37,10 @@ pub struct FrameCounters {
 pub struct FrameAllocator {
     heap: Heap<33>,
     counters: FrameCounters,
+    /// The first allocations, in order (for cache maintenance after writes with the MMU
+    /// off), and whether there were more.
+    handed_out: ArrayVec<Range<u64>, HANDED_OUT_LOG>,
+    handed_out_overflow: bool,
 }
 
 impl FrameAllocator {
@@ -38,6 +53,22 @@ impl FrameAllocator {
                 chunks_2m_allocated: 0,
                 failures: 0,
             },
+            handed_out: ArrayVec::new_const(),
+            handed_out_overflow: false,
+        }
+    }
+
+    /// Every frame run handed out so far (freed or not), or `None` once more than 32 were.
+    /// With [`LINK_BYTES`] this bounds what the allocator and the frames' users can have
+    /// written in the pool: before the MMU goes on, only these runs and the first bytes of
+    /// each page need their stale cache lines dropped, not the whole pool.
+    pub fn handed_out(&self) -> Option<&[Range<u64>]> {
+        (!self.handed_out_overflow).then_some(&self.handed_out[..])
+    }
+
+    fn note_handed_out(&mut self, start: u64, size: u64) {
+        if self.handed_out.try_push(start..start + size).is_err() {
+            self.handed_out_overflow = true;
         }
     }
 
@@ -58,7 +89,11 @@ impl FrameAllocator {
     fn alloc(&mut self, size: u64, align: u64) -> Option<u64> {
         let layout = Layout::from_size_align(size as usize, align as usize).ok()?;
         match self.heap.alloc(layout) {
-            Ok(ptr) => Some(ptr.as_ptr() as u64),
+            Ok(ptr) => {
+                let start = ptr.as_ptr() as u64;
+                self.note_handed_out(start, size);
+                Some(start)
+            }
             Err(()) => {
                 self.counters.failures += 1;
                 None
@@ -188,6 +223,68 @@ pub(crate) mod tests {
                 failures: 0
             }
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// What the cache maintenance before the MMU goes on relies on: outside the runs
+        /// `handed_out` lists, the allocator writes nothing but the first `LINK_BYTES` of
+        /// pages, whatever the sequence of allocations and frees.
+        #[test]
+        fn outside_handed_out_frames_only_page_heads_are_written(
+            ops in proptest::collection::vec((0u8..4, 0usize..64), 1..40),
+        ) {
+            let ram = FakeRam::new(4 * BLOCK_2M);
+            const PATTERN: u8 = 0xa5;
+            // SAFETY: the fake RAM is ours; nothing else uses it.
+            unsafe { core::ptr::write_bytes(ram.base as *mut u8, PATTERN, ram.size as usize) };
+            let mut frames = FrameAllocator::new();
+            // SAFETY: as above; a range that does not start on a 2 MiB boundary.
+            unsafe { frames.add_range(ram.base + 3 * PAGE_SIZE, ram.base + ram.size) };
+            let mut live: Vec<(u64, usize)> = Vec::new();
+            for (kind, pick) in ops {
+                match kind {
+                    0 => if let Some(p) = frames.alloc_page() { live.push((p, 1)) },
+                    1 => if let Some(p) = frames.alloc_contiguous(4) { live.push((p, 4)) },
+                    2 => if let Some(p) = frames.alloc_2m() { live.push((p, 512)) },
+                    _ if !live.is_empty() => {
+                        let (frame, pages) = live.swap_remove(pick % live.len());
+                        // SAFETY: a live allocation of this size, unused.
+                        unsafe { frames.free_contiguous(frame, pages) };
+                    }
+                    _ => {}
+                }
+            }
+            let Some(handed_out) = frames.handed_out() else {
+                return Ok(());
+            };
+            let word_pattern = u64::from_ne_bytes([PATTERN; 8]);
+            for offset in (0..ram.size).step_by(8) {
+                let addr = ram.base + offset;
+                // SAFETY: an aligned word inside the fake RAM.
+                let word = unsafe { *(addr as *const u64) };
+                if word == word_pattern {
+                    continue;
+                }
+                let in_head = addr % PAGE_SIZE + 8 <= LINK_BYTES;
+                let in_handed_out = handed_out.iter().any(|r| r.contains(&addr));
+                proptest::prop_assert!(in_head || in_handed_out, "write at {:#x}", addr - ram.base);
+            }
+        }
+    }
+
+    #[test]
+    fn the_log_gives_up_after_32_allocations() {
+        let ram = FakeRam::new(BLOCK_2M);
+        let mut frames = FrameAllocator::new();
+        // SAFETY: as above.
+        unsafe { frames.add_range(ram.base, ram.base + ram.size) };
+        for _ in 0..32 {
+            frames.alloc_page().expect("page");
+        }
+        assert_eq!(frames.handed_out().map(<[_]>::len), Some(32));
+        frames.alloc_page().expect("page");
+        assert_eq!(frames.handed_out(), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What runs after the boot report: decide who owns which memory, then run what the
 //! device tree and command line ask for (the hypervisor alone, or a guest).
 
+use arrayvec::ArrayVec;
 use hypervisor::facts::CpuFacts;
 use hypervisor::memory_plan::{
     self, CrashRequest, Exclusion, ExclusionKind, Layout, MAX_EXCLUSIONS,
@@ -135,11 +136,27 @@ fn bring_up_memory(
     let frequency = crate::arch::sysreg::counter_frequency().max(1);
     let build_us = build.build_ticks * 1_000_000 / frequency;
     let image = image_range();
-    let written = [
-        image.base..image.end(),
-        layout.pool.base..layout.pool.end(),
-        info.dtb.base..info.dtb.end(),
-    ];
+    let mut written = mm::el2_map::WrittenWithMmuOff {
+        whole: ArrayVec::new(),
+        page_heads: None,
+    };
+    written.whole.push(image.base..image.end());
+    written.whole.push(info.dtb.base..info.dtb.end());
+    // The pool: the frames handed out so far (the tables just built) and the allocator's
+    // links at page starts, or all of it if the allocator lost count (mapping=pages).
+    let pool = layout.pool.base..layout.pool.end();
+    let runs_fit = match mm::FRAMES.lock().handed_out() {
+        Some(runs) => runs
+            .iter()
+            .all(|run| written.whole.try_push(run.clone()).is_ok()),
+        None => false,
+    };
+    if runs_fit {
+        written.page_heads = Some(pool);
+    } else {
+        written.whole.truncate(2);
+        written.whole.push(pool);
+    }
     if let Err(error) = mm::el2_map::enable(table, cpu.features.pa_bits.min(48), &written) {
         log::error!("EL2 map: {error}");
         boot::stop_failure("cannot switch the MMU on");

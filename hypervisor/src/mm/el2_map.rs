@@ -187,16 +187,30 @@ fn merge(ranges: &mut ArrayVec<Range<u64>, 8>) -> ArrayVec<Range<u64>, 8> {
     merged
 }
 
+/// What was written while the MMU was off, for [`enable`] to invalidate: whole ranges,
+/// and a pool of which only the first bytes of each page were written (the frame
+/// allocator's free-list links) outside the frames it handed out.
+pub struct WrittenWithMmuOff {
+    pub whole: ArrayVec<Range<u64>, 40>,
+    pub page_heads: Option<Range<u64>>,
+}
+
 /// Switches the MMU on with `table` (Arm ARM D8.2 / "Enabling the MMU"): MAIR, TCR, TTBR0,
 /// then a local invalidation of any stale EL2 entries, then SCTLR_EL2.{M, C, I, WXN}.
 pub fn enable(
     mut table: Table,
     pa_bits: u8,
-    written_with_mmu_off: &[Range<u64>],
+    written_with_mmu_off: &WrittenWithMmuOff,
 ) -> Result<(), pgtable::Error> {
     let tcr = pgtable::tcr_el2(pa_bits)?;
-    for range in written_with_mmu_off {
+    // Stale clean lines from before (firmware, the loader) would shadow what went straight
+    // to memory once accesses are cacheable: drop them (Arm ARM D7.5.9, "Data cache
+    // maintenance instructions"; Linux does the same for its MMU-off page tables).
+    for range in &written_with_mmu_off.whole {
         crate::arch::cache::invalidate_to_poc(range.clone());
+    }
+    if let Some(pool) = &written_with_mmu_off.page_heads {
+        crate::arch::cache::invalidate_page_heads(pool.clone(), hypervisor::frames::LINK_BYTES);
     }
     // The tables' contents must be visible to the walker before it is enabled.
     table.mark_live();

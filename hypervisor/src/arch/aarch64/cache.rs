@@ -12,13 +12,17 @@ fn line_size() -> u64 {
     4 << ((read_sysreg!("ctr_el0") >> 16) & 0xf)
 }
 
-fn for_each_line(range: Range<u64>, mut op: impl FnMut(u64)) {
+fn for_each_line_nosync(range: Range<u64>, mut op: impl FnMut(u64)) {
     let line = line_size();
     let mut addr = range.start & !(line - 1);
     while addr < range.end {
         op(addr);
         addr += line;
     }
+}
+
+fn for_each_line(range: Range<u64>, op: impl FnMut(u64)) {
+    for_each_line_nosync(range, op);
     // SAFETY: a barrier; the maintenance completes before anything after it (D7.5.10).
     unsafe { asm!("dsb sy", options(nostack, preserves_flags)) };
 }
@@ -39,6 +43,22 @@ pub fn invalidate_to_poc(range: Range<u64>) {
     for_each_line(range, |addr| unsafe {
         asm!("dc ivac, {}", in(reg) addr, options(nostack, preserves_flags))
     });
+}
+
+/// DC IVAC of the line holding the first `head` bytes of every 4 KiB page of `range`, under
+/// the same contract as [`invalidate_to_poc`] (for the frame allocator's free-list links,
+/// which live there).
+pub fn invalidate_page_heads(range: Range<u64>, head: u64) {
+    let mut page = range.start & !0xfff;
+    while page < range.end {
+        // SAFETY: as for invalidate_to_poc.
+        for_each_line_nosync(page..page + head.max(1), |addr| unsafe {
+            asm!("dc ivac, {}", in(reg) addr, options(nostack, preserves_flags))
+        });
+        page += 0x1000;
+    }
+    // SAFETY: a barrier; the maintenance completes before anything after it (D7.5.10).
+    unsafe { asm!("dsb sy", options(nostack, preserves_flags)) };
 }
 
 /// Makes new instructions visible to instruction fetch on every CPU (IC IALLUIS).
