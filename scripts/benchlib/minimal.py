@@ -56,6 +56,15 @@ class Shape:
         return self.leaves - self.contiguous + self.contiguous // CONT_ENTRIES
 
 
+def stage2_start_level(ipa_bits):
+    """The level a stage-2 walk starts at for `ipa_bits` of IPA, with up to 16 concatenated
+    root tables (the engine's Regime::stage2 rule)."""
+    level = 2
+    while ipa_bits > level_shift(level) + 9 + 4:
+        level -= 1
+    return level
+
+
 def minimal_cover(runs, start_level=0):
     shape = Shape()
     tables = set()

@@ -8,8 +8,8 @@ import time
 
 from . import minimal
 from .xen import XEN_ARGS, ensure_xen
-from .common import (MACHINE, REPO, TARGET, BenchError, command_line, guest_memtotal_kb,
-                     heap_stats, hyp_exit_ok, map_stats, median, progress, ptdump_runs, ratio, run_qemu,
+from .common import (MACHINE, REPO, TARGET, BenchError, command_line, find_line, guest_memtotal_kb,
+                     heap_stats, kv_ints, hyp_exit_ok, map_stats, median, progress, ptdump_runs, ratio, run_qemu,
                      same, spread, tail)
 
 GUEST_ARGS = "console=ttyAMA0 hyp.check=1 hyp.smp=2"
@@ -145,10 +145,18 @@ def section_boot(ctx):
     return "\n".join(lines)
 
 
+def stage2_start_level(console):
+    """Where this boot's stage-2 walk starts, from the guest facts (level 0 if absent)."""
+    facts = find_line(console, "hyp-facts: guest_ram_bytes=")
+    bits = kv_ints(facts).get("stage2_ipa_bits") if facts else None
+    return minimal.stage2_start_level(bits) if bits else 0
+
+
 def stage2_row(label, samples):
     stats = [map_stats(s.console, "stage2") for s in samples]
     runs = ptdump_runs(samples[0].console, "stage2")
-    ours, best = minimal.actual_shape(runs), minimal.minimal_cover(runs)
+    ours = minimal.actual_shape(runs)
+    best = minimal.minimal_cover(runs, stage2_start_level(samples[0].console))
     written = [s["descriptors"] for s in stats]
     pages = [s["table_pages"] for s in stats]
     return (label, pages, stats, ours, best, written), "| %s | %s | %s | %d / %d / %d | %d | %s | %d | %s | %d / %d | %s |" % (
