@@ -30,6 +30,9 @@ const FDT_HEADER_SIZE: usize = 40;
 /// # Safety
 /// `dtb_pa` must be the address the loader passed in x0, readable and writable while the
 /// MMU is off, and nothing else may use the blob.
+// The error is large (it names what is wrong and where) but is built once, at boot, and
+// reported right away: boxing it would need a heap before there is one.
+#[allow(clippy::result_large_err)]
 unsafe fn device_tree_blob(dtb_pa: usize) -> Result<&'static [u8], platform::dt::DtError> {
     // SAFETY: the boot protocol gives the DTB's physical address, 8-byte aligned; its first
     // 40 bytes are the header (a bad address faults into the vectors, which report it).
@@ -48,7 +51,7 @@ unsafe fn device_tree_blob(dtb_pa: usize) -> Result<&'static [u8], platform::dt:
 #[unsafe(no_mangle)]
 extern "C" fn primary_main(dtb_pa: usize, boot_counter: u64) -> ! {
     console::set_boot_counter(boot_counter);
-    if dtb_pa == 0 || dtb_pa % 8 != 0 {
+    if dtb_pa == 0 || !dtb_pa.is_multiple_of(8) {
         // No device tree, so no console to say it on: the missing marker line tells.
         stop_failure("no device tree (x0 is zero or misaligned)");
     }
@@ -163,17 +166,17 @@ extern "C" fn not_at_el2_main(dtb_pa: usize, boot_counter: u64, current_el: u64)
         if let Some(console) = platform::dt::find_console(blob) {
             console::init(&console);
         }
-        if let Ok(info) = platform::dt::parse(blob, dtb_pa as u64) {
-            if let Some(psci) = info.psci {
-                FIRMWARE_CONDUIT.store(
-                    if psci.conduit == Conduit::Hvc {
-                        CONDUIT_HVC
-                    } else {
-                        CONDUIT_SMC
-                    },
-                    Ordering::Relaxed,
-                );
-            }
+        if let Ok(info) = platform::dt::parse(blob, dtb_pa as u64)
+            && let Some(psci) = info.psci
+        {
+            FIRMWARE_CONDUIT.store(
+                if psci.conduit == Conduit::Hvc {
+                    CONDUIT_HVC
+                } else {
+                    CONDUIT_SMC
+                },
+                Ordering::Relaxed,
+            );
         }
     }
     console::write_raw(format_args!(

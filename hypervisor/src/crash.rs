@@ -33,16 +33,16 @@ pub fn write(message: &str, registers: &CrashRegisters) {
     }
     let mut table = EL2_TABLE.lock();
     // With the MMU still off there is no table, and the region is reachable as is.
-    if let Some(table) = table.as_mut() {
-        if let Err(error) = table.map(
+    if let Some(table) = table.as_mut()
+        && let Err(error) = table.map(
             range.clone(),
             PhysAddr(range.start),
             Attributes::RW,
             MapFlags::NO_BLOCK_MAPPINGS | MapFlags::NO_CONT_MAPPINGS,
-        ) {
-            log::error!("crash record: cannot map the crash region: {error}");
-            return;
-        }
+        )
+    {
+        log::error!("crash record: cannot map the crash region: {error}");
+        return;
     }
     let micros = console::micros_since_boot();
     let written = {

@@ -90,10 +90,8 @@ pub fn write_record(
     // Keep the newest `log_len` bytes of the two log slices.
     let log_out = &mut body[message.len()..];
     let skip = log.0.len() + log.1.len() - log_len;
-    let mut out = 0;
-    for &byte in log.0.iter().chain(log.1.iter()).skip(skip) {
+    for (out, &byte) in log.0.iter().chain(log.1.iter()).skip(skip).enumerate() {
         log_out[out] = byte;
-        out += 1;
     }
     let crc = crc32(&region[..total]);
     put_u32(region, 20, crc);

@@ -21,13 +21,18 @@ pub trait HeapBacking {
     ///
     /// # Errors
     /// When a translation table cannot be allocated; nothing is mapped then.
-    fn map_2m(&mut self, va: u64, pa: u64) -> Result<(), ()>;
+    fn map_2m(&mut self, va: u64, pa: u64) -> Result<(), NotMapped>;
     /// Maps one 4 KiB page.
     ///
     /// # Errors
     /// As for `map_2m`.
-    fn map_page(&mut self, va: u64, pa: u64) -> Result<(), ()>;
+    fn map_page(&mut self, va: u64, pa: u64) -> Result<(), NotMapped>;
 }
+
+/// A [`HeapBacking`] could not map a chunk or page (no memory for a translation table); it
+/// said why in its log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotMapped;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HeapCounters {
@@ -147,16 +152,16 @@ mod tests {
         fn free_2m(&mut self, pa: u64) {
             self.freed.push(pa);
         }
-        fn map_2m(&mut self, va: u64, pa: u64) -> Result<(), ()> {
+        fn map_2m(&mut self, va: u64, pa: u64) -> Result<(), NotMapped> {
             if self.table_pages_left == 0 {
-                return Err(());
+                return Err(NotMapped);
             }
             self.mapped.push((va, pa, BLOCK_2M));
             Ok(())
         }
-        fn map_page(&mut self, va: u64, pa: u64) -> Result<(), ()> {
+        fn map_page(&mut self, va: u64, pa: u64) -> Result<(), NotMapped> {
             if self.table_pages_left == 0 {
-                return Err(());
+                return Err(NotMapped);
             }
             self.table_pages_left -= 1;
             self.mapped.push((va, pa, PAGE_SIZE));

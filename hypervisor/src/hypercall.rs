@@ -231,7 +231,7 @@ mod tests {
             Err(INVALID_PARAMETER)
         );
         assert_eq!(
-            call(MEM_PROTECT, [u64::MAX & !0xfff, 0x2000, 1]),
+            call(MEM_PROTECT, [!0xfff, 0x2000, 1]),
             Err(INVALID_PARAMETER)
         );
         assert_eq!(

@@ -199,7 +199,7 @@ fn highest_fit(free: &[PhysRange], size: u64, limit: u64) -> Option<PhysRange> {
         .filter_map(|range| {
             let top = range.end().min(limit);
             let base = align_down(top.checked_sub(size)?, CRASH_ALIGN);
-            (base >= range.base).then(|| PhysRange { base, size })
+            (base >= range.base).then_some(PhysRange { base, size })
         })
         .next()
 }
@@ -483,7 +483,7 @@ mod tests {
             })
         ));
         assert!(matches!(
-            place(4 * MIB, Some(u64::MAX & !(CRASH_ALIGN - 1))),
+            place(4 * MIB, Some(!(CRASH_ALIGN - 1))),
             Err(CrashPlacementError::Overflow { .. })
         ));
         let message = place(64 * MIB, Some(0x4800_0000))

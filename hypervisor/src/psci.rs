@@ -128,7 +128,7 @@ fn cpu_on(platform: &mut impl PsciPlatform, target: u64, entry: u64, context: u6
         None => INVALID_PARAMETERS,
         Some(CpuPowerState::On) => ALREADY_ON,
         Some(CpuPowerState::OnPending) => ON_PENDING,
-        Some(CpuPowerState::Off) if !platform.is_guest_ram(entry) || entry % 4 != 0 => {
+        Some(CpuPowerState::Off) if !platform.is_guest_ram(entry) || !entry.is_multiple_of(4) => {
             INVALID_ADDRESS
         }
         Some(CpuPowerState::Off) => platform.cpu_on(target, entry, context),

@@ -44,7 +44,7 @@ fn at(va: u64, write: bool) -> Option<u64> {
             asm!("at s1e2r, {va}", "isb", "mrs {par}, par_el1", va = in(reg) va, par = out(reg) par, options(nostack));
         }
     }
-    (par & 1 == 0).then(|| (par & 0x000f_ffff_ffff_f000) | (va & 0xfff))
+    (par & 1 == 0).then_some((par & 0x000f_ffff_ffff_f000) | (va & 0xfff))
 }
 
 static RODATA_PROBE: [u64; 2] = [0x0123_4567_89ab_cdef, 0];

@@ -48,8 +48,8 @@ impl Run {
     pub fn outcome_line(&self) -> Option<&str> {
         self.console
             .lines()
-            .filter(|l| l.starts_with("hyp-exit:"))
-            .last()
+            .rev()
+            .find(|l| l.starts_with("hyp-exit:"))
     }
 
     /// Panics with the console attached, so a failing test shows what the guest saw.

@@ -8,7 +8,7 @@ use core::ptr::{NonNull, null_mut};
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use buddy_system_allocator::Heap;
-use hypervisor::heap_window::{GrowError, HeapBacking, HeapCounters, HeapWindow};
+use hypervisor::heap_window::{GrowError, HeapBacking, HeapCounters, HeapWindow, NotMapped};
 use pgtable::{Attributes, MapFlags, PhysAddr};
 use spin::Mutex;
 
@@ -70,11 +70,11 @@ impl HeapBacking for El2Backing {
         unsafe { FRAMES.lock().free_contiguous(pa, 512) };
     }
 
-    fn map_2m(&mut self, va: u64, pa: u64) -> Result<(), ()> {
+    fn map_2m(&mut self, va: u64, pa: u64) -> Result<(), NotMapped> {
         map(va, pa, 2 << 20, MapFlags::NO_CONT_MAPPINGS)
     }
 
-    fn map_page(&mut self, va: u64, pa: u64) -> Result<(), ()> {
+    fn map_page(&mut self, va: u64, pa: u64) -> Result<(), NotMapped> {
         map(
             va,
             pa,
@@ -84,14 +84,15 @@ impl HeapBacking for El2Backing {
     }
 }
 
-fn map(va: u64, pa: u64, size: u64, flags: MapFlags) -> Result<(), ()> {
+fn map(va: u64, pa: u64, size: u64, flags: MapFlags) -> Result<(), NotMapped> {
     let mut table = EL2_TABLE.lock();
-    let table = table.as_mut().ok_or(())?;
+    let table = table.as_mut().ok_or(NotMapped)?;
     table
         .map(va..va + size, PhysAddr(pa), Attributes::RW, flags)
         .map(|_| ())
         .map_err(|error| {
             log::warn!("heap: cannot map {va:#x}: {error}");
+            NotMapped
         })
 }
 
