@@ -29,6 +29,19 @@ run_tests() {
 echo "== host tests (portable crates)"
 run_tests cargo test --workspace --exclude qemu-tests
 
+echo "== lint (formatting; clippy's correctness lints fail the run, the others are shown)"
+# A lint failure fails the run at the end but does not skip the QEMU tests.
+lint_passed=0
+lint_failed=0
+lint() {
+    if "$@"; then lint_passed=$((lint_passed + 1)); else lint_failed=$((lint_failed + 1)); fi
+}
+lint cargo fmt --all --check
+lint cargo clippy --quiet --workspace --all-targets -- -D clippy::correctness
+lint cargo clippy --quiet -p hypervisor --bin hypervisor --target aarch64-unknown-none-softfloat \
+    -- -D clippy::correctness
+echo "test result: lint. $lint_passed passed; $lint_failed failed" >>"$results"
+
 echo "== script tests (benchmark parsing, ptdump pictures)"
 set +e
 python3 -m unittest discover -s "$repo/scripts" -p 'test_*.py' 2>&1 | tee "$output"
@@ -70,6 +83,7 @@ if [ "${1:-}" != "--host-only" ] && [ "$status" -eq 0 ] && [ "$fuzz_seconds" != 
     [ "$rc" -eq 0 ] || status=$rc
 fi
 
+[ "$lint_failed" -eq 0 ] || status=1
 passed=$(awk '{ for (i = 1; i < NF; i++) if ($(i + 1) ~ /^passed/) n += $i } END { print n + 0 }' "$results")
 failed=$(awk '{ for (i = 1; i < NF; i++) if ($(i + 1) ~ /^failed/) n += $i } END { print n + 0 }' "$results")
 [ "$status" -eq 0 ] || [ "${failed:-0}" -gt 0 ] || failed=1
