@@ -66,43 +66,12 @@ fn every_allocation_failure_leaves_tables_unchanged() {
                     if live {
                         pt.mark_live();
                     }
-                    let (before_raw, before_dump) = (raw(&pt), dump(&pt));
-                    let pages = pt.hardware().pages_in_use();
-                    let mut failures = 0;
-                    for allowed in 0.. {
-                        pt.hardware_mut().fail_after(Some(allowed));
-                        let counters = pt.counters();
-                        match op(&mut pt) {
-                            Err(Error::OutOfTables) => {
-                                failures += 1;
-                                assert_eq!(
-                                    raw(&pt),
-                                    before_raw,
-                                    "{name}: raw tables changed after failure {allowed}"
-                                );
-                                assert_eq!(dump(&pt), before_dump, "{name}");
-                                assert_eq!(
-                                    pt.hardware().pages_in_use(),
-                                    pages,
-                                    "{name}: pages leaked"
-                                );
-                                let d = pt.counters().since(&counters);
-                                assert_eq!(
-                                    (d.tlbi_total(), d.dsb, d.descriptors_written),
-                                    (0, 0, 0),
-                                    "{name}"
-                                );
-                            }
-                            Ok(_) => break,
-                            Err(e) => panic!("{name}: {e}"),
-                        }
-                    }
+                    let failures = sweep_allocation_failures(&mut pt, name, op);
                     if name.contains("pages") && name.starts_with("unmap") {
                         assert_eq!(failures, 0, "unmapping whole pages needs no table");
                     } else {
                         assert!(failures >= 1, "{name}: needs at least one table");
                     }
-                    pt.hardware_mut().fail_after(None);
                     if live {
                         pt.mark_not_live();
                     }

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use super::support::*;
 use crate::check::{Event, TraceChecker, check_invariants, linked_tables};
 use crate::host::HostHardware;
-use crate::{Attributes, Error, MapFlags, PageTable, PhysAddr, Regime, SplitStrategy};
+use crate::{Attributes, MapFlags, PageTable, PhysAddr, Regime, SplitStrategy};
 
 type MapOp = (u64, u64, u64, Attributes, MapFlags);
 
@@ -164,29 +164,13 @@ fn fast_path_allocation_failure_leaves_tables_unchanged() {
                 if live {
                     pt.mark_live();
                 }
-                let (before_raw, before_dump) = (raw(&pt), dump(&pt));
-                let pages = pt.hardware().pages_in_use();
-                let mut failures = 0;
-                for allowed in 0.. {
-                    pt.hardware_mut().fail_after(Some(allowed));
-                    let counters = pt.counters();
+                let what = format!("{start:#x}");
+                let failures = sweep_allocation_failures(&mut pt, &what, |pt| {
                     let fast = pt.fast_maps;
                     let out = pt.map(start..end, PhysAddr(pa), attrs, flags);
                     assert_eq!(pt.fast_maps, fast + 1, "{start:#x}: fast path");
-                    match out {
-                        Err(Error::OutOfTables) => {
-                            failures += 1;
-                            assert_eq!(raw(&pt), before_raw, "{start:#x} after {allowed}");
-                            assert_eq!(dump(&pt), before_dump);
-                            assert_eq!(pt.hardware().pages_in_use(), pages, "pages leaked");
-                            let d = pt.counters().since(&counters);
-                            assert_eq!((d.tlbi_total(), d.dsb, d.descriptors_written), (0, 0, 0));
-                            assert_eq!(d.tables_allocated, d.tables_freed);
-                        }
-                        Ok(_) => break,
-                        Err(e) => panic!("{start:#x}: {e}"),
-                    }
-                }
+                    out
+                });
                 // A 1 GiB block in a stage-2 level-1 root needs no table.
                 let needs_table = !(start == 600 * G1 && regime.start_level() == 1);
                 assert_eq!(
@@ -194,7 +178,6 @@ fn fast_path_allocation_failure_leaves_tables_unchanged() {
                     needs_table,
                     "{start:#x}: failures {failures}"
                 );
-                pt.hardware_mut().fail_after(None);
                 check_invariants(&pt).unwrap();
                 if live {
                     pt.mark_not_live();

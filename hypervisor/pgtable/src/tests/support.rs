@@ -4,7 +4,7 @@ use std::vec::Vec;
 
 use crate::check::{Event, TraceChecker, check_invariants, linked_tables};
 use crate::host::HostHardware;
-use crate::{Capabilities, MappedRange, PageTable, Regime, SplitStrategy};
+use crate::{Capabilities, Error, MappedRange, PageTable, Regime, SplitStrategy};
 
 pub(crate) const K4: u64 = 4 << 10;
 pub(crate) const K64: u64 = 64 << 10;
@@ -28,6 +28,48 @@ pub(crate) fn live_tree(regime: Regime, caps: Capabilities) -> PageTable<HostHar
     pt.hardware_mut().record();
     pt.hardware_mut().take_trace();
     pt
+}
+
+/// Runs `op` with allocation number `n` failing, for n = 0, 1, ... until it succeeds, and
+/// checks after every failure that the tree is exactly as before: raw entries, mappings,
+/// pages in use, and no store, barrier or TLBI (and as many tables freed as allocated).
+/// Returns how many runs failed; allocation failure is off again afterwards. `what`
+/// names the case in messages.
+pub(crate) fn sweep_allocation_failures<T>(
+    pt: &mut PageTable<HostHardware>,
+    what: &str,
+    mut op: impl FnMut(&mut PageTable<HostHardware>) -> Result<T, Error>,
+) -> usize {
+    let (before_raw, before_dump) = (raw(pt), dump(pt));
+    let pages = pt.hardware().pages_in_use();
+    let mut failures = 0;
+    for allowed in 0.. {
+        pt.hardware_mut().fail_after(Some(allowed));
+        let counters = pt.counters();
+        match op(pt) {
+            Err(Error::OutOfTables) => {
+                failures += 1;
+                assert_eq!(
+                    raw(pt),
+                    before_raw,
+                    "{what}: raw tables changed after failure {allowed}"
+                );
+                assert_eq!(dump(pt), before_dump, "{what}");
+                assert_eq!(pt.hardware().pages_in_use(), pages, "{what}: pages leaked");
+                let d = pt.counters().since(&counters);
+                assert_eq!(
+                    (d.tlbi_total(), d.dsb, d.descriptors_written),
+                    (0, 0, 0),
+                    "{what}"
+                );
+                assert_eq!(d.tables_allocated, d.tables_freed, "{what}");
+            }
+            Ok(_) => break,
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+    pt.hardware_mut().fail_after(None);
+    failures
 }
 
 pub(crate) fn dump(pt: &PageTable<HostHardware>) -> Vec<MappedRange> {

@@ -172,31 +172,6 @@ const RUNNING_WINDOW_US: u64 = 50;
 /// How long the boot CPU waits for that before a call (then it calls anyway).
 const GATE_LIMIT_US: u64 = 1_000;
 
-/// Waits until the secondary's progress moves twice within `window` ticks — it is
-/// running now, not merely at some point since the last look (under TCG the two vCPUs
-/// are host threads, and a busy host runs them in turns) — or until `limit` ticks.
-fn secondary_running(window: u64, limit: u64) -> bool {
-    let progress = &SHARED.progress;
-    let start = cpu::ticks();
-    let mut last = progress.load(Ordering::Relaxed);
-    let mut moved_at = None;
-    loop {
-        let now = cpu::ticks();
-        let seen = progress.load(Ordering::Relaxed);
-        if seen != last {
-            if moved_at.is_some_and(|t| now - t <= window) {
-                return true;
-            }
-            moved_at = Some(now);
-            last = seen;
-        }
-        if now - start > limit {
-            return false;
-        }
-        core::hint::spin_loop();
-    }
-}
-
 /// Whether the loop has done its share: `passes` are the secondary's passes wholly
 /// inside it.
 fn enough(pairs: u64, passes: u64, overlap: &Overlap) -> bool {
@@ -273,7 +248,7 @@ pub fn concurrent_split_restore(env: &Env) -> TestResult {
     let running_ticks = cpu::tick_rate() * RUNNING_WINDOW_US / 1_000_000;
     let gate_ticks = cpu::tick_rate() * GATE_LIMIT_US / 1_000_000;
     let call = |perms, overlap: &mut Overlap| {
-        if !secondary_running(running_ticks, gate_ticks) {
+        if !secondary::running(&SHARED.progress, running_ticks, gate_ticks) {
             overlap.unseen += 1;
         }
         let before = s.progress.load(Ordering::Relaxed);

@@ -130,3 +130,28 @@ extern "C" fn secondary_main(_slot: u64) -> ! {
         ),
     )
 }
+
+/// Waits until `progress` (a counter the secondary bumps as it works) moves twice within
+/// `window` ticks — its vCPU is running now,
+/// not merely at some point since the last look (under TCG the vCPUs are host threads,
+/// and a busy host runs them in turns) — or until `limit` ticks have passed.
+pub(super) fn running(progress: &AtomicU64, window: u64, limit: u64) -> bool {
+    let start = cpu::ticks();
+    let mut last = progress.load(Ordering::Relaxed);
+    let mut moved_at = None;
+    loop {
+        let now = cpu::ticks();
+        let seen = progress.load(Ordering::Relaxed);
+        if seen != last {
+            if moved_at.is_some_and(|t| now - t <= window) {
+                return true;
+            }
+            moved_at = Some(now);
+            last = seen;
+        }
+        if now - start > limit {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
+}

@@ -173,30 +173,6 @@ struct Worker<'m> {
     counts: Counts,
 }
 
-/// Waits until `progress` moves twice within `window` ticks — its vCPU is running now,
-/// not merely at some point since the last look (under TCG the vCPUs are host threads,
-/// and a busy host runs them in turns) — or until `limit` ticks have passed.
-fn running(progress: &AtomicU64, window: u64, limit: u64) -> bool {
-    let start = cpu::ticks();
-    let mut last = progress.load(Ordering::Relaxed);
-    let mut moved_at = None;
-    loop {
-        let now = cpu::ticks();
-        let seen = progress.load(Ordering::Relaxed);
-        if seen != last {
-            if moved_at.is_some_and(|t| now - t <= window) {
-                return true;
-            }
-            moved_at = Some(now);
-            last = seen;
-        }
-        if now - start > limit {
-            return false;
-        }
-        core::hint::spin_loop();
-    }
-}
-
 impl Worker<'_> {
     fn page_address(&self, page: u64) -> u64 {
         self.base + page * PAGE_SIZE
@@ -250,7 +226,7 @@ impl Worker<'_> {
         };
         let other = &SHARED.progress[1 - self.cpu];
         let rate = cpu::tick_rate();
-        if !running(
+        if !secondary::running(
             other,
             rate * RUNNING_WINDOW_US / 1_000_000,
             rate * GATE_LIMIT_US / 1_000_000,
