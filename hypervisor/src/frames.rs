@@ -23,7 +23,7 @@ pub const BLOCK_2M: u64 = 2 << 20;
 pub const LINK_BYTES: u64 = core::mem::size_of::<usize>() as u64;
 
 /// How many allocations [`FrameAllocator::handed_out`] remembers.
-const HANDED_OUT_LOG: usize = 32;
+pub const HANDED_OUT_LOG: usize = 32;
 
 /// Counters that make memory claims checkable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -136,27 +136,18 @@ fn bring_up_memory(
     let frequency = crate::arch::sysreg::counter_frequency().max(1);
     let build_us = build.build_ticks * 1_000_000 / frequency;
     let image = image_range();
-    let mut written = mm::el2_map::WrittenWithMmuOff {
-        whole: ArrayVec::new(),
-        page_heads: None,
+    // In the pool: the frames handed out so far (the tables just built) and the
+    // allocator's links at page starts, or all of it if it lost count (mapping=pages).
+    // Copied, so the frame lock is not held while enable() takes the EL2 table's.
+    let pool_handed_out = mm::FRAMES
+        .lock()
+        .handed_out()
+        .and_then(|runs| ArrayVec::try_from(runs).ok());
+    let written = mm::el2_map::WrittenWithMmuOff {
+        whole: [image.base..image.end(), info.dtb.base..info.dtb.end()],
+        pool: layout.pool.base..layout.pool.end(),
+        pool_handed_out,
     };
-    written.whole.push(image.base..image.end());
-    written.whole.push(info.dtb.base..info.dtb.end());
-    // The pool: the frames handed out so far (the tables just built) and the allocator's
-    // links at page starts, or all of it if the allocator lost count (mapping=pages).
-    let pool = layout.pool.base..layout.pool.end();
-    let runs_fit = match mm::FRAMES.lock().handed_out() {
-        Some(runs) => runs
-            .iter()
-            .all(|run| written.whole.try_push(run.clone()).is_ok()),
-        None => false,
-    };
-    if runs_fit {
-        written.page_heads = Some(pool);
-    } else {
-        written.whole.truncate(2);
-        written.whole.push(pool);
-    }
     if let Err(error) = mm::el2_map::enable(table, cpu.features.pa_bits.min(48), &written) {
         log::error!("EL2 map: {error}");
         boot::stop_failure("cannot switch the MMU on");

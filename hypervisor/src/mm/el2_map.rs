@@ -187,12 +187,16 @@ fn merge(ranges: &mut ArrayVec<Range<u64>, 8>) -> ArrayVec<Range<u64>, 8> {
     merged
 }
 
-/// What was written while the MMU was off, for [`enable`] to invalidate: whole ranges,
-/// and a pool of which only the first bytes of each page were written (the frame
-/// allocator's free-list links) outside the frames it handed out.
+/// What was written while the MMU was off, for [`enable`] to invalidate.
 pub struct WrittenWithMmuOff {
-    pub whole: ArrayVec<Range<u64>, 40>,
-    pub page_heads: Option<Range<u64>>,
+    /// Ranges written anywhere (the image, the DTB).
+    pub whole: [Range<u64>; 2],
+    /// The frame pool.
+    pub pool: Range<u64>,
+    /// The runs the frame allocator handed out, if it kept count: outside them only the
+    /// first bytes of each pool page were written (its free-list links). `None`: treat
+    /// the whole pool as written.
+    pub pool_handed_out: Option<ArrayVec<Range<u64>, { hypervisor::frames::HANDED_OUT_LOG }>>,
 }
 
 /// Switches the MMU on with `table` (Arm ARM D8.2 / "Enabling the MMU"): MAIR, TCR, TTBR0,
@@ -209,8 +213,15 @@ pub fn enable(
     for range in &written_with_mmu_off.whole {
         crate::arch::cache::invalidate_to_poc(range.clone());
     }
-    if let Some(pool) = &written_with_mmu_off.page_heads {
-        crate::arch::cache::invalidate_page_heads(pool.clone(), hypervisor::frames::LINK_BYTES);
+    let pool = written_with_mmu_off.pool.clone();
+    match &written_with_mmu_off.pool_handed_out {
+        Some(runs) => {
+            for run in runs {
+                crate::arch::cache::invalidate_to_poc(run.clone());
+            }
+            crate::arch::cache::invalidate_page_heads(pool, hypervisor::frames::LINK_BYTES);
+        }
+        None => crate::arch::cache::invalidate_to_poc(pool),
     }
     // The tables' contents must be visible to the walker before it is enabled.
     table.mark_live();
