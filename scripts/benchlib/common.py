@@ -25,14 +25,17 @@ def progress(message):
 
 
 class QemuResult:
-    def __init__(self, args, wall, rss_mib, console, code, timed_out):
+    def __init__(self, args, wall, rss_mib, console, code, timed_out, lines, started):
         self.args, self.wall, self.rss_mib = args, wall, rss_mib
         self.console, self.code, self.timed_out = console, code, timed_out
+        self.lines = lines      # [(seconds since QEMU started, console line)]
+        self.started = started  # what on_start returned
 
 
-def run_qemu(args, timeout=300, log=None):
+def run_qemu(args, timeout=300, log=None, on_start=None):
     """Runs QEMU with `args` (stdin closed, console captured): wall time, this child's
-    own peak RSS (os.wait4), the console, the exit code. `log` also gets the console."""
+    own peak RSS (os.wait4), the console with each line's arrival time, the exit code.
+    `log` also gets the console; `on_start(proc, start)` runs once QEMU is started."""
     start = time.monotonic()
     proc = subprocess.Popen([QEMU] + args, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -44,19 +47,24 @@ def run_qemu(args, timeout=300, log=None):
 
     timer = threading.Timer(timeout, kill)
     timer.start()
+    started = on_start(proc, start) if on_start else None
+    lines = []
     try:
-        out = proc.stdout.read()
+        for raw in proc.stdout:
+            text = raw.decode("utf-8", "replace").replace("\r", "").rstrip("\n")
+            lines.append((time.monotonic() - start, text))
         _, status, usage = os.wait4(proc.pid, 0)
     finally:
         timer.cancel()
     wall = time.monotonic() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
-    console = out.decode("utf-8", "replace").replace("\r", "")
+    console = "".join(text + "\n" for _, text in lines)
     if log:
         os.makedirs(os.path.dirname(log), exist_ok=True)
         with open(log, "w") as f:
             f.write(console)
-    return QemuResult(args, wall, usage.ru_maxrss / 1024, console, proc.returncode, bool(timed_out))
+    return QemuResult(args, wall, usage.ru_maxrss / 1024, console, proc.returncode, bool(timed_out),
+                      lines, started)
 
 
 def command_line(args):

@@ -14,12 +14,11 @@ import hashlib
 import os
 import re
 import socket
-import subprocess
 import tempfile
 import threading
 import time
 
-from .common import MACHINE, QEMU, TARGET, BenchError, median, progress, spread
+from .common import MACHINE, TARGET, BenchError, median, progress, run_qemu, spread
 
 # Messages of the generic arm64 boot path, in the order they appear. A phase runs from one
 # to the next; a marker a kernel does not print is skipped.
@@ -49,25 +48,13 @@ def _variants(ctx, guest_loader, kernel, initrd, extra=""):
     ]
 
 
-def stamped_boot(args, timeout=300, on_start=None):
-    """Runs QEMU; returns [(seconds since start, console line)] and the wall time."""
-    start = time.monotonic()
-    proc = subprocess.Popen([QEMU] + args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    timed_out = []
-    watchdog = threading.Timer(timeout, lambda: (timed_out.append(True), proc.kill()))
-    watchdog.start()
-    result = on_start(proc, start) if on_start else None
-    lines = []
-    try:
-        for raw in proc.stdout:
-            lines.append((time.monotonic() - start, raw.decode("utf-8", "replace").rstrip("\r\n")))
-    finally:
-        proc.wait()
-        watchdog.cancel()
-    if timed_out:
-        raise BenchError("boot timed out after %d s" % timeout)
-    return lines, time.monotonic() - start, result
+def stamped_boot(args, on_start=None):
+    """Runs QEMU (common.run_qemu): the console lines with their arrival times, the wall
+    time, and what `on_start` returned. A timeout is an error."""
+    result = run_qemu(args, on_start=on_start)
+    if result.timed_out:
+        raise BenchError("boot timed out after %.0f s" % result.wall)
+    return result.lines, result.wall, result.started
 
 
 def milestones(lines):
