@@ -64,6 +64,26 @@ impl CpuFeatures {
     pub fn has_bbml2(&self) -> bool {
         self.bbm_level >= 2
     }
+
+    /// What two CPUs both support: the system's features are the intersection of every
+    /// CPU's, because a table change made on one CPU is observed by the TLBs of all of
+    /// them (the BBM level bounds what a *walker* tolerates, so the weakest CPU decides),
+    /// and a TLBI range instruction is UNDEFINED on a CPU without FEAT_TLBIRANGE.
+    pub fn common_with(&self, other: &CpuFeatures) -> CpuFeatures {
+        CpuFeatures {
+            bbm_level: self.bbm_level.min(other.bbm_level),
+            tlbi_range: self.tlbi_range && other.tlbi_range,
+            pa_bits: self.pa_bits.min(other.pa_bits),
+            vhe: self.vhe && other.vhe,
+            xnx: self.xnx && other.xnx,
+        }
+    }
+}
+
+/// The features every CPU in `cpus` has; `None` for no CPU.
+pub fn common_features<'a>(mut cpus: impl Iterator<Item = &'a CpuFeatures>) -> Option<CpuFeatures> {
+    let first = *cpus.next()?;
+    Some(cpus.fold(first, |all, cpu| all.common_with(cpu)))
 }
 
 #[cfg(test)]
@@ -99,6 +119,62 @@ mod tests {
         assert!(!features.has_bbml2());
         assert!(!features.tlbi_range);
         assert_eq!(features.pa_bits, 40);
+    }
+
+    #[test]
+    fn the_weakest_cpu_decides_the_system_features() {
+        let max = CpuFeatures::decode(&IdRegisters {
+            id_aa64mmfr2: 2 << 52,
+            id_aa64isar0: 2 << 56,
+            id_aa64mmfr0: 0b0101,
+            id_aa64mmfr1: (1 << 8) | (1 << 28),
+            ..IdRegisters::default()
+        });
+        let v1_like = CpuFeatures::decode(&IdRegisters {
+            id_aa64mmfr2: 2 << 52,
+            id_aa64mmfr0: 0b0101,
+            ..IdRegisters::default()
+        });
+        let a72_like = CpuFeatures::decode(&IdRegisters {
+            id_aa64mmfr0: 0b0010,
+            ..IdRegisters::default()
+        });
+        let all = common_features([max, v1_like].iter()).unwrap();
+        assert_eq!(all.bbm_level, 2);
+        assert!(
+            !all.tlbi_range,
+            "one CPU without FEAT_TLBIRANGE forbids range TLBIs"
+        );
+        let all = common_features([max, v1_like, a72_like].iter()).unwrap();
+        assert_eq!(all.bbm_level, 0);
+        assert!(!all.has_bbml2());
+        assert_eq!(all.pa_bits, 40);
+        assert!(!all.vhe && !all.xnx);
+        assert_eq!(common_features([max].iter()), Some(max));
+        assert_eq!(common_features([].iter()), None);
+    }
+
+    proptest::proptest! {
+        /// The common features never claim more than any single CPU has.
+        #[test]
+        fn common_features_are_a_lower_bound(regs in proptest::collection::vec((0u64..16, 0u64..16, 0u64..8), 1..8)) {
+            let cpus: Vec<CpuFeatures> = regs
+                .iter()
+                .map(|&(bbm, tlb, pa)| CpuFeatures::decode(&IdRegisters {
+                    id_aa64mmfr2: bbm << 52,
+                    id_aa64isar0: tlb << 56,
+                    id_aa64mmfr0: pa,
+                    ..IdRegisters::default()
+                }))
+                .collect();
+            let all = common_features(cpus.iter()).unwrap();
+            for cpu in &cpus {
+                proptest::prop_assert!(all.bbm_level <= cpu.bbm_level);
+                proptest::prop_assert!(!all.tlbi_range || cpu.tlbi_range);
+                proptest::prop_assert!(all.pa_bits <= cpu.pa_bits);
+            }
+            proptest::prop_assert!(cpus.iter().any(|c| c.bbm_level == all.bbm_level));
+        }
     }
 
     #[test]

@@ -92,6 +92,58 @@ pub fn write_fact_lines(
     )
 }
 
+pub const CPU_PREFIX: &str = "hyp-cpu:";
+
+/// One CPU as it came up: what its EL2 runs with, read back from its own SCTLR_EL2, and
+/// its own ID registers' view of the features the table code depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuOnline {
+    /// Index in the device tree's `/cpus` order.
+    pub index: usize,
+    pub mpidr: u64,
+    /// SCTLR_EL2 as this CPU reads it.
+    pub sctlr_el2: u64,
+    pub features: CpuFeatures,
+}
+
+impl CpuOnline {
+    const SCTLR_M: u64 = 1 << 0;
+    const SCTLR_C: u64 = 1 << 2;
+    const SCTLR_I: u64 = 1 << 12;
+
+    pub fn mmu_on(&self) -> bool {
+        self.sctlr_el2 & Self::SCTLR_M != 0
+    }
+
+    pub fn dcache_on(&self) -> bool {
+        self.sctlr_el2 & Self::SCTLR_C != 0
+    }
+
+    pub fn icache_on(&self) -> bool {
+        self.sctlr_el2 & Self::SCTLR_I != 0
+    }
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
+}
+
+/// The `hyp-cpu:` line scripts read, e.g.
+/// `hyp-cpu: cpu=1 mpidr=0x1 mmu=on dcache=on icache=on bbm_level=2 tlbi_range=1`.
+pub fn write_cpu_line(out: &mut impl Write, cpu: &CpuOnline) -> fmt::Result {
+    writeln!(
+        out,
+        "{CPU_PREFIX} cpu={} mpidr={:#x} mmu={} dcache={} icache={} bbm_level={} tlbi_range={}",
+        cpu.index,
+        cpu.mpidr,
+        on_off(cpu.mmu_on()),
+        on_off(cpu.dcache_on()),
+        on_off(cpu.icache_on()),
+        cpu.features.bbm_level,
+        u8::from(cpu.features.tlbi_range),
+    )
+}
+
 /// Writes the human-readable summary (several lines, each ending in `\n`).
 pub fn write_summary(out: &mut impl Write, cpu: &CpuFacts, info: &PlatformInfo<'_>) -> fmt::Result {
     let f = &cpu.features;
@@ -163,4 +215,41 @@ pub fn write_summary(out: &mut impl Write, cpu: &CpuFacts, info: &PlatformInfo<'
         info.gic.redistributors.len()
     )?;
     writeln!(out, "command line: \"{}\"", info.bootargs.unwrap_or(""))
+}
+
+#[cfg(test)]
+mod cpu_line_tests {
+    use super::*;
+
+    #[test]
+    fn the_cpu_line_reads_the_cpus_own_sctlr() {
+        let mut line = String::new();
+        let cpu = CpuOnline {
+            index: 3,
+            mpidr: 0x103,
+            sctlr_el2: 0x30c5_183d | (1 << 19),
+            features: CpuFeatures {
+                bbm_level: 2,
+                tlbi_range: true,
+                pa_bits: 48,
+                vhe: true,
+                xnx: false,
+            },
+        };
+        write_cpu_line(&mut line, &cpu).unwrap();
+        assert_eq!(
+            line,
+            "hyp-cpu: cpu=3 mpidr=0x103 mmu=on dcache=on icache=on bbm_level=2 tlbi_range=1\n"
+        );
+        line.clear();
+        write_cpu_line(
+            &mut line,
+            &CpuOnline {
+                sctlr_el2: 0x30c5_0838,
+                ..cpu
+            },
+        )
+        .unwrap();
+        assert!(line.contains("mmu=off dcache=off icache=off"), "{line}");
+    }
 }

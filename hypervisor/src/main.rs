@@ -12,6 +12,8 @@ mod bootargs;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
+mod cpus;
+#[cfg(target_os = "none")]
 mod crash;
 #[cfg(target_os = "none")]
 mod guest_boot;

@@ -7,6 +7,7 @@ use hypervisor::memory_plan::{
     self, CrashRequest, Exclusion, ExclusionKind, Layout, MAX_EXCLUSIONS,
 };
 use hypervisor::outcome::Outcome;
+use pgtable::Capabilities;
 use platform::bootargs::{HypervisorArgs, MappingMode};
 use platform::info::{ModuleKind, PhysRange, PlatformInfo};
 
@@ -123,8 +124,8 @@ fn bring_up_memory(
     if args.mapping == MappingMode::Pages {
         mm::heap::grow_with_4k_pages_only(true);
     }
-    let ids = crate::arch::sysreg::id_registers();
-    let caps = mm::el2_map::capabilities(&ids, args);
+    // The boot CPU's features until the others report theirs (`share_with_every_cpu`).
+    let caps = mm::el2_map::capabilities(&cpu.features, args);
     let flags = mm::el2_map::map_flags(args);
     let (table, build) = match mm::el2_map::build(info, layout.crash, caps, flags) {
         Ok(built) => built,
@@ -177,6 +178,29 @@ fn bring_up_memory(
     }
 }
 
+/// Starts the other CPUs on the EL2 map and settles the features the tables may rely
+/// on: those every CPU has. A CPU with less than the boot CPU lowers the EL2 map's
+/// strategy here, before anything changes it live again.
+fn share_with_every_cpu(info: &PlatformInfo<'_>, args: &HypervisorArgs) -> Capabilities {
+    let common = crate::cpus::bring_up(info);
+    let caps = mm::el2_map::capabilities(&common, args);
+    if let Some(table) = mm::el2_map::EL2_TABLE.lock().as_mut()
+        && table.capabilities() != caps
+    {
+        log::warn!(
+            "EL2 map: not every CPU has what the boot CPU has; now {:?} splits{}",
+            caps.split,
+            if caps.tlbi_range {
+                ", range TLBIs"
+            } else {
+                ", no range TLBIs"
+            }
+        );
+        table.set_capabilities(caps);
+    }
+    caps
+}
+
 pub fn after_boot(
     info: &PlatformInfo<'_>,
     host_dtb: &[u8],
@@ -185,6 +209,7 @@ pub fn after_boot(
 ) -> ! {
     let layout = plan_memory(info, args);
     bring_up_memory(info, cpu, args, &layout);
+    let caps = share_with_every_cpu(info, args);
     heap_smoke_check();
     if args.panic_on_boot {
         panic!("panic_on_boot: the crash-record path was asked for on the command line");
@@ -201,8 +226,6 @@ pub fn after_boot(
         log::info!("no guest kernel module in /chosen: nothing to run");
         boot::stop(Outcome::Success);
     }
-    let ids = crate::arch::sysreg::id_registers();
-    let caps = mm::el2_map::capabilities(&ids, args);
     crate::guest_boot::boot_guest(
         args.selftest,
         info,

@@ -7,7 +7,7 @@ use core::arch::asm;
 use core::ops::Range;
 
 use arrayvec::ArrayVec;
-use hypervisor::cpu_features::IdRegisters;
+use hypervisor::cpu_features::CpuFeatures;
 use pgtable::{
     Access, Attributes, Capabilities, MapFlags, MemoryType, PageTable, PhysAddr, Regime,
     SplitStrategy,
@@ -52,9 +52,17 @@ fn image_sections() -> ImageSections {
     }
 }
 
-/// The engine's capabilities: the CPU's, unless the command line forces a strategy.
-pub fn capabilities(ids: &IdRegisters, args: &HypervisorArgs) -> Capabilities {
-    let mut caps = Capabilities::from_id_registers(ids.id_aa64mmfr2, ids.id_aa64isar0);
+/// The engine's capabilities for `features` (the CPUs' common ones), unless the command
+/// line forces a strategy.
+pub fn capabilities(features: &CpuFeatures, args: &HypervisorArgs) -> Capabilities {
+    let mut caps = Capabilities {
+        split: if features.has_bbml2() {
+            SplitStrategy::Bbml2
+        } else {
+            SplitStrategy::BreakBeforeMake
+        },
+        tlbi_range: features.tlbi_range,
+    };
     match args.split {
         platform::bootargs::SplitStrategy::Auto => {}
         platform::bootargs::SplitStrategy::Bbm => caps.split = SplitStrategy::BreakBeforeMake,
@@ -152,6 +160,9 @@ pub fn build(
         rw,
         flags,
     )?;
+    for guard in crate::cpus::stack_guard_pages(info.cpus.len()) {
+        table.unmap(guard)?;
+    }
 
     let device = Attributes::new(Access::READ_WRITE, MemoryType::Device);
     let mut devices: ArrayVec<Range<u64>, 8> = ArrayVec::new();

@@ -1,7 +1,7 @@
 //! Running the guest: per-CPU vCPU state, first entry, and the handling of synchronous
 //! traps from EL1 (SMCCC calls, stage-2 aborts, anything unexpected).
 
-use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use arrayvec::ArrayVec;
 use hypervisor::esr::{Esr, ExceptionClass};
@@ -15,7 +15,7 @@ use spin::Once;
 
 use super::el2_setup::{self, GuestFeatures};
 use super::sysreg::{read_sysreg, write_sysreg};
-use crate::boot;
+use crate::{boot, cpus};
 
 /// What every CPU needs to enter the guest, fixed before the first vCPU runs.
 pub struct GuestConfig {
@@ -37,44 +37,34 @@ const OFF: u8 = CpuPowerState::Off as u8;
 const ON: u8 = CpuPowerState::On as u8;
 const ON_PENDING: u8 = CpuPowerState::OnPending as u8;
 
-/// Per-CPU vCPU power state, and the entry/context a CPU_ON asked for.
+/// Per-vCPU power state, as AFFINITY_INFO reports it.
 static POWER: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(OFF) }; MAX_CPUS];
-static PENDING_ENTRY: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-static PENDING_CONTEXT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 unsafe extern "C" {
     fn guest_first_entry(x0: u64, entry: u64, el2_stack_top: usize) -> !;
-    static __boot_stack_top: u8;
-    static __secondary_stacks: u8;
-    fn secondary_entry();
-}
-
-const SECONDARY_STACK_SIZE: usize = 0x4000;
-
-fn this_cpu_index(config: &GuestConfig) -> Option<usize> {
-    let mpidr = read_sysreg!("mpidr_el1") & 0xff_00ff_ffff;
-    config.cpus.iter().position(|&m| m == mpidr)
-}
-
-fn stack_top(index: usize, boot_cpu: bool) -> usize {
-    if boot_cpu {
-        core::ptr::addr_of!(__boot_stack_top) as usize
-    } else {
-        core::ptr::addr_of!(__secondary_stacks) as usize + (index + 1) * SECONDARY_STACK_SIZE
-    }
 }
 
 /// Starts the guest on the boot CPU: `entry` with x0 = `dtb`. Never returns.
 pub fn start(config: GuestConfig, entry: u64, dtb: u64) -> ! {
-    let config = CONFIG.call_once(|| config);
-    let Some(index) = this_cpu_index(config) else {
+    CONFIG.call_once(|| config);
+    let Some(index) = cpus::this_cpu() else {
         boot::stop_failure("the boot CPU's MPIDR is not in the device tree");
     };
-    POWER[index].store(ON, Ordering::Release);
-    enter(config, index, true, entry, dtb)
+    POWER[index].store(ON_PENDING, Ordering::Release);
+    run_vcpu(index, entry, dtb)
 }
 
-fn enter(config: &GuestConfig, index: usize, boot_cpu: bool, entry: u64, x0: u64) -> ! {
+/// [`run_vcpu`] as [`cpus::Work`], which a guest's CPU_ON sends to an idle CPU:
+/// `args` = [entry, x0].
+fn enter_vcpu(index: usize, [entry, x0]: [u64; 2]) -> u64 {
+    run_vcpu(index, entry, x0)
+}
+
+/// Runs vCPU `index` on this CPU (its physical twin) from `entry` with `x0`.
+fn run_vcpu(index: usize, entry: u64, x0: u64) -> ! {
+    let Some(config) = CONFIG.get() else {
+        boot::stop_failure("a vCPU was started before the guest was configured");
+    };
     let mpidr = config.cpus[index] | (1 << 31); // MPIDR_EL1 bit 31 is RES1
     el2_setup::configure_for_guest(
         &config.features,
@@ -83,25 +73,17 @@ fn enter(config: &GuestConfig, index: usize, boot_cpu: bool, entry: u64, x0: u64
         config.midr,
         mpidr,
     );
+    POWER[index].store(ON, Ordering::Release);
     log::debug!("cpu{index}: entering the guest at {entry:#x}");
     // SAFETY: the stack top is this CPU's own EL2 stack, unused below this call chain once
     // we leave; `entry` was checked to be in guest RAM; the EL2 controls are set.
-    unsafe { guest_first_entry(x0, entry, stack_top(index, boot_cpu)) }
+    unsafe { guest_first_entry(x0, entry, cpus::stack_top(index)) }
 }
 
-/// A secondary CPU started by a guest CPU_ON arrives here (head.S secondary_entry).
-#[unsafe(no_mangle)]
-extern "C" fn secondary_main(index: usize) -> ! {
-    let Some(config) = CONFIG.get() else {
-        super::halt()
-    };
-    if index >= config.cpus.len() {
-        super::halt();
-    }
-    let entry = PENDING_ENTRY[index].load(Ordering::Acquire);
-    let context = PENDING_CONTEXT[index].load(Ordering::Acquire);
-    POWER[index].store(ON, Ordering::Release);
-    enter(config, index, false, entry, context)
+/// Runs on a CPU whose vCPU called CPU_OFF, once it is back in the idle loop: only now
+/// can it take a CPU_ON again, so only now does AFFINITY_INFO say OFF.
+fn vcpu_is_off(index: usize) {
+    POWER[index].store(OFF, Ordering::Release);
 }
 
 /// The PSCI effects for the guest, on real firmware.
@@ -133,23 +115,23 @@ impl PsciPlatform for Firmware<'_> {
         {
             return psci::ALREADY_ON;
         }
-        PENDING_ENTRY[index].store(entry, Ordering::Release);
-        PENDING_CONTEXT[index].store(context, Ordering::Release);
-        let hyp_entry = secondary_entry as *const () as usize as u64;
-        match super::psci::cpu_on(mpidr, hyp_entry, index as u64) {
+        let work = cpus::Work {
+            run: enter_vcpu,
+            args: [entry, context],
+        };
+        match cpus::post(index, work) {
             Ok(()) => psci::SUCCESS,
-            Err(code) => {
+            Err(()) => {
                 POWER[index].store(OFF, Ordering::Release);
-                log::warn!("firmware CPU_ON({mpidr:#x}) failed: {code}");
-                code
+                log::warn!("CPU_ON({mpidr:#x}): its physical CPU is not online");
+                psci::INTERNAL_FAILURE
             }
         }
     }
 
     fn cpu_off(&mut self) {
-        if let Some(index) = this_cpu_index(self.config) {
-            POWER[index].store(OFF, Ordering::Release);
-        }
+        // Marked off by `vcpu_is_off` once the physical CPU is idle again: marking it now
+        // would let an immediate CPU_ON find the CPU still busy.
     }
 }
 
@@ -184,10 +166,7 @@ fn smccc_call(config: &GuestConfig, frame: &mut TrapFrame) {
     let mut firmware = Firmware { config };
     match psci::handle(function, args, &mut firmware) {
         Some(Followup::Return(value)) => frame.regs[0] = value as u64,
-        Some(Followup::CpuOff) => {
-            super::psci::cpu_off();
-            super::halt();
-        }
+        Some(Followup::CpuOff) => cpus::idle_from_top_of_stack(vcpu_is_off),
         Some(Followup::SystemOff) => {
             log::info!(
                 "guest: PSCI SYSTEM_OFF ({} stage-2 fault(s) retried)",

@@ -107,22 +107,59 @@ not_at_el2:
     b       park
 
 /*
- * Secondary CPUs, started through firmware PSCI CPU_ON with x0 = their index in the
- * hypervisor's CPU table; the image is already relocated and .bss is live. Each gets
- * SECONDARY_STACK_SIZE bytes of __secondary_stacks.
+ * Secondary CPUs, started by the hypervisor at boot through firmware PSCI CPU_ON with
+ * x0 = their index in the hypervisor's CPU table; the image is already relocated and
+ * .bss is live. Each CPU turns its MMU on with the boot CPU's tables and controls
+ * (`secondary_mmu`, written and cleaned to the PoC by the boot CPU before CPU_ON) before
+ * it touches memory any other CPU shares: with the MMU off every data access is
+ * Device-nGnRnE (Arm ARM D8.2.10, "The effects of disabling a stage of address
+ * translation"), so exclusives would not work and stores would go around the caches the
+ * other CPUs read through. Until then it reads only `secondary_mmu` and uses no stack.
+ * Each gets SECONDARY_STACK_SIZE bytes of __secondary_stacks, above a guard page.
  */
 .equ SECONDARY_STACK_SIZE, 0x4000
+.equ SECONDARY_STACK_STRIDE, 0x5000     // 4 KiB guard page (unmapped) + the stack
+.equ SCTLR_M, (1 << 0)
 .global secondary_entry
 secondary_entry:
     mov     x19, x0
-    adr_l   x1, __secondary_stacks
-    add     x2, x19, #1
-    mov     x3, #SECONDARY_STACK_SIZE
-    madd    x1, x2, x3, x1              // top of this CPU's stack
-    mov     sp, x1
     el2_controls x1
+    adr_l   x1, secondary_mmu
+    ldp     x2, x3, [x1]                // MAIR_EL2, TCR_EL2
+    ldp     x4, x5, [x1, #16]           // TTBR0_EL2, SCTLR_EL2 (M, C, I, WXN set)
+    tst     x5, #SCTLR_M
+    b.eq    park                        // the boot CPU never published its MMU state
+    msr     mair_el2, x2
+    msr     tcr_el2, x3
+    msr     ttbr0_el2, x4
+    /*
+     * The TLB's contents after reset are UNKNOWN (Arm ARM D8.16, "TLB maintenance
+     * requirements ... at reset"): drop whatever it holds for EL2, locally, complete it,
+     * and synchronise the new controls before the MMU is enabled (D19.2.3).
+     */
+    isb
+    tlbi    alle2
+    dsb     nsh
+    isb
+    msr     sctlr_el2, x5
+    isb                                 // MMU on for the instructions after this
+    adr_l   x1, __secondary_stacks
+    mov     x2, #SECONDARY_STACK_STRIDE
+    madd    x1, x19, x2, x1             // this CPU's slot: guard page, then the stack
+    add     x1, x1, #SECONDARY_STACK_STRIDE
+    mov     sp, x1                      // top of this CPU's stack
     mov     x0, x19
-    bl      secondary_main              // never returns
+    bl      secondary_main              // (index, stack top); never returns
+    b       park
+
+/*
+ * A CPU whose vCPU is gone (guest PSCI CPU_OFF) restarts its EL2 stack from the top and
+ * goes back to the idle loop: x0 = its index, x1 = its stack top (cpus.rs).
+ */
+.global reset_stack_and_idle
+reset_stack_and_idle:
+    mov     sp, x1
+    bl      idle_after_reset            // never returns
     b       park
 
 /*

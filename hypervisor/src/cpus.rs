@@ -1,0 +1,337 @@
+//! The physical CPUs. The hypervisor owns every CPU the device tree lists: right after
+//! the boot CPU's EL2 MMU is on, it starts the others through firmware (PSCI CPU_ON into
+//! head.S `secondary_entry`), each turns its MMU on with the same tables and controls,
+//! reports itself (`hyp-cpu:`), and waits in [`idle`] for work: a probe the selftests run
+//! on every CPU, or a guest vCPU to run. A guest's CPU_ON and CPU_OFF move a vCPU onto and
+//! off such an idle CPU; the physical CPU never goes back to firmware.
+//!
+//! The system's features are the intersection of every CPU's (see
+//! [`CpuFeatures::common_with`]); a CPU that came up with less than the tables were built
+//! for lowers them for everyone before anything changes a table again.
+
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+
+use hypervisor::cpu_features::{self, CpuFeatures};
+use hypervisor::facts::{self, CpuOnline};
+use platform::info::{MAX_CPUS, PlatformInfo};
+use spin::Mutex;
+
+use crate::arch::sysreg::{self, read_sysreg};
+use crate::arch::{self, cache};
+
+/// Where a CPU is. Moves Absent -> Starting -> Idle <-> Busy; Absent again only if it
+/// never arrived.
+const ABSENT: u8 = 0;
+const STARTING: u8 = 1;
+const IDLE: u8 = 2;
+const BUSY: u8 = 3;
+
+/// Work for an idle CPU: `run(cpu index, args)`. A function that never returns (a guest
+/// vCPU) leaves the CPU busy until it comes back through [`idle_from_top_of_stack`].
+#[derive(Clone, Copy)]
+pub struct Work {
+    pub run: fn(usize, [u64; 2]) -> u64,
+    pub args: [u64; 2],
+}
+
+struct CpuSlot {
+    state: AtomicU8,
+    mpidr: AtomicU64,
+    /// SCTLR_EL2, ID registers: what it reported when it came up.
+    online: Mutex<Option<CpuOnline>>,
+    /// Its EL2 stack's top: a vCPU's traps save their frame just below it, and a CPU that
+    /// goes back to idle restarts from it.
+    stack_top: AtomicUsize,
+    work: Mutex<Option<Work>>,
+    result: AtomicU64,
+    done: AtomicBool,
+}
+
+impl CpuSlot {
+    const fn new() -> Self {
+        Self {
+            state: AtomicU8::new(ABSENT),
+            mpidr: AtomicU64::new(0),
+            online: Mutex::new(None),
+            stack_top: AtomicUsize::new(0),
+            work: Mutex::new(None),
+            result: AtomicU64::new(0),
+            done: AtomicBool::new(false),
+        }
+    }
+}
+
+static CPUS: [CpuSlot; MAX_CPUS] = [const { CpuSlot::new() }; MAX_CPUS];
+/// How many slots the device tree filled.
+static CPU_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// The boot CPU's EL2 translation controls, for the others to load before their MMU goes
+/// on: MAIR_EL2, TCR_EL2, TTBR0_EL2, SCTLR_EL2 (head.S reads them with the MMU off, as
+/// Device memory, so the boot CPU cleans them to the PoC before any CPU_ON).
+#[unsafe(export_name = "secondary_mmu")]
+static SECONDARY_MMU: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+
+/// How long a secondary CPU may take from CPU_ON to idle (TCG with several CPUs on a
+/// loaded host is the slow case): 2 s.
+const ARRIVAL_TIMEOUT_US: u64 = 2_000_000;
+
+/// MPIDR_EL1's affinity fields (Aff3, Aff2..Aff0).
+const MPIDR_AFFINITY: u64 = 0xff_00ff_ffff;
+
+unsafe extern "C" {
+    fn secondary_entry();
+    /// head.S: resets SP to `stack_top` and continues in [`idle_after_reset`].
+    fn reset_stack_and_idle(index: usize, stack_top: usize) -> !;
+    static __boot_stack_top: u8;
+    static __boot_stack_guard: u8;
+    static __secondary_stacks: u8;
+}
+
+/// One secondary CPU's stack slot (head.S SECONDARY_STACK_STRIDE, the linker script):
+/// a guard page, then the stack.
+const SECONDARY_STACK_STRIDE: u64 = 0x5000;
+const PAGE: u64 = 4096;
+
+/// The guard page under the EL2 stack of each of `cpus` CPUs, which the EL2 map leaves
+/// unmapped: an overflow then faults (and is reported) instead of overwriting the
+/// neighbour's stack or .bss.
+pub fn stack_guard_pages(cpus: usize) -> impl Iterator<Item = core::ops::Range<u64>> {
+    let boot = core::ptr::addr_of!(__boot_stack_guard) as u64;
+    let secondary = core::ptr::addr_of!(__secondary_stacks) as u64;
+    let slots = cpus.min(MAX_CPUS) as u64;
+    core::iter::once(boot..boot + PAGE).chain((0..slots).map(move |i| {
+        let guard = secondary + i * SECONDARY_STACK_STRIDE;
+        guard..guard + PAGE
+    }))
+}
+
+/// This CPU's affinity, as the device tree writes it.
+pub fn this_mpidr() -> u64 {
+    read_sysreg!("mpidr_el1") & MPIDR_AFFINITY
+}
+
+/// This CPU's index in the device tree's order, once [`bring_up`] registered it.
+pub fn this_cpu() -> Option<usize> {
+    let mpidr = this_mpidr();
+    (0..CPU_COUNT.load(Ordering::Acquire)).find(|&i| {
+        CPUS[i].state.load(Ordering::Acquire) != ABSENT
+            && CPUS[i].mpidr.load(Ordering::Relaxed) == mpidr
+    })
+}
+
+/// The stack top recorded for CPU `index`.
+pub fn stack_top(index: usize) -> usize {
+    CPUS[index].stack_top.load(Ordering::Acquire)
+}
+
+/// What this CPU reads back of itself.
+fn read_self(index: usize) -> CpuOnline {
+    CpuOnline {
+        index,
+        mpidr: this_mpidr(),
+        sctlr_el2: read_sysreg!("sctlr_el2"),
+        features: CpuFeatures::decode(&sysreg::id_registers()),
+    }
+}
+
+/// Records and prints this CPU's `hyp-cpu:` line.
+fn announce(index: usize) {
+    let me = read_self(index);
+    *CPUS[index].online.lock() = Some(me);
+    let mut line = arrayvec::ArrayString::<160>::new();
+    let _ = facts::write_cpu_line(&mut line, &me);
+    crate::console::write_raw(format_args!("{line}"));
+}
+
+/// Publishes the boot CPU's live EL2 translation controls for the secondaries and cleans
+/// them to the PoC: a CPU with its MMU off reads memory as Device-nGnRnE, around the
+/// caches (Arm ARM D8.2.10), so it would otherwise see zeros.
+fn publish_mmu_controls() {
+    let values = [
+        read_sysreg!("mair_el2"),
+        read_sysreg!("tcr_el2"),
+        read_sysreg!("ttbr0_el2"),
+        read_sysreg!("sctlr_el2"),
+    ];
+    for (slot, value) in SECONDARY_MMU.iter().zip(values) {
+        slot.store(value, Ordering::Relaxed);
+    }
+    let start = SECONDARY_MMU.as_ptr() as u64;
+    cache::clean_to_poc(start..start + core::mem::size_of_val(&SECONDARY_MMU) as u64);
+}
+
+/// Starts every CPU of the device tree with the EL2 MMU on; the boot CPU announces itself
+/// first. Returns the features every CPU that came up has. A CPU that does not arrive is
+/// reported and left out (a guest's CPU_ON for it fails).
+pub fn bring_up(info: &PlatformInfo<'_>) -> CpuFeatures {
+    let count = info.cpus.len().min(MAX_CPUS);
+    let boot_mpidr = this_mpidr();
+    for (slot, cpu) in CPUS.iter().zip(&info.cpus) {
+        slot.mpidr
+            .store(cpu.mpidr & MPIDR_AFFINITY, Ordering::Relaxed);
+    }
+    CPU_COUNT.store(count, Ordering::Release);
+    let Some(boot) = (0..count).find(|&i| CPUS[i].mpidr.load(Ordering::Relaxed) == boot_mpidr)
+    else {
+        log::error!("cpus: the boot CPU's MPIDR {boot_mpidr:#x} is not in the device tree");
+        crate::boot::stop_failure("the boot CPU is not in the device tree");
+    };
+    CPUS[boot].stack_top.store(
+        core::ptr::addr_of!(__boot_stack_top) as usize,
+        Ordering::Release,
+    );
+    CPUS[boot].state.store(BUSY, Ordering::Release);
+    announce(boot);
+
+    publish_mmu_controls();
+    let entry = secondary_entry as *const () as usize as u64;
+    for index in (0..count).filter(|&i| i != boot) {
+        let slot = &CPUS[index];
+        slot.state.store(STARTING, Ordering::Release);
+        let mpidr = slot.mpidr.load(Ordering::Relaxed);
+        if let Err(code) = arch::psci::cpu_on(mpidr, entry, index as u64) {
+            log::warn!("cpu{index} (MPIDR {mpidr:#x}): firmware CPU_ON failed ({code}); left out");
+            slot.state.store(ABSENT, Ordering::Release);
+            continue;
+        }
+        if !wait_until(
+            || slot.state.load(Ordering::Acquire) == IDLE,
+            ARRIVAL_TIMEOUT_US,
+        ) {
+            log::warn!("cpu{index} (MPIDR {mpidr:#x}): did not come up; left out");
+            slot.state.store(ABSENT, Ordering::Release);
+        }
+    }
+    let online: arrayvec::ArrayVec<CpuFeatures, MAX_CPUS> = (0..count)
+        .filter_map(|i| CPUS[i].online.lock().map(|cpu| cpu.features))
+        .collect();
+    let common = cpu_features::common_features(online.iter())
+        .unwrap_or(CpuFeatures::decode(&sysreg::id_registers()));
+    crate::console::write_raw(format_args!(
+        "hyp-facts: cpus_online={} common_bbm_level={} common_tlbi_range={}\n",
+        online.len(),
+        common.bbm_level,
+        u8::from(common.tlbi_range)
+    ));
+    common
+}
+
+/// Spins until `ready` or `timeout_us` passed (a counter deadline: a CPU that never
+/// arrives must not hang the boot).
+fn wait_until(ready: impl Fn() -> bool, timeout_us: u64) -> bool {
+    let frequency = sysreg::counter_frequency().max(1);
+    let start = sysreg::counter();
+    let ticks = timeout_us.saturating_mul(frequency) / 1_000_000;
+    while !ready() {
+        if sysreg::counter().wrapping_sub(start) > ticks {
+            return ready();
+        }
+        core::hint::spin_loop();
+    }
+    true
+}
+
+/// The indexes of the CPUs that came up.
+pub fn online() -> impl Iterator<Item = usize> {
+    (0..CPU_COUNT.load(Ordering::Acquire))
+        .filter(|&i| matches!(CPUS[i].state.load(Ordering::Acquire), IDLE | BUSY))
+}
+
+/// What CPU `index` reported when it came up.
+pub fn reported(index: usize) -> Option<CpuOnline> {
+    *CPUS.get(index)?.online.lock()
+}
+
+/// Hands `work` to the idle CPU `index`. Fails if it is not idle or already has work.
+pub fn post(index: usize, work: Work) -> Result<(), ()> {
+    let slot = CPUS.get(index).ok_or(())?;
+    // The idle CPU moves to BUSY under the same lock as it takes the work, so "idle with
+    // an empty mailbox" here means it will run exactly this.
+    let mut mailbox = slot.work.lock();
+    if slot.state.load(Ordering::Acquire) != IDLE || mailbox.is_some() {
+        return Err(());
+    }
+    slot.done.store(false, Ordering::Relaxed);
+    *mailbox = Some(work);
+    drop(mailbox);
+    // SAFETY: barrier and event only. DSB so the mailbox store is observable before the
+    // event wakes the idle CPU's WFE (Arm ARM D1.6.1, "Wait for Event": SEV is not
+    // ordered by memory barriers of its own).
+    unsafe { core::arch::asm!("dsb ish", "sev", options(nostack, preserves_flags)) };
+    Ok(())
+}
+
+/// Runs `work` on CPU `index` and waits for its result (the calling CPU's own index runs
+/// it directly). `None` if the CPU is not idle or does not answer within `timeout_us`.
+pub fn run_on(index: usize, work: Work, timeout_us: u64) -> Option<u64> {
+    if this_cpu() == Some(index) {
+        return Some((work.run)(index, work.args));
+    }
+    post(index, work).ok()?;
+    let slot = &CPUS[index];
+    wait_until(|| slot.done.load(Ordering::Acquire), timeout_us)
+        .then(|| slot.result.load(Ordering::Acquire))
+}
+
+/// A secondary CPU arrives here from head.S with its MMU on and its stack set.
+#[unsafe(no_mangle)]
+extern "C" fn secondary_main(index: usize, stack_top: usize) -> ! {
+    let Some(slot) = CPUS.get(index) else {
+        arch::halt()
+    };
+    if slot.state.load(Ordering::Acquire) != STARTING {
+        arch::halt();
+    }
+    slot.stack_top.store(stack_top, Ordering::Release);
+    announce(index);
+    idle(index)
+}
+
+/// The idle loop: wait (WFE) for work, run it, publish its result.
+fn idle(index: usize) -> ! {
+    let slot = &CPUS[index];
+    slot.state.store(IDLE, Ordering::Release);
+    loop {
+        let work = {
+            let mut mailbox = slot.work.lock();
+            let work = mailbox.take();
+            if work.is_some() {
+                slot.state.store(BUSY, Ordering::Release);
+            }
+            work
+        };
+        match work {
+            Some(work) => {
+                let result = (work.run)(index, work.args);
+                slot.result.store(result, Ordering::Relaxed);
+                slot.done.store(true, Ordering::Release);
+                slot.state.store(IDLE, Ordering::Release);
+            }
+            // SAFETY: waits for an event (a poster's SEV); no memory effect.
+            None => unsafe { core::arch::asm!("wfe", options(nostack, preserves_flags)) },
+        }
+    }
+}
+
+/// Leaves whatever this CPU was running (a vCPU that called CPU_OFF) and goes back to the
+/// idle loop from the top of its stack; `then` runs first on the fresh stack (it marks
+/// the vCPU off, now that the physical CPU can take it again).
+pub fn idle_from_top_of_stack(then: fn(usize)) -> ! {
+    let Some(index) = this_cpu() else {
+        arch::halt()
+    };
+    *AFTER_RESET[index].lock() = Some(then);
+    // SAFETY: the stack top is this CPU's own; nothing above the current frame is used
+    // again (the caller's frames are abandoned, as the vCPU is gone).
+    unsafe { reset_stack_and_idle(index, stack_top(index)) }
+}
+
+static AFTER_RESET: [Mutex<Option<fn(usize)>>; MAX_CPUS] = [const { Mutex::new(None) }; MAX_CPUS];
+
+#[unsafe(no_mangle)]
+extern "C" fn idle_after_reset(index: usize) -> ! {
+    if let Some(then) = AFTER_RESET[index].lock().take() {
+        then(index);
+    }
+    idle(index)
+}
