@@ -130,6 +130,77 @@ fn el2_crash_region_unmapped(crash: Option<PhysRange>) -> Outcome {
     Ok(())
 }
 
+/// What a CPU sees through its own EL2 MMU, one bit per check ([`probe_own_mmu`]).
+const PROBE_CONTROLS: u64 = 1 << 0;
+const PROBE_TEXT: u64 = 1 << 1;
+const PROBE_RAM: u64 = 1 << 2;
+const PROBE_CRASH_UNMAPPED: u64 = 1 << 3;
+const PROBE_GUARDS_UNMAPPED: u64 = 1 << 4;
+const PROBE_ALL: u64 = (1 << 5) - 1;
+const PROBE_NAMES: [&str; 5] = [
+    "SCTLR_EL2.{M,C,I,WXN} not all set",
+    "text not identity-readable, or writable",
+    "RAM (the pool) not identity-writable",
+    "the crash region translates",
+    "a stack guard page translates",
+];
+
+/// Runs on each CPU (as [`crate::cpus::Work`]): `args` = [pool base, crash base or 0].
+/// Every check goes through this CPU's own MMU and TLB with `AT`.
+fn probe_own_mmu(_cpu: usize, [pool, crash]: [u64; 2]) -> u64 {
+    const SCTLR_M_C_I_WXN: u64 = (1 << 0) | (1 << 2) | (1 << 12) | (1 << 19);
+    let sctlr = crate::arch::sysreg::read_sysreg!("sctlr_el2");
+    let text = probe_own_mmu as *const () as u64;
+    let mut passed = 0;
+    if sctlr & SCTLR_M_C_I_WXN == SCTLR_M_C_I_WXN {
+        passed |= PROBE_CONTROLS;
+    }
+    if at(text, false) == Some(text) && at(text, true).is_none() {
+        passed |= PROBE_TEXT;
+    }
+    if at(pool, true) == Some(pool) {
+        passed |= PROBE_RAM;
+    }
+    if crash == 0 || at(crash, false).is_none() {
+        passed |= PROBE_CRASH_UNMAPPED;
+    }
+    let cpus = crate::cpus::online().count().max(1);
+    if crate::cpus::stack_guard_pages(cpus).all(|guard| at(guard.start, false).is_none()) {
+        passed |= PROBE_GUARDS_UNMAPPED;
+    }
+    passed
+}
+
+/// Every CPU of the device tree is up and runs EL2 through the same live map: controls
+/// on, text W^X, RAM identity, crash region and stack guard pages unmapped, each checked
+/// by `AT S1E2R`/`S1E2W` on that CPU.
+fn el2_every_cpu_runs_the_mmu(
+    info: &PlatformInfo<'_>,
+    pool: PhysRange,
+    crash: Option<PhysRange>,
+) -> Outcome {
+    if crate::cpus::online().count() != info.cpus.len() {
+        return Err("not every CPU of the device tree is online");
+    }
+    let work = crate::cpus::Work {
+        run: probe_own_mmu,
+        args: [pool.base, crash.map_or(0, |c| c.base)],
+    };
+    for cpu in crate::cpus::online() {
+        let passed = crate::cpus::run_on(cpu, work, 1_000_000).ok_or("a CPU did not answer")?;
+        if let Some(bit) = (0..PROBE_NAMES.len()).find(|&bit| passed & (1 << bit) == 0) {
+            log::error!("cpu{cpu}: {}", PROBE_NAMES[bit]);
+            return Err(PROBE_NAMES[bit]);
+        }
+        debug_assert_eq!(passed, PROBE_ALL);
+        let reported = crate::cpus::reported(cpu).ok_or("a CPU did not report itself")?;
+        if !(reported.mmu_on() && reported.dcache_on() && reported.icache_on()) {
+            return Err("a CPU's hyp-cpu line reports its MMU or caches off");
+        }
+    }
+    Ok(())
+}
+
 /// The heap grows past its first chunk with 2M leaves.
 fn el2_heap_grows_with_2m_blocks() -> Outcome {
     let (before, _) = crate::mm::heap::stats();
@@ -371,6 +442,10 @@ pub fn run(info: &PlatformInfo<'_>, pool: PhysRange, crash: Option<PhysRange>) -
     let image = crate::run::image_range();
     let results = [
         report("el2_at_translations", el2_at_translations(pool)),
+        report(
+            "el2_every_cpu_runs_the_mmu",
+            el2_every_cpu_runs_the_mmu(info, pool, crash),
+        ),
         report("el2_rodata_write_faults", el2_rodata_write_faults()),
         report("el2_data_fetch_faults", el2_data_fetch_faults()),
         report(
