@@ -90,3 +90,52 @@ pub fn run(name: &str, args: &[&str]) -> Run {
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
+
+/// QEMU's own DTB for the default machine (`-cpu max -smp 2 -m 2G`), as DTS text, and
+/// the folder to write variants to.
+pub fn qemu_dts(name: &str) -> (PathBuf, String) {
+    let dir = repo_root().join("target").join("qemu-tests");
+    std::fs::create_dir_all(&dir).expect("target dir");
+    let dtb = dir.join(format!("{name}-orig.dtb"));
+    let status = Command::new("qemu-system-aarch64")
+        .args(["-machine"])
+        .arg(format!(
+            "virt,virtualization=on,gic-version=3,dumpdtb={}",
+            dtb.display()
+        ))
+        .args([
+            "-cpu",
+            "max",
+            "-smp",
+            "2",
+            "-m",
+            "2G",
+            "-nographic",
+            "-nic",
+            "none",
+        ])
+        .status()
+        .expect("run qemu-system-aarch64");
+    assert!(status.success(), "dumpdtb failed");
+    let dts = Command::new("dtc")
+        .args(["-q", "-I", "dtb", "-O", "dts"])
+        .arg(&dtb)
+        .output()
+        .expect("run dtc");
+    assert!(dts.status.success(), "dtc failed");
+    (dir, String::from_utf8_lossy(&dts.stdout).into_owned())
+}
+
+pub fn compile_dts(dir: &Path, name: &str, dts: &str) -> PathBuf {
+    let source = dir.join(format!("{name}.dts"));
+    let out = dir.join(format!("{name}.dtb"));
+    std::fs::write(&source, dts).expect("write dts");
+    let status = Command::new("dtc")
+        .args(["-q", "-I", "dts", "-O", "dtb", "-o"])
+        .arg(&out)
+        .arg(&source)
+        .status()
+        .expect("dtc");
+    assert!(status.success(), "dtc could not compile {name}");
+    out
+}

@@ -1,57 +1,7 @@
 //! A device tree the hypervisor cannot accept gives a clear error on the console (when
 //! the DT still names one) and a failure exit, never a hang.
 
-use qemu_tests::{repo_root, run};
-use std::path::PathBuf;
-use std::process::Command;
-
-/// QEMU's own DTB for the default machine, as DTS text.
-fn qemu_dts(name: &str) -> (PathBuf, String) {
-    let dir = repo_root().join("target").join("qemu-tests");
-    std::fs::create_dir_all(&dir).expect("target dir");
-    let dtb = dir.join(format!("{name}-orig.dtb"));
-    let status = Command::new("qemu-system-aarch64")
-        .args(["-machine"])
-        .arg(format!(
-            "virt,virtualization=on,gic-version=3,dumpdtb={}",
-            dtb.display()
-        ))
-        .args([
-            "-cpu",
-            "max",
-            "-smp",
-            "2",
-            "-m",
-            "2G",
-            "-nographic",
-            "-nic",
-            "none",
-        ])
-        .status()
-        .expect("run qemu-system-aarch64");
-    assert!(status.success(), "dumpdtb failed");
-    let dts = Command::new("dtc")
-        .args(["-q", "-I", "dtb", "-O", "dts"])
-        .arg(&dtb)
-        .output()
-        .expect("run dtc");
-    assert!(dts.status.success(), "dtc failed");
-    (dir, String::from_utf8_lossy(&dts.stdout).into_owned())
-}
-
-fn compile(dir: &std::path::Path, name: &str, dts: &str) -> PathBuf {
-    let source = dir.join(format!("{name}.dts"));
-    let out = dir.join(format!("{name}.dtb"));
-    std::fs::write(&source, dts).expect("write dts");
-    let status = Command::new("dtc")
-        .args(["-q", "-I", "dts", "-O", "dtb", "-o"])
-        .arg(&out)
-        .arg(&source)
-        .status()
-        .expect("dtc");
-    assert!(status.success(), "dtc could not compile {name}");
-    out
-}
+use qemu_tests::{compile_dts as compile, qemu_dts, run};
 
 #[test]
 fn overlapping_reservations_are_reported_and_fail_the_run() {

@@ -82,11 +82,15 @@ pub fn map_flags(args: &HypervisorArgs) -> MapFlags {
     }
 }
 
+/// Holes in the RAM mapping: the image (mapped by section), the crash region and every
+/// `no-map` reservation.
+const MAX_HOLES: usize = platform::info::MAX_RESERVED + 2;
+
 /// `range` minus `holes` (each hole inside or outside it), in order.
-fn subtract(range: Range<u64>, holes: &[Range<u64>]) -> ArrayVec<Range<u64>, 16> {
+fn subtract(range: Range<u64>, holes: &[Range<u64>]) -> ArrayVec<Range<u64>, { MAX_HOLES + 1 }> {
     let mut pieces = ArrayVec::new();
     let mut cursor = range.start;
-    let mut sorted: ArrayVec<Range<u64>, 8> = holes
+    let mut sorted: ArrayVec<Range<u64>, MAX_HOLES> = holes
         .iter()
         .filter(|h| h.start < range.end && range.start < h.end)
         .cloned()
@@ -128,10 +132,16 @@ pub fn build(
     let image = image_sections();
     let image_range = image.text.start..image.writable.end;
     let crash_range = crash.map(|c| page_round(&c));
-    let mut holes: ArrayVec<Range<u64>, 8> = ArrayVec::new();
+    let mut holes: ArrayVec<Range<u64>, MAX_HOLES> = ArrayVec::new();
     holes.push(image_range.clone());
     if let Some(crash) = crash_range.clone() {
         holes.push(crash);
+    }
+    // `no-map` (devicetree reserved-memory binding): the OS must not map it at all, not
+    // even for speculative accesses. It is typically a secure or firmware carve-out,
+    // where a speculative cacheable access can raise an SError or leave a line behind.
+    for reserved in info.reserved.iter().filter(|r| r.no_map) {
+        holes.push(page_round(&reserved.range));
     }
     let rw = Attributes::RW;
     for bank in &info.memory {
