@@ -252,7 +252,7 @@ pub fn boot_guest(
         vttbr,
         midr: ids.midr,
         cpus: info.cpus.iter().map(|c| c.mpidr).collect(),
-        ram: layout.guest_ram.iter().copied().take(16).collect(),
+        ram: layout.guest_ram.clone(),
         host: HostMemoryMap {
             image: Some(run::image_range()),
             pool: Some(layout.pool),

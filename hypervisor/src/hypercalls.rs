@@ -8,6 +8,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use hypervisor::change_window::ChangeWindow;
 use hypervisor::hypercall::{self, Hypercall, Permissions, StatsGroup};
 use hypervisor::inject::SyncException;
+use hypervisor::memory_plan::MAX_GUEST_RAM_RANGES;
 use pgtable::{Access, Attributes, MemoryType};
 use platform::info::PhysRange;
 
@@ -38,8 +39,11 @@ fn permissions(access: Access) -> Permissions {
     }
 }
 
-fn ram_pairs(ram: &[PhysRange]) -> arrayvec::ArrayVec<(u64, u64), 16> {
-    ram.iter().map(|r| (r.base, r.size)).take(16).collect()
+fn ram_pairs(ram: &[PhysRange]) -> arrayvec::ArrayVec<(u64, u64), MAX_GUEST_RAM_RANGES> {
+    ram.iter()
+        .map(|r| (r.base, r.size))
+        .take(MAX_GUEST_RAM_RANGES)
+        .collect()
 }
 
 /// Runs a decoded call for the guest whose RAM is `ram`; returns x0..x3.

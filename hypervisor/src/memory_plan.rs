@@ -8,6 +8,9 @@ use platform::info::PhysRange;
 
 /// Most disjoint free ranges tracked (RAM banks split by exclusions).
 pub const MAX_FREE_RANGES: usize = 64;
+/// Most disjoint ranges of guest RAM: the one limit the layout, the guest's stage 2, its
+/// hypercalls and its fault handling all use.
+pub const MAX_GUEST_RAM_RANGES: usize = MAX_FREE_RANGES;
 /// Most excluded ranges considered.
 pub const MAX_EXCLUSIONS: usize = 64;
 
@@ -205,44 +208,71 @@ fn highest_fit(free: &[PhysRange], size: u64, limit: u64) -> Option<PhysRange> {
 }
 
 /// RAM minus the exclusions, shrunk inward to whole pages, sorted by base. Ranges beyond
-/// [`MAX_FREE_RANGES`] are dropped (counted by the caller as lost, never overlapped).
+/// [`MAX_FREE_RANGES`] are dropped: fine for choosing where something goes, never for
+/// what a guest is given (see [`plan_layout`], which refuses instead).
 /// More than [`MAX_EXCLUSIONS`] exclusions cannot be considered: then nothing is free.
 pub fn free_ranges(
     ram: &[PhysRange],
     exclusions: &[Exclusion],
 ) -> ArrayVec<PhysRange, MAX_FREE_RANGES> {
+    match collect_free_ranges(ram, exclusions) {
+        Ok(free) | Err(FreeRangesOverflow { kept: free }) => free,
+    }
+}
+
+/// [`free_ranges`] that were cut short at [`MAX_FREE_RANGES`].
+struct FreeRangesOverflow {
+    kept: ArrayVec<PhysRange, MAX_FREE_RANGES>,
+}
+
+fn collect_free_ranges(
+    ram: &[PhysRange],
+    exclusions: &[Exclusion],
+) -> Result<ArrayVec<PhysRange, MAX_FREE_RANGES>, FreeRangesOverflow> {
     if exclusions.len() > MAX_EXCLUSIONS {
-        return ArrayVec::new();
+        return Ok(ArrayVec::new());
     }
     let mut sorted: ArrayVec<PhysRange, MAX_EXCLUSIONS> =
         exclusions.iter().map(|e| e.range).collect();
     sorted.sort_unstable_by_key(|r| r.base);
     let mut free = ArrayVec::new();
+    let mut complete = true;
     let mut banks: ArrayVec<PhysRange, MAX_FREE_RANGES> =
         ram.iter().copied().take(MAX_FREE_RANGES).collect();
+    complete &= banks.len() == ram.len();
     banks.sort_unstable_by_key(|r| r.base);
     for bank in &banks {
         let mut cursor = bank.base;
         for excluded in sorted.iter().filter(|e| e.overlaps(bank)) {
-            push_page_aligned(&mut free, cursor, excluded.base.min(bank.end()));
+            complete &= push_page_aligned(&mut free, cursor, excluded.base.min(bank.end()));
             cursor = cursor.max(excluded.end());
         }
-        push_page_aligned(&mut free, cursor, bank.end());
+        complete &= push_page_aligned(&mut free, cursor, bank.end());
     }
-    free
+    if complete {
+        Ok(free)
+    } else {
+        Err(FreeRangesOverflow { kept: free })
+    }
 }
 
-fn push_page_aligned(free: &mut ArrayVec<PhysRange, MAX_FREE_RANGES>, start: u64, end: u64) {
+/// Adds `[start, end)` shrunk to whole pages; `false` if it did not fit.
+fn push_page_aligned(
+    free: &mut ArrayVec<PhysRange, MAX_FREE_RANGES>,
+    start: u64,
+    end: u64,
+) -> bool {
     let Some(start) = align_up(start, PAGE_SIZE) else {
-        return;
+        return true;
     };
     let end = align_down(end, PAGE_SIZE);
-    if end > start {
-        let _ = free.try_push(PhysRange {
-            base: start,
-            size: end - start,
-        });
-    }
+    end <= start
+        || free
+            .try_push(PhysRange {
+                base: start,
+                size: end - start,
+            })
+            .is_ok()
 }
 
 /// The hypervisor's own pool (page tables, heap, stacks): 1/32 of RAM, at least 32 MiB
@@ -265,7 +295,7 @@ pub struct Layout {
     /// Guest RAM (identity mapped): RAM minus the image, the DTB, the pool and the crash
     /// region. Modules and firmware reservations stay inside: the guest boots from the
     /// modules and its device tree carries the reservations.
-    pub guest_ram: ArrayVec<PhysRange, MAX_FREE_RANGES>,
+    pub guest_ram: ArrayVec<PhysRange, MAX_GUEST_RAM_RANGES>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -274,6 +304,9 @@ pub enum LayoutError {
     NoRoomForPool { size: u64 },
     /// More exclusions than the layout can hold beside the pool and the crash region.
     TooManyExclusions { count: usize, limit: usize },
+    /// The guest's RAM would be more disjoint ranges than every path that handles guest
+    /// RAM can hold ([`MAX_GUEST_RAM_RANGES`]): refused rather than half given.
+    TooManyGuestRamRanges { limit: usize },
 }
 
 impl fmt::Display for LayoutError {
@@ -288,6 +321,10 @@ impl fmt::Display for LayoutError {
             Self::TooManyExclusions { count, limit } => write!(
                 f,
                 "{count} excluded ranges, more than the {limit} the memory layout can consider"
+            ),
+            Self::TooManyGuestRamRanges { limit } => write!(
+                f,
+                "the guest's RAM would be more than {limit} disjoint ranges (too many memory banks or reservations)"
             ),
         }
     }
@@ -348,7 +385,11 @@ pub fn plan_layout(
             kind: ExclusionKind::CrashRegion,
         });
     }
-    let guest_ram = free_ranges(ram, &hypervisor_owned);
+    let guest_ram = collect_free_ranges(ram, &hypervisor_owned).map_err(|_| {
+        LayoutError::TooManyGuestRamRanges {
+            limit: MAX_GUEST_RAM_RANGES,
+        }
+    })?;
     Ok(Layout {
         pool,
         crash,
@@ -548,6 +589,34 @@ mod tests {
         assert_eq!(
             plan_layout(&ram, &[], None),
             Err(LayoutError::NoRoomForPool { size: 32 * MIB })
+        );
+    }
+
+    /// Guest RAM cut into more pieces than the guest's paths can hold is refused: it used
+    /// to come back with the pieces beyond the limit silently dropped (and the hypervisor
+    /// kept only the first 16 of those for the guest's hypercalls and faults).
+    #[test]
+    fn guest_ram_in_too_many_pieces_is_refused_not_half_given() {
+        // Four 512 MiB banks, exclusions inside them (never at a bank's start): each bank
+        // gives one piece more than it holds exclusions.
+        let ram: Vec<PhysRange> = (0..4).map(|i| range((2 + i) * GIB, GIB / 2)).collect();
+        let excluded_in_banks = |count: usize| -> Vec<Exclusion> {
+            (0..count as u64)
+                .map(|i| Exclusion {
+                    range: range((2 + i % 4) * GIB + (1 + i / 4) * 8 * MIB, MIB),
+                    kind: ExclusionKind::DeviceTree,
+                })
+                .collect()
+        };
+        let fits = excluded_in_banks(MAX_GUEST_RAM_RANGES - 8);
+        let layout = plan_layout(&ram, &fits, None).expect("below the limit");
+        assert!(layout.guest_ram.len() >= MAX_GUEST_RAM_RANGES - 4);
+        let too_many = excluded_in_banks(MAX_EXCLUSIONS - 2);
+        assert_eq!(
+            plan_layout(&ram, &too_many, None),
+            Err(LayoutError::TooManyGuestRamRanges {
+                limit: MAX_GUEST_RAM_RANGES
+            })
         );
     }
 

@@ -7,6 +7,7 @@ use arrayvec::ArrayVec;
 use hypervisor::esr::{Esr, ExceptionClass};
 use hypervisor::foreign_access::{ForeignAccessTally, HostMemoryMap};
 use hypervisor::inject::{self, GuestState, SyncException};
+use hypervisor::memory_plan::MAX_GUEST_RAM_RANGES;
 use hypervisor::psci::{self, CpuPowerState, Followup, PsciPlatform};
 use hypervisor::smccc::{self, FunctionId};
 use hypervisor::trap_frame::TrapFrame;
@@ -26,7 +27,7 @@ pub struct GuestConfig {
     /// MPIDR affinity of each CPU, by index (the DT's order).
     pub cpus: ArrayVec<u64, MAX_CPUS>,
     /// The guest's RAM (identity mapped).
-    pub ram: ArrayVec<PhysRange, 16>,
+    pub ram: ArrayVec<PhysRange, MAX_GUEST_RAM_RANGES>,
     /// The host's memory, to name what a guest access outside its memory was after.
     pub host: HostMemoryMap,
 }
