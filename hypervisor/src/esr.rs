@@ -100,9 +100,40 @@ impl Esr {
         (self.0 & 0x3f) as u8
     }
 
-    /// For data aborts: WnR, ISS[6] (the access was a write).
+    /// For data aborts: WnR, ISS[6] (the access was a write). It reads 1 for a cache
+    /// maintenance instruction ([`Esr::cache_maintenance`]) and for a fault on a stage-1
+    /// table walk is not about the walk ([`Esr::stage1_walk`]), so it alone does not
+    /// say what the faulting access needed (see [`crate::stage2_fault`]).
     pub fn is_write(self) -> bool {
         self.0 & (1 << 6) != 0
+    }
+
+    /// For instruction and data aborts: S1PTW, ISS[7]. The fault was on the stage-2
+    /// translation of an address a stage-1 table walk accessed (a descriptor read, or a
+    /// hardware Access-flag/dirty-state update), not on the access itself.
+    pub fn stage1_walk(self) -> bool {
+        self.0 & (1 << 7) != 0
+    }
+
+    /// For data aborts: CM, ISS[8]. The abort came from a cache maintenance (DC/IC by VA)
+    /// or address translation (AT) instruction; WnR then reads 1 whatever the
+    /// instruction needed (Arm ARM, ESR_ELx "ISS encoding for an exception from a Data
+    /// Abort", CM and WnR).
+    pub fn cache_maintenance(self) -> bool {
+        self.0 & (1 << 8) != 0
+    }
+
+    /// For instruction and data aborts: FnV, ISS[10]. FAR_ELx does not hold the faulting
+    /// address. Only a synchronous external abort (FSC 0b010000) may set it; RES0
+    /// otherwise.
+    pub fn far_not_valid(self) -> bool {
+        self.0 & (1 << 10) != 0
+    }
+
+    /// For data aborts: ISV, ISS[24]. ISS[23:14] (SAS, SSE, SRT, SF, AR) describe the
+    /// faulting load or store, as needed to emulate it.
+    pub fn syndrome_valid(self) -> bool {
+        self.0 & (1 << 24) != 0
     }
 
     fn is_abort(self) -> bool {
@@ -149,7 +180,16 @@ impl fmt::Display for Esr {
                 write!(f, " level {}", fsc & 3)?;
             }
             if matches!(class.0, 0x24 | 0x25) {
-                f.write_str(if self.is_write() { ", write" } else { ", read" })?;
+                f.write_str(if self.cache_maintenance() {
+                    ", cache maintenance"
+                } else if self.is_write() {
+                    ", write"
+                } else {
+                    ", read"
+                })?;
+            }
+            if self.stage1_walk() {
+                f.write_str(", on a stage-1 table walk")?;
             }
         }
         f.write_str(")")
@@ -183,6 +223,27 @@ mod tests {
         for ec in 0..64u8 {
             assert!(!ExceptionClass(ec).name().is_empty());
         }
+    }
+
+    #[test]
+    fn abort_flags_are_decoded_and_named() {
+        // Data abort from a lower EL, ISV, FnV, CM, S1PTW, WnR, permission fault level 3.
+        let esr = Esr(0x9300_05cf);
+        assert!(esr.syndrome_valid());
+        assert!(esr.far_not_valid());
+        assert!(esr.cache_maintenance());
+        assert!(esr.stage1_walk());
+        assert!(esr.is_write());
+        assert!(
+            format!("{esr}")
+                .ends_with("permission fault level 3, cache maintenance, on a stage-1 table walk)")
+        );
+        let plain = Esr(0x9200_0007);
+        assert!(!plain.syndrome_valid());
+        assert!(!plain.far_not_valid());
+        assert!(!plain.cache_maintenance());
+        assert!(!plain.stage1_walk());
+        assert!(format!("{plain}").ends_with("translation fault level 3, read)"));
     }
 
     #[test]

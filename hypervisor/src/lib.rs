@@ -20,5 +20,6 @@ pub mod memory_plan;
 pub mod outcome;
 pub mod psci;
 pub mod smccc;
+pub mod stage2_fault;
 pub mod tlbi_range;
 pub mod trap_frame;
