@@ -7,8 +7,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use hypervisor::change_window::ChangeWindow;
 use hypervisor::hypercall::{self, Hypercall, Permissions, StatsGroup};
-use hypervisor::inject::SyncException;
 use hypervisor::memory_plan::MAX_GUEST_RAM_RANGES;
+use hypervisor::stage2_fault::AccessKind;
 use pgtable::{Access, Attributes, MemoryType};
 use platform::info::PhysRange;
 
@@ -142,17 +142,20 @@ pub fn handle(call: Hypercall, ram: &[PhysRange]) -> [u64; 4] {
 pub enum FaultAction {
     /// Return to the guest: it re-executes the access against the finished tables.
     Retry,
-    /// The current permissions forbid the access: inject this.
-    Inject(SyncException),
+    /// The current permissions forbid the access: inject a permission fault with this
+    /// fault status code.
+    InjectPermissionFault { fsc: u64 },
 }
 
-/// Decides about a stage-2 translation or permission fault in guest RAM.
+/// Decides about a stage-2 translation or permission fault in guest RAM. `access` is
+/// what the faulting access needed (`hypervisor::stage2_fault`: a stage-1 walk is never
+/// an execute, a cache maintenance instruction's WnR does not make it a write).
 pub fn guest_ram_fault(
     ipa: u64,
     far: u64,
     fsc_reported: u8,
-    write: bool,
-    instruction: bool,
+    level_reported: u8,
+    access: AccessKind,
 ) -> FaultAction {
     // A change covering the address may be between break and make: wait for it.
     CHANGE_WINDOW.wait_while_covering(ipa);
@@ -161,17 +164,7 @@ pub fn guest_ram_fault(
         stage2
             .as_ref()
             .and_then(|table| table.query(ipa))
-            .map(|leaf| {
-                let access = leaf.attrs.access;
-                let allowed = if instruction {
-                    access.contains(Access::EXECUTE)
-                } else if write {
-                    access.contains(Access::WRITE)
-                } else {
-                    access.contains(Access::READ)
-                };
-                (allowed, leaf.level)
-            })
+            .map(|leaf| (access.allowed_by(leaf.attrs.access), leaf.level))
     };
     match current {
         // Guest RAM is always mapped: a fault the current entry does not explain came
@@ -188,14 +181,11 @@ pub fn guest_ram_fault(
             let fsc = permission_fault(level);
             if fsc != u64::from(fsc_reported) {
                 log::debug!(
-                    "stage-2 fault at {ipa:#x}: reported FSC {fsc_reported:#x}, injecting {fsc:#x}"
+                    "stage-2 fault at {ipa:#x} (VA {far:#x}): reported FSC {fsc_reported:#x} \
+                     (level {level_reported}), injecting {fsc:#x}"
                 );
             }
-            FaultAction::Inject(if instruction {
-                SyncException::InstructionAbort { far, fsc }
-            } else {
-                SyncException::DataAbort { far, fsc, write }
-            })
+            FaultAction::InjectPermissionFault { fsc }
         }
     }
 }

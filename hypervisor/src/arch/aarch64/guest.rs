@@ -1,7 +1,7 @@
 //! Running the guest: per-CPU vCPU state, first entry, and the handling of synchronous
 //! traps from EL1 (SMCCC calls, stage-2 aborts, anything unexpected).
 
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use arrayvec::ArrayVec;
 use hypervisor::esr::{Esr, ExceptionClass};
@@ -10,6 +10,7 @@ use hypervisor::inject::{self, GuestState, SyncException};
 use hypervisor::memory_plan::MAX_GUEST_RAM_RANGES;
 use hypervisor::psci::{self, CpuPowerState, Followup, PsciPlatform};
 use hypervisor::smccc::{self, FunctionId};
+use hypervisor::stage2_fault::{self, FaultIpa, Stage2Fault};
 use hypervisor::trap_frame::TrapFrame;
 use platform::info::{MAX_CPUS, PhysRange};
 use spin::Once;
@@ -138,6 +139,9 @@ impl PsciPlatform for Firmware<'_> {
 
 /// A synchronous trap from the guest (EL1 or EL0, AArch64).
 pub fn handle_sync(frame: &mut TrapFrame, esr: Esr, far: u64) {
+    if retry_guest_tlb_conflict(esr) {
+        return;
+    }
     let Some(config) = CONFIG.get() else {
         boot::stop_failure("a guest trap arrived before the guest was configured");
     };
@@ -170,8 +174,10 @@ fn smccc_call(config: &GuestConfig, frame: &mut TrapFrame) {
         Some(Followup::CpuOff) => cpus::idle_from_top_of_stack(vcpu_is_off),
         Some(Followup::SystemOff) => {
             log::info!(
-                "guest: PSCI SYSTEM_OFF ({} stage-2 fault(s) retried)",
-                crate::hypercalls::retried_faults()
+                "guest: PSCI SYSTEM_OFF ({} stage-2 fault(s) retried, {} TLB conflict abort(s) at EL2, {} from the guest)",
+                crate::hypercalls::retried_faults(),
+                super::trap::el2_tlb_conflicts(),
+                guest_tlb_conflicts()
             );
             crate::console::write_raw(format_args!("foreign-access: {FOREIGN_ACCESSES}\n"));
             boot::stop(hypervisor::outcome::Outcome::Success);
@@ -197,17 +203,54 @@ fn smccc_call(config: &GuestConfig, frame: &mut TrapFrame) {
 static FOREIGN_ACCESSES: ForeignAccessTally = ForeignAccessTally::new();
 
 fn stage2_abort(config: &GuestConfig, frame: &mut TrapFrame, esr: Esr, far: u64) {
-    let hpfar = read_sysreg!("hpfar_el2");
-    // HPFAR_EL2.FIPA holds IPA[51:12] in bits [43:4]; the page offset comes from FAR_EL2.
-    let ipa = ((hpfar >> 4) << 12) | (far & 0xfff);
-    let fsc = esr.fault_status();
-    let translation_or_permission = matches!(fsc, 0x04..=0x07 | 0x0c..=0x0f);
-    if translation_or_permission && config.ram.iter().any(|r| r.contains(ipa)) {
+    let Some(fault) = stage2_fault::classify(esr) else {
+        inject_into_guest(frame, SyncException::Undefined);
+        return;
+    };
+    let Some(access) = fault.access() else {
+        // Only a TLB conflict has no access, and `handle_sync` retried those already.
+        return;
+    };
+    let ipa = match fault.ipa() {
+        FaultIpa::Hpfar => {
+            stage2_fault::ipa_from_hpfar(read_sysreg!("hpfar_el2"), far, access.stage1_walk)
+        }
+        FaultIpa::TranslateFar => match translate_guest_va(far) {
+            Some(ipa) => ipa,
+            // The guest's stage 1 changed since the fault: let it run into it again.
+            None => return,
+        },
+        FaultIpa::Unknown => {
+            log::warn!(
+                "guest {esr} at {:#x} (VA {far:#x}): injecting it",
+                frame.elr
+            );
+            inject_external_abort(frame, esr, far);
+            return;
+        }
+    };
+    let in_guest_ram = config.ram.iter().any(|r| r.contains(ipa));
+    if in_guest_ram
+        && let Stage2Fault::Translation { level, .. } | Stage2Fault::Permission { level, .. } =
+            fault
+    {
+        let fsc = esr.fault_status();
         let instruction = esr.class() == ExceptionClass::INSTR_ABORT_LOWER;
-        match crate::hypercalls::guest_ram_fault(ipa, far, fsc, esr.is_write(), instruction) {
+        match crate::hypercalls::guest_ram_fault(ipa, far, fsc, level, access.kind) {
             crate::hypercalls::FaultAction::Retry => {}
-            crate::hypercalls::FaultAction::Inject(exception) => {
-                inject_into_guest(frame, exception)
+            crate::hypercalls::FaultAction::InjectPermissionFault { fsc } => {
+                inject_into_guest(
+                    frame,
+                    if instruction {
+                        SyncException::InstructionAbort { far, fsc }
+                    } else {
+                        SyncException::DataAbort {
+                            far,
+                            fsc,
+                            write: esr.is_write(),
+                        }
+                    },
+                );
             }
         }
         return;
@@ -222,6 +265,75 @@ fn stage2_abort(config: &GuestConfig, frame: &mut TrapFrame, esr: Esr, far: u64)
             target.key()
         );
     }
+    inject_external_abort(frame, esr, far);
+}
+
+/// A TLB conflict abort from the guest (Arm ARM: possible under FEAT_BBM level 1/2 until
+/// the old entry is invalidated, IHYQMB): nothing is wrong with the guest's access, so it
+/// is never injected. HPFAR_EL2 is not valid for it, so this PE's entries of the whole
+/// VMID (the current VTTBR_EL2's) go, and the guest retries. `false` for anything else.
+/// Needs no guest configuration, so the selftests can take this path before the guest
+/// starts.
+pub fn retry_guest_tlb_conflict(esr: Esr) -> bool {
+    if stage2_fault::classify(esr) != Some(Stage2Fault::TlbConflict) {
+        return false;
+    }
+    invalidate_vmid_locally();
+    GUEST_TLB_CONFLICTS.fetch_add(1, Ordering::Relaxed);
+    true
+}
+
+/// Guest TLB conflict aborts handled (invalidated and retried, never injected).
+static GUEST_TLB_CONFLICTS: AtomicU64 = AtomicU64::new(0);
+
+pub fn guest_tlb_conflicts() -> u64 {
+    GUEST_TLB_CONFLICTS.load(Ordering::Relaxed)
+}
+
+/// Drops this PE's stage-1 and stage-2 TLB entries of the current VMID: enough for a
+/// conflict abort, which is about this PE's TLB only.
+fn invalidate_vmid_locally() {
+    // SAFETY: TLB maintenance and barriers only. DSB NSH completes the invalidation on
+    // this PE before the ISB and the ERET that retries the access (Arm ARM: a TLBI is
+    // only guaranteed complete after a DSB; non-shareable suffices for a local TLBI).
+    unsafe {
+        core::arch::asm!(
+            "tlbi vmalls12e1",
+            "dsb nsh",
+            "isb",
+            options(nostack, preserves_flags)
+        )
+    };
+}
+
+/// The IPA the guest's stage 1 gives `va` now (`AT S1E1R`: stage 1 of the EL1&0 regime
+/// only, so PAR_EL1 holds an IPA), for the faults whose HPFAR_EL2 is not valid. PAR_EL1
+/// is the guest's register, so it is put back (KVM's `__translate_far_to_hpfar` does the
+/// same). `None` if the translation fails now.
+fn translate_guest_va(va: u64) -> Option<u64> {
+    let saved = read_sysreg!("par_el1");
+    let par: u64;
+    // SAFETY: an address translation only reads the guest's tables and writes PAR_EL1,
+    // which is restored below; the ISB makes the result visible to the MRS (Arm ARM:
+    // PAR_EL1 is only guaranteed updated after a context synchronisation event).
+    unsafe {
+        core::arch::asm!(
+            "at s1e1r, {va}",
+            "isb",
+            "mrs {par}, par_el1",
+            va = in(reg) va,
+            par = out(reg) par,
+            options(nostack, preserves_flags)
+        )
+    };
+    write_sysreg!("par_el1", saved);
+    const PAR_F: u64 = 1;
+    const PAR_PA: u64 = 0x000f_ffff_ffff_f000;
+    (par & PAR_F == 0).then_some((par & PAR_PA) | (va & 0xfff))
+}
+
+/// Injects a synchronous external abort of the kind the guest took.
+fn inject_external_abort(frame: &mut TrapFrame, esr: Esr, far: u64) {
     let exception = if esr.class() == ExceptionClass::DATA_ABORT_LOWER {
         SyncException::DataAbort {
             far,

@@ -9,6 +9,7 @@ mod runner;
 mod secondary;
 mod stress;
 mod tests;
+mod walk_faults;
 
 use core::panic::PanicInfo;
 

@@ -25,6 +25,10 @@ pub const TESTS: &[(&str, Test)] = &[
     ("protect_readonly_page", protect_readonly_page),
     ("restore_collapses", restore_collapses),
     ("execute_never", execute_never),
+    (
+        "stage1_walk_faults_reach_the_guest",
+        super::walk_faults::stage1_walk_faults_reach_the_guest,
+    ),
     ("hostile_arguments", hostile_arguments),
     ("isolation_outside_ram", isolation_outside_ram),
     (
