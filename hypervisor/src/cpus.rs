@@ -1,9 +1,13 @@
 //! The physical CPUs. The hypervisor owns every CPU the device tree lists: right after
-//! the boot CPU's EL2 MMU is on, it starts the others through firmware (PSCI CPU_ON into
-//! head.S `secondary_entry`), each turns its MMU on with the same tables and controls,
-//! reports itself (`hyp-cpu:`), and waits in [`idle`] for work: a probe the selftests run
-//! on every CPU, or a guest vCPU to run. A guest's CPU_ON and CPU_OFF move a vCPU onto and
-//! off such an idle CPU; the physical CPU never goes back to firmware.
+//! the boot CPU's EL2 MMU is on, it starts each of the others once through firmware
+//! (PSCI CPU_ON into head.S `secondary_entry`); each turns its MMU on with the same
+//! tables and controls before it touches shared memory, reports itself (`hyp-cpu:`), and
+//! goes back to firmware (PSCI CPU_OFF) until there is work for it: a probe the selftests
+//! run on every CPU, or a guest vCPU. [`post`] starts it again with that work, through the
+//! same MMU-on entry. A CPU with nothing to run is off, not spinning: on silicon it saves
+//! power, and under QEMU's TCG, where WFE does not sleep, a spinning idle CPU would steal
+//! the host's cores from the busy ones. (Once the hypervisor owns the GIC, idle CPUs can
+//! wait in WFI for an SGI instead.)
 //!
 //! The system's features are the intersection of every CPU's (see
 //! [`CpuFeatures::common_with`]); a CPU that came up with less than the tables were built
@@ -19,15 +23,15 @@ use spin::Mutex;
 use crate::arch::sysreg::{self, read_sysreg};
 use crate::arch::{self, cache};
 
-/// Where a CPU is. Moves Absent -> Starting -> Idle <-> Busy; Absent again only if it
-/// never arrived.
+/// Where a CPU is: ABSENT (never arrived), OFF (in firmware, can be started), STARTING
+/// (firmware CPU_ON issued with work in its mailbox), RUNNING (running work or a vCPU).
 const ABSENT: u8 = 0;
-const STARTING: u8 = 1;
-const IDLE: u8 = 2;
-const BUSY: u8 = 3;
+const OFF: u8 = 1;
+const STARTING: u8 = 2;
+const RUNNING: u8 = 3;
 
-/// Work for an idle CPU: `run(cpu index, args)`. A function that never returns (a guest
-/// vCPU) leaves the CPU busy until it comes back through [`idle_from_top_of_stack`].
+/// Work for a CPU: `run(cpu index, args)`. A function that never returns (a guest vCPU)
+/// keeps the CPU running until it calls [`power_off_this_cpu`].
 #[derive(Clone, Copy)]
 pub struct Work {
     pub run: fn(usize, [u64; 2]) -> u64,
@@ -37,11 +41,11 @@ pub struct Work {
 struct CpuSlot {
     state: AtomicU8,
     mpidr: AtomicU64,
-    /// SCTLR_EL2, ID registers: what it reported when it came up.
+    /// SCTLR_EL2, ID registers: what it reported when it first came up.
     online: Mutex<Option<CpuOnline>>,
-    /// Its EL2 stack's top: a vCPU's traps save their frame just below it, and a CPU that
-    /// goes back to idle restarts from it.
+    /// Its EL2 stack's top: a vCPU's traps save their frame just below it.
     stack_top: AtomicUsize,
+    /// What it runs when it next starts.
     work: Mutex<Option<Work>>,
     result: AtomicU64,
     done: AtomicBool,
@@ -71,17 +75,22 @@ static CPU_COUNT: AtomicUsize = AtomicUsize::new(0);
 #[unsafe(export_name = "secondary_mmu")]
 static SECONDARY_MMU: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 
-/// How long a secondary CPU may take from CPU_ON to idle (TCG with several CPUs on a
-/// loaded host is the slow case): 2 s.
+/// How long a CPU may take from CPU_ON to reporting (TCG with several CPUs on a loaded
+/// host is the slow case): 2 s.
 const ARRIVAL_TIMEOUT_US: u64 = 2_000_000;
+/// How long a CPU that just set itself OFF may take to reach firmware's CPU_OFF, during
+/// which firmware still answers CPU_ON with ALREADY_ON: 100 ms.
+const OFF_SETTLE_TIMEOUT_US: u64 = 100_000;
 
 /// MPIDR_EL1's affinity fields (Aff3, Aff2..Aff0).
 const MPIDR_AFFINITY: u64 = 0xff_00ff_ffff;
 
+/// PSCI CPU_ON answers that mean "still on its way off" (DEN0022 ALREADY_ON, ON_PENDING).
+const PSCI_ALREADY_ON: i64 = -4;
+const PSCI_ON_PENDING: i64 = -5;
+
 unsafe extern "C" {
     fn secondary_entry();
-    /// head.S: resets SP to `stack_top` and continues in [`idle_after_reset`].
-    fn reset_stack_and_idle(index: usize, stack_top: usize) -> !;
     static __boot_stack_top: u8;
     static __boot_stack_guard: u8;
     static __secondary_stacks: u8;
@@ -134,10 +143,15 @@ fn read_self(index: usize) -> CpuOnline {
     }
 }
 
-/// Records and prints this CPU's `hyp-cpu:` line.
+/// Records and prints this CPU's `hyp-cpu:` line, the first time it comes up.
 fn announce(index: usize) {
+    let mut online = CPUS[index].online.lock();
+    if online.is_some() {
+        return;
+    }
     let me = read_self(index);
-    *CPUS[index].online.lock() = Some(me);
+    *online = Some(me);
+    drop(online);
     let mut line = arrayvec::ArrayString::<160>::new();
     let _ = facts::write_cpu_line(&mut line, &me);
     crate::console::write_raw(format_args!("{line}"));
@@ -160,9 +174,10 @@ fn publish_mmu_controls() {
     cache::clean_to_poc(start..start + core::mem::size_of_val(&SECONDARY_MMU) as u64);
 }
 
-/// Starts every CPU of the device tree with the EL2 MMU on; the boot CPU announces itself
-/// first. Returns the features every CPU that came up has. A CPU that does not arrive is
-/// reported and left out (a guest's CPU_ON for it fails).
+/// Starts every CPU of the device tree once with the EL2 MMU on (each reports itself and
+/// goes back to firmware); the boot CPU announces itself first. Returns the features
+/// every CPU that came up has. A CPU that does not arrive is reported and left out (a
+/// guest's CPU_ON for it fails).
 pub fn bring_up(info: &PlatformInfo<'_>) -> CpuFeatures {
     let count = info.cpus.len().min(MAX_CPUS);
     let boot_mpidr = this_mpidr();
@@ -180,24 +195,24 @@ pub fn bring_up(info: &PlatformInfo<'_>) -> CpuFeatures {
         core::ptr::addr_of!(__boot_stack_top) as usize,
         Ordering::Release,
     );
-    CPUS[boot].state.store(BUSY, Ordering::Release);
+    CPUS[boot].state.store(RUNNING, Ordering::Release);
     announce(boot);
 
     publish_mmu_controls();
-    let entry = secondary_entry as *const () as usize as u64;
     for index in (0..count).filter(|&i| i != boot) {
         let slot = &CPUS[index];
-        slot.state.store(STARTING, Ordering::Release);
         let mpidr = slot.mpidr.load(Ordering::Relaxed);
-        if let Err(code) = arch::psci::cpu_on(mpidr, entry, index as u64) {
+        slot.state.store(STARTING, Ordering::Release);
+        if let Err(code) = firmware_cpu_on(index) {
             log::warn!("cpu{index} (MPIDR {mpidr:#x}): firmware CPU_ON failed ({code}); left out");
             slot.state.store(ABSENT, Ordering::Release);
             continue;
         }
-        if !wait_until(
-            || slot.state.load(Ordering::Acquire) == IDLE,
+        let arrived = wait_until(
+            || slot.state.load(Ordering::Acquire) == OFF,
             ARRIVAL_TIMEOUT_US,
-        ) {
+        );
+        if !arrived {
             log::warn!("cpu{index} (MPIDR {mpidr:#x}): did not come up; left out");
             slot.state.store(ABSENT, Ordering::Release);
         }
@@ -216,9 +231,30 @@ pub fn bring_up(info: &PlatformInfo<'_>) -> CpuFeatures {
     common
 }
 
-/// Spins until `ready` or `timeout_us` passed (a counter deadline: a CPU that never
-/// arrives must not hang the boot).
-fn wait_until(ready: impl Fn() -> bool, timeout_us: u64) -> bool {
+/// PSCI CPU_ON of CPU `index` into `secondary_entry`. A CPU that marked itself OFF may
+/// not have reached firmware's CPU_OFF yet (firmware then says ALREADY_ON or ON_PENDING):
+/// retried until it has, within [`OFF_SETTLE_TIMEOUT_US`].
+fn firmware_cpu_on(index: usize) -> Result<(), i64> {
+    let mpidr = CPUS[index].mpidr.load(Ordering::Relaxed);
+    let entry = secondary_entry as *const () as usize as u64;
+    let mut answer = Ok(());
+    let settled = wait_until(
+        || {
+            answer = arch::psci::cpu_on(mpidr, entry, index as u64);
+            !matches!(answer, Err(PSCI_ALREADY_ON | PSCI_ON_PENDING))
+        },
+        OFF_SETTLE_TIMEOUT_US,
+    );
+    if settled {
+        answer
+    } else {
+        Err(PSCI_ALREADY_ON)
+    }
+}
+
+/// Calls `ready` until it is true or `timeout_us` passed (a counter deadline: a CPU that
+/// never arrives must not hang the caller).
+fn wait_until(mut ready: impl FnMut() -> bool, timeout_us: u64) -> bool {
     let frequency = sysreg::counter_frequency().max(1);
     let start = sysreg::counter();
     let ticks = timeout_us.saturating_mul(frequency) / 1_000_000;
@@ -234,7 +270,7 @@ fn wait_until(ready: impl Fn() -> bool, timeout_us: u64) -> bool {
 /// The indexes of the CPUs that came up.
 pub fn online() -> impl Iterator<Item = usize> {
     (0..CPU_COUNT.load(Ordering::Acquire))
-        .filter(|&i| matches!(CPUS[i].state.load(Ordering::Acquire), IDLE | BUSY))
+        .filter(|&i| CPUS[i].state.load(Ordering::Acquire) != ABSENT)
 }
 
 /// What CPU `index` reported when it came up.
@@ -242,27 +278,31 @@ pub fn reported(index: usize) -> Option<CpuOnline> {
     *CPUS.get(index)?.online.lock()
 }
 
-/// Hands `work` to the idle CPU `index`. Fails if it is not idle or already has work.
+/// Starts the off CPU `index` with `work`. Fails if it is not off (absent, or running
+/// something) or firmware refuses.
 pub fn post(index: usize, work: Work) -> Result<(), ()> {
     let slot = CPUS.get(index).ok_or(())?;
-    // The idle CPU moves to BUSY under the same lock as it takes the work, so "idle with
-    // an empty mailbox" here means it will run exactly this.
-    let mut mailbox = slot.work.lock();
-    if slot.state.load(Ordering::Acquire) != IDLE || mailbox.is_some() {
+    // Only one poster wins OFF -> STARTING, so the mailbox is this poster's.
+    if slot
+        .state
+        .compare_exchange(OFF, STARTING, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
         return Err(());
     }
     slot.done.store(false, Ordering::Relaxed);
-    *mailbox = Some(work);
-    drop(mailbox);
-    // SAFETY: barrier and event only. DSB so the mailbox store is observable before the
-    // event wakes the idle CPU's WFE (Arm ARM D1.6.1, "Wait for Event": SEV is not
-    // ordered by memory barriers of its own).
-    unsafe { core::arch::asm!("dsb ish", "sev", options(nostack, preserves_flags)) };
+    *slot.work.lock() = Some(work);
+    if let Err(code) = firmware_cpu_on(index) {
+        log::warn!("cpu{index}: firmware CPU_ON failed ({code})");
+        *slot.work.lock() = None;
+        slot.state.store(OFF, Ordering::Release);
+        return Err(());
+    }
     Ok(())
 }
 
 /// Runs `work` on CPU `index` and waits for its result (the calling CPU's own index runs
-/// it directly). `None` if the CPU is not idle or does not answer within `timeout_us`.
+/// it directly). `None` if the CPU is not off or does not answer within `timeout_us`.
 pub fn run_on(index: usize, work: Work, timeout_us: u64) -> Option<u64> {
     if this_cpu() == Some(index) {
         return Some((work.run)(index, work.args));
@@ -273,7 +313,9 @@ pub fn run_on(index: usize, work: Work, timeout_us: u64) -> Option<u64> {
         .then(|| slot.result.load(Ordering::Acquire))
 }
 
-/// A secondary CPU arrives here from head.S with its MMU on and its stack set.
+/// A secondary CPU arrives here from head.S with its MMU on and its stack set: it reports
+/// itself the first time, runs the work it was started for (none at bring-up), and goes
+/// back to firmware.
 #[unsafe(no_mangle)]
 extern "C" fn secondary_main(index: usize, stack_top: usize) -> ! {
     let Some(slot) = CPUS.get(index) else {
@@ -284,54 +326,29 @@ extern "C" fn secondary_main(index: usize, stack_top: usize) -> ! {
     }
     slot.stack_top.store(stack_top, Ordering::Release);
     announce(index);
-    idle(index)
-}
-
-/// The idle loop: wait (WFE) for work, run it, publish its result.
-fn idle(index: usize) -> ! {
-    let slot = &CPUS[index];
-    slot.state.store(IDLE, Ordering::Release);
-    loop {
-        let work = {
-            let mut mailbox = slot.work.lock();
-            let work = mailbox.take();
-            if work.is_some() {
-                slot.state.store(BUSY, Ordering::Release);
-            }
-            work
-        };
-        match work {
-            Some(work) => {
-                let result = (work.run)(index, work.args);
-                slot.result.store(result, Ordering::Relaxed);
-                slot.done.store(true, Ordering::Release);
-                slot.state.store(IDLE, Ordering::Release);
-            }
-            // SAFETY: waits for an event (a poster's SEV); no memory effect.
-            None => unsafe { core::arch::asm!("wfe", options(nostack, preserves_flags)) },
-        }
+    slot.state.store(RUNNING, Ordering::Release);
+    // Its own statement: the mailbox lock must be released before `run`, which for a
+    // vCPU never returns.
+    let work = slot.work.lock().take();
+    if let Some(work) = work {
+        let result = (work.run)(index, work.args);
+        slot.result.store(result, Ordering::Relaxed);
+        slot.done.store(true, Ordering::Release);
     }
+    power_off_this_cpu(|_| {})
 }
 
-/// Leaves whatever this CPU was running (a vCPU that called CPU_OFF) and goes back to the
-/// idle loop from the top of its stack; `then` runs first on the fresh stack (it marks
-/// the vCPU off, now that the physical CPU can take it again).
-pub fn idle_from_top_of_stack(then: fn(usize)) -> ! {
+/// Ends what this CPU runs (its work, or a vCPU that called CPU_OFF) and returns it to
+/// firmware. `then` runs once the CPU is marked OFF, so that whatever `then` announces
+/// (for a vCPU: "off", to AFFINITY_INFO and CPU_ON) finds the CPU startable.
+pub fn power_off_this_cpu(then: fn(usize)) -> ! {
     let Some(index) = this_cpu() else {
         arch::halt()
     };
-    *AFTER_RESET[index].lock() = Some(then);
-    // SAFETY: the stack top is this CPU's own; nothing above the current frame is used
-    // again (the caller's frames are abandoned, as the vCPU is gone).
-    unsafe { reset_stack_and_idle(index, stack_top(index)) }
-}
-
-static AFTER_RESET: [Mutex<Option<fn(usize)>>; MAX_CPUS] = [const { Mutex::new(None) }; MAX_CPUS];
-
-#[unsafe(no_mangle)]
-extern "C" fn idle_after_reset(index: usize) -> ! {
-    if let Some(then) = AFTER_RESET[index].lock().take() {
-        then(index);
-    }
-    idle(index)
+    CPUS[index].state.store(OFF, Ordering::Release);
+    then(index);
+    arch::psci::cpu_off();
+    // CPU_OFF does not return on success.
+    log::error!("cpu{index}: firmware CPU_OFF failed; parking");
+    arch::halt()
 }

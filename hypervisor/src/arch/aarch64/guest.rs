@@ -82,8 +82,9 @@ fn run_vcpu(index: usize, entry: u64, x0: u64) -> ! {
     unsafe { guest_first_entry(x0, entry, cpus::stack_top(index)) }
 }
 
-/// Runs on a CPU whose vCPU called CPU_OFF, once it is back in the idle loop: only now
-/// can it take a CPU_ON again, so only now does AFFINITY_INFO say OFF.
+/// Runs on a CPU whose vCPU called CPU_OFF, as it goes back to firmware: from now on a
+/// CPU_ON for it is accepted ([`cpus::post`] waits out firmware's last moments of
+/// ALREADY_ON), so from now on AFFINITY_INFO says OFF.
 fn vcpu_is_off(index: usize) {
     POWER[index].store(OFF, Ordering::Release);
 }
@@ -125,15 +126,15 @@ impl PsciPlatform for Firmware<'_> {
             Ok(()) => psci::SUCCESS,
             Err(()) => {
                 POWER[index].store(OFF, Ordering::Release);
-                log::warn!("CPU_ON({mpidr:#x}): its physical CPU is not online");
+                log::warn!("CPU_ON({mpidr:#x}): its physical CPU cannot be started");
                 psci::INTERNAL_FAILURE
             }
         }
     }
 
     fn cpu_off(&mut self) {
-        // Marked off by `vcpu_is_off` once the physical CPU is idle again: marking it now
-        // would let an immediate CPU_ON find the CPU still busy.
+        // Marked off by `vcpu_is_off` as the physical CPU leaves the vCPU: marking it now,
+        // while the CPU still runs the vCPU, would let an immediate CPU_ON be refused.
     }
 }
 
@@ -171,7 +172,7 @@ fn smccc_call(config: &GuestConfig, frame: &mut TrapFrame) {
     let mut firmware = Firmware { config };
     match psci::handle(function, args, &mut firmware) {
         Some(Followup::Return(value)) => frame.regs[0] = value as u64,
-        Some(Followup::CpuOff) => cpus::idle_from_top_of_stack(vcpu_is_off),
+        Some(Followup::CpuOff) => cpus::power_off_this_cpu(vcpu_is_off),
         Some(Followup::SystemOff) => {
             log::info!(
                 "guest: PSCI SYSTEM_OFF ({} stage-2 fault(s) retried, {} TLB conflict abort(s) at EL2, {} from the guest)",

@@ -107,9 +107,9 @@ not_at_el2:
     b       park
 
 /*
- * Secondary CPUs, started by the hypervisor at boot through firmware PSCI CPU_ON with
- * x0 = their index in the hypervisor's CPU table; the image is already relocated and
- * .bss is live. Each CPU turns its MMU on with the boot CPU's tables and controls
+ * Secondary CPUs, started by the hypervisor (cpus.rs) through firmware PSCI CPU_ON
+ * with x0 = their index in the hypervisor's CPU table, once at boot and again whenever
+ * there is work for them; the image is already relocated and .bss is live. Each CPU turns its MMU on with the boot CPU's tables and controls
  * (`secondary_mmu`, written and cleaned to the PoC by the boot CPU before CPU_ON) before
  * it touches memory any other CPU shares: with the MMU off every data access is
  * Device-nGnRnE (Arm ARM D8.2.10, "The effects of disabling a stage of address
@@ -150,16 +150,6 @@ secondary_entry:
     mov     sp, x1                      // top of this CPU's stack
     mov     x0, x19
     bl      secondary_main              // (index, stack top); never returns
-    b       park
-
-/*
- * A CPU whose vCPU is gone (guest PSCI CPU_OFF) restarts its EL2 stack from the top and
- * goes back to the idle loop: x0 = its index, x1 = its stack top (cpus.rs).
- */
-.global reset_stack_and_idle
-reset_stack_and_idle:
-    mov     sp, x1
-    bl      idle_after_reset            // never returns
     b       park
 
 /*

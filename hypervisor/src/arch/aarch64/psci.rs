@@ -21,3 +21,8 @@ pub fn system_reset() {
 pub fn cpu_on(mpidr: u64, entry: u64, context: u64) -> Result<(), i64> {
     smccc::psci::cpu_on::<Smc>(mpidr, entry, context).map_err(i64::from)
 }
+
+/// PSCI CPU_OFF of the calling CPU. Returns only on failure.
+pub fn cpu_off() {
+    let _ = smccc::psci::cpu_off::<Smc>();
+}
