@@ -5,7 +5,7 @@ use core::ops::Range;
 use crate::attrs::Attributes;
 use crate::error::Error;
 use crate::hw::Hardware;
-use crate::split::{Edit, EditCommit, EditPlan};
+use crate::split::Edit;
 use crate::table::{OpReport, PageTable};
 
 /// The smallest range containing both.
@@ -28,7 +28,10 @@ impl<H: Hardware> PageTable<H> {
     /// contiguous group cut by an edge loses its hint on all 16 entries. Leaves inside
     /// the range change in place: permissions without a break (RGPPYH), memory type with
     /// break-before-make (RWHZWS). Splits follow the table's
-    /// [`SplitStrategy`](crate::SplitStrategy); under break-before-make the broken range
+    /// [`SplitStrategy`](crate::SplitStrategy): with FEAT_BBM level 2 a split (and the
+    /// clearing of a cut group's hint) changes the size of entries alone, and the pieces
+    /// inside the range then change in place like any other leaf; under
+    /// break-before-make the split carries the new attributes at once. The broken range
     /// is reported in [`OpReport::transiently_unmapped`]. The tables touched are then
     /// collapsed where they map one aligned run again.
     ///
@@ -46,30 +49,15 @@ impl<H: Hardware> PageTable<H> {
     ) -> Result<OpReport, Error> {
         let (start, end) = self.check_range(&range)?;
         let edit = Edit::attrs(self.regime().kind(), attrs)?;
-        let mut plan = EditPlan {
-            start,
-            end,
-            edit,
-            tables: 0,
-            changes: false,
-        };
-        self.walk(start, end, &mut plan)?;
-        if !plan.changes {
-            return Ok(OpReport::default());
-        }
-        let reservation = self.reserve(plan.tables)?;
-        let mut commit = EditCommit::new(start, end, edit, reservation);
-        let result = self.walk(start, end, &mut commit);
-        let in_place = commit.changed_in_place;
-        self.release(commit.reservation);
-        let changed = self.finish();
-        result?;
+        let edited = self.edit_range(start, end, edit)?;
         // A separate pass, once the changes are complete (collapsing while a break is
         // still pending would mix the old and new translations), over the leaves changed
         // in place: only there can entries now match their neighbours.
-        let collapsed = in_place.and_then(|(s, e)| self.collapse_range(s, e));
+        let collapsed = edited
+            .changed_in_place
+            .and_then(|(s, e)| self.collapse_range(s, e));
         Ok(OpReport {
-            transiently_unmapped: union(changed, collapsed),
+            transiently_unmapped: union(edited.transiently_unmapped, collapsed),
         })
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! - [`TraceChecker`]: replays a recorded trace against a small TLB model and reports
 //!   every ordering rule the engine (or a hand-made trace) breaks: break-before-make
-//!   (RDDMVT), the FEAT_BBM level-2 relaxation (RKFLJB, RPVTFW), invalidation before an
+//!   (RDDMVT), the FEAT_BBM level-2 relaxation (RKFLJB, RPVTFW: a live store may change
+//!   the size of an entry, or what it translates, never both), invalidation before an
 //!   operation returns (RGPPYH, IHYQMB), fills visible before a table is linked, and
 //!   freeing only unlinked, invalidated tables.
 //! - [`check_invariants`]: the structure of a tree: leaves aligned and only where the
@@ -354,6 +355,9 @@ impl TraceChecker {
                 ));
             }
         }
+        if self.strategy == SplitStrategy::Bbml2 {
+            size_change_alone(old, new)?;
+        }
         self.unsynced = true;
         for t in &old.tables {
             self.linked.remove(&t.table);
@@ -426,6 +430,80 @@ impl TraceChecker {
         }
         Ok(())
     }
+}
+
+/// Descriptor bits [58:55], reserved for software: the walk ignores them, so they are no
+/// part of what a TLB caches (this engine keeps its mapping flags there).
+const SOFTWARE_BITS: u64 = 0xf << 55;
+
+/// FEAT_BBM level 2 (RKFLJB, RPVTFW) lets one store replace a valid entry by a valid entry
+/// of another size (block by table, table by block, contiguous hint set or cleared) only
+/// when that is the whole change: every address the old value translated translates,
+/// through the new value, to the same output address with the same attributes. Anything
+/// more is a multi-hit of entries that differ (RNGLXZ, RJQQTC: a TLB conflict abort, or
+/// either value), possible until the old entry is invalidated (IHYQMB). A store of an
+/// invalid value is a removal and needs no break; a valid value that leaves a hole where
+/// the old one translated is a removal on top of a size change, refused like any other
+/// combined change.
+fn size_change_alone(old: &Footprint, new: &Footprint) -> Result<(), String> {
+    if new.runs.is_empty() && new.tables.is_empty() {
+        return Ok(());
+    }
+    let refuse = |at: u64, change: String| {
+        Err(format!(
+            "{at:#x}: one store changes {change}: FEAT_BBM level 2 relaxes a change of \
+             block size alone (RKFLJB, RPVTFW); split or collapse with identical attributes \
+             first, then change the leaves"
+        ))
+    };
+    for before in &old.runs {
+        // Runs are in address order: `covered` is how far the new value translates
+        // `before` so far.
+        let mut covered = before.ia.start;
+        for after in &new.runs {
+            let Some(common) = overlap(&before.ia, &after.ia) else {
+                continue;
+            };
+            if common.start > covered {
+                break;
+            }
+            covered = common.end;
+            if before.entry_size == after.entry_size {
+                continue;
+            }
+            let at = common.start;
+            let sizes = format!(
+                "the TLB entry size ({:#x} -> {:#x})",
+                before.entry_size, after.entry_size
+            );
+            let (oa_before, oa_after) = (before.oa_at(at), after.oa_at(at));
+            if oa_before != oa_after {
+                return refuse(
+                    at,
+                    format!("{sizes} and the output address ({oa_before:#x} -> {oa_after:#x})"),
+                );
+            }
+            let attrs_before = before.attrs & !SOFTWARE_BITS;
+            let attrs_after = after.attrs & !SOFTWARE_BITS;
+            if attrs_before != attrs_after {
+                return refuse(
+                    at,
+                    format!("{sizes} and the attributes ({attrs_before:#x} -> {attrs_after:#x})"),
+                );
+            }
+        }
+        if covered < before.ia.end {
+            // Only a table can leave part of what the old value translated unmapped.
+            return refuse(
+                covered,
+                format!(
+                    "the TLB entry size (from {:#x}) and leaves the address unmapped",
+                    before.entry_size
+                ),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The tables currently linked below the root of `pt` (to start a [`TraceChecker`]).

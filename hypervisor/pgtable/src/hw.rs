@@ -27,13 +27,18 @@ pub enum Barrier {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TlbInvalidation {
     /// The leaf (block, page, or one entry of a contiguous group) at `level` that
-    /// translated `addr`. Walk caches need not be touched.
-    /// EL2: `TLBI VALE2IS` (TTL hint = level); stage 2: `TLBI IPAS2LE1IS`.
+    /// translated `addr`. Walk caches need not be touched. A last-level TLBI by address
+    /// removes every leaf entry that translates `addr`, whatever its size, so one such
+    /// TLBI may stand for entries of several levels (the old block of a split and the
+    /// page of it changed afterwards): then `level` is `None`.
+    /// EL2: `TLBI VALE2IS`; stage 2: `TLBI IPAS2LE1IS`; with the TTL hint = `level` if
+    /// FEAT_TTL is used, and no hint (TTL 0) for `None` (a wrong hint would let the TLBI
+    /// miss entries of the other levels).
     Leaf {
         /// An input address within the entry.
         addr: u64,
-        /// The level of the entry (TTL hint).
-        level: u8,
+        /// The level of the entry (TTL hint); `None` if entries of several levels.
+        level: Option<u8>,
     },
     /// Every translation and walk-cache entry for input addresses in
     /// `[start, start + size)`. Only issued when [`Capabilities::tlbi_range`] is set.

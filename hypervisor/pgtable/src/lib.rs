@@ -38,19 +38,34 @@
 //! ARM apply (module `maintenance` lists the sequence). A change of block size is done
 //! according to [`Capabilities::split`], read from ID_AA64MMFR2_EL1.BBM and overridable:
 //!
-//! - [`SplitStrategy::Bbml2`] (FEAT_BBM level 2, RKFLJB): the new subtable is built
-//!   off-line, written over the live block without an invalid step, then one TLBI for
-//!   the range and one DSB before the operation returns (IHYQMB).
+//! - [`SplitStrategy::Bbml2`] (FEAT_BBM level 2): a live store may change the size of an
+//!   entry and nothing else (RKFLJB, RPVTFW; any other change at the same time risks a
+//!   TLB conflict abort or a mix of old and new values, RNGLXZ / RJQQTC). So an edit
+//!   goes in the order of Linux v6.18's linear map (`split_kernel_leaf_mapping`, then
+//!   `update_range_prot`): (1) a block that straddles an edge of the range is replaced,
+//!   without an invalid step, by a subtable built off-line that repeats the block's
+//!   output addresses and attributes everywhere, and a contiguous group an edge cuts
+//!   loses its hint with its attributes unchanged; (2) one `DSB ISHST` for the fills and
+//!   the subtables are linked; (3) the leaves now inside the range change in place;
+//!   (4) one invalidation for the whole operation and a `DSB ISH` before it returns,
+//!   because a conflict abort stays possible until the old block is invalidated
+//!   (IHYQMB). A TLBI by address at a changed page also removes the old block that
+//!   contained it, so one page out of a block still costs one TLBI.
 //! - [`SplitStrategy::BreakBeforeMake`] (RDDMVT): invalid entry, DSB, TLBI (by address,
-//!   by range with FEAT_TLBIRANGE, or everything), DSB, new entry, DSB. The broken range
-//!   is returned in [`OpReport::transiently_unmapped`]; a stage-2 user must treat a
-//!   translation fault there as spurious. The invalid entry carries the value to install
-//!   in its ignored bits, so the engine needs no memory to remember pending makes.
+//!   by range with FEAT_TLBIRANGE, or everything), DSB, new entry, DSB. Since the new
+//!   entry goes over an invalid one it may change anything, so a split subtable carries
+//!   the edit's new values at once. The broken range is returned in
+//!   [`OpReport::transiently_unmapped`]; a stage-2 user must treat a translation fault
+//!   there as spurious. The invalid entry carries the value to install in its ignored
+//!   bits, so the engine needs no memory to remember pending makes.
 //!
 //! Permission-only changes of a leaf are made in place and invalidated afterwards
-//! (RGPPYH); a change of memory type or shareability always breaks (RWHZWS, RPVTFW).
-//! Collapses follow the same strategy. Tables unlinked by a collapse or an unmap are freed
-//! only after their range was invalidated, walk caches included.
+//! (RGPPYH); a change of memory type or shareability always breaks (RWHZWS, RPVTFW), with
+//! FEAT_BBM only for the leaves inside the range, after the size-only split. Collapses
+//! follow the same strategy and are size-only changes: a table becomes a block only when
+//! all its entries have equal attributes and one aligned output run. Tables unlinked by a
+//! collapse or an unmap are freed only after their range was invalidated, walk caches
+//! included.
 //!
 //! # Failure atomicity
 //!
@@ -66,7 +81,9 @@
 //! descriptors written, TLBIs by kind, DSBs, ISBs, splits and collapses per level,
 //! contiguous groups set and cleared, and break-before-make breaks. With the `host`
 //! feature, `host::HostHardware` records every live store, barrier and TLBI, and
-//! `check` replays such traces against a TLB model (`check::TraceChecker`) and checks
+//! `check` replays such traces against a TLB model (`check::TraceChecker`, which also
+//! refuses, under FEAT_BBM level 2, a store that changes an entry's size together with
+//! anything else) and checks
 //! the structure of a tree, including that it is the minimal cover of what it maps
 //! (`check::check_invariants`); other crates' tests can use both.
 //!

@@ -6,12 +6,15 @@
 //! order the Arm ARM asks for:
 //!
 //! 1. queued new tables: `DSB ISHST` (their fills are visible to walkers), then the table
-//!    entries are written;
+//!    entries are written (an edit does this itself between its split and its in-place
+//!    changes, module `split`);
 //! 2. `DSB ISHST`: every store, invalid entries of breaks included, is visible before the
 //!    TLBIs (RDDMVT steps 1-2);
 //! 3. the TLBIs, then `DSB ISH` (RDDMVT steps 3-4; RGPPYH for permission changes; IHYQMB
 //!    for FEAT_BBM level-2 size changes); at stage 2, `TLBI VMALLE1IS` and another
-//!    `DSB ISH` for the combined entries;
+//!    `DSB ISH` for the combined entries. Leaf TLBIs by address are shared where one
+//!    address lies in several owed entries (a split block and its page changed
+//!    afterwards): a last-level TLBI removes every leaf entry translating its address;
 //! 4. the pending halves of breaks are made valid, then `DSB ISHST` (RDDMVT steps 5-6);
 //! 5. tables unlinked during the operation are freed: they are unreachable and their
 //!    ranges were invalidated, walk caches included;
@@ -40,11 +43,18 @@ const PUBLISH_BATCH: usize = 16;
 /// Separate ranges that hold pending entries.
 const PENDING_RANGES: usize = 8;
 
+/// One owed invalidation: a table entry (walk caches included), or a TLBI by address for
+/// leaves.
 #[derive(Clone, Copy)]
 struct Invalidation {
     addr: u64,
-    level: u8,
+    /// The level of the entries the TLBI stands for; `None` once they are of several
+    /// levels (then the TLBI carries no level hint).
+    level: Option<u8>,
     table: bool,
+    /// The TLBI stands for entries of different ranges, all of which translate `addr`:
+    /// the address may not move any more.
+    pinned: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -91,8 +101,9 @@ impl Maintenance {
             changed: false,
             invalidations: [Invalidation {
                 addr: 0,
-                level: 0,
+                level: None,
                 table: false,
+                pinned: false,
             }; TLBI_BATCH],
             invalidation_count: 0,
             invalidation_overflow: false,
@@ -105,6 +116,41 @@ impl Maintenance {
             pending_count: 0,
             transient: None,
         }
+    }
+
+    /// Lets an owed leaf TLBI stand for the leaf at `addr`/`level` too, if one can: a
+    /// last-level TLBI by address removes every leaf entry that translates that address,
+    /// whatever its size (without a level hint). This is how the old block of a split
+    /// (FEAT_BBM level 2, RKFLJB) and the page of it changed in place afterwards
+    /// (RGPPYH) need one TLBI, at the page, as the single-store split did. Returns
+    /// whether the leaf is covered.
+    fn share_leaf_invalidation(&mut self, addr: u64, level: u8) -> bool {
+        let end = addr + level_size(level);
+        for owed in &mut self.invalidations[..self.invalidation_count] {
+            if owed.table {
+                continue;
+            }
+            if addr <= owed.addr && owed.addr < end {
+                // The new leaf translates the owed address: the same TLBI removes it.
+                if owed.level != Some(level) {
+                    owed.level = None;
+                    owed.pinned = true;
+                }
+                return true;
+            }
+            let Some(owed_level) = owed.level else {
+                continue;
+            };
+            let owed_start = owed.addr & !(level_size(owed_level) - 1);
+            if !owed.pinned && owed_start <= addr && addr < owed_start + level_size(owed_level) {
+                // The owed entry translates `addr` too: one TLBI there removes both.
+                owed.addr = addr;
+                owed.level = None;
+                owed.pinned = true;
+                return true;
+            }
+        }
+        false
     }
 
     fn add_pending(&mut self, start: u64, end: u64) {
@@ -162,8 +208,16 @@ impl<H: Hardware> PageTable<H> {
         let table = old.is_table(level);
         let m = &mut self.maintenance;
         m.invalidation_hull = hull(m.invalidation_hull, addr, addr + level_size(level));
+        if !table && m.share_leaf_invalidation(addr, level) {
+            return;
+        }
         if m.invalidation_count < TLBI_BATCH {
-            m.invalidations[m.invalidation_count] = Invalidation { addr, level, table };
+            m.invalidations[m.invalidation_count] = Invalidation {
+                addr,
+                level: Some(level),
+                table,
+                pinned: false,
+            };
             m.invalidation_count += 1;
         } else {
             m.invalidation_overflow = true;
@@ -390,5 +444,13 @@ impl<H: Hardware> PageTable<H> {
     /// break-before-make.
     pub(crate) fn size_change_needs_break(&self) -> bool {
         self.is_live() && self.capabilities().split == SplitStrategy::BreakBeforeMake
+    }
+
+    /// Whether the store that changes an entry's size may change what it translates in
+    /// the same go: when no walker sees the tree, or when the store breaks anyway (the
+    /// new value goes over an invalid entry, RDDMVT). FEAT_BBM level 2 relaxes a change
+    /// of size alone (RKFLJB, RPVTFW): the attributes change afterwards, in place.
+    pub(crate) fn size_change_may_carry_edit(&self) -> bool {
+        !self.is_live() || self.capabilities().split == SplitStrategy::BreakBeforeMake
     }
 }

@@ -1,6 +1,23 @@
-//! Edits of existing mappings (`change_attrs`, `unmap`): split only the entries that
-//! straddle the range's edges, and only as deep as the edge needs; unfold the contiguous
-//! groups the edges cut through; change everything inside in place.
+//! Edits of existing mappings (`change_attrs`, `unmap`), in the order Linux v6.18 uses
+//! for its linear map (`split_kernel_leaf_mapping`, then `update_range_prot`):
+//!
+//! 1. [`SplitEdges`]: split only the leaves that straddle the range's edges, only as deep
+//!    as the edge needs, and clear the contiguous hint of every group an edge cuts. Under
+//!    FEAT_BBM level 2 these stores change the size of entries and nothing else (the new
+//!    subtable repeats the old leaf's output addresses and attributes everywhere), the
+//!    only change RKFLJB / RPVTFW let a live entry make without break-before-make.
+//! 2. The new tables are linked (one `DSB ISHST` for all their fills first).
+//! 3. [`EditCommit`]: every leaf inside the range, old or just made by the split, gets the
+//!    edit in place: permissions without a break (RGPPYH), a removal without one, a new
+//!    memory type with break-before-make (RWHZWS).
+//! 4. [`PageTable::finish`]: one invalidation for the whole operation.
+//!
+//! When a split store breaks anyway (break-before-make, RDDMVT) or no walker sees it (a
+//! tree not live), nothing forbids it to carry the edit too: the split builds the final
+//! values at once and step 3 finds nothing left to do there (the old single-store split,
+//! which keeps break-before-make at one break per split entry).
+
+use core::ops::Range;
 
 use crate::attrs::{self, Attributes, MapFlags, permission_only};
 use crate::descriptor::{Descriptor, SW_NO_BLOCK, SW_NO_CONT, cont_group};
@@ -38,10 +55,57 @@ impl Edit {
             Edit::Unmap => None,
         }
     }
+
+    /// Whether the leaf `old` is left as it is by the edit.
+    #[inline]
+    fn keeps(&self, old: Descriptor) -> bool {
+        self.inside_bits(old) == Some(old.attrs())
+    }
+
+    /// The attribute bits the pieces of `old` inside the range get when it is split:
+    /// its own when the split store must change the size alone (FEAT_BBM level 2 on a
+    /// live tree, RKFLJB / RPVTFW), the edit's when the store may carry it too.
+    #[inline]
+    fn split_inside_bits(&self, old: Descriptor, carry_edit: bool) -> Option<u64> {
+        if carry_edit {
+            self.inside_bits(old)
+        } else {
+            Some(old.attrs())
+        }
+    }
+
+    /// The edited value of the leaf `old` at `level`, which lies wholly inside the range,
+    /// and whether the change needs break-before-make. `keep_cont` keeps its contiguous
+    /// hint (its whole group is inside the range and changes alike).
+    fn in_place<H: Hardware>(
+        &self,
+        pt: &PageTable<H>,
+        level: u8,
+        old: Descriptor,
+        keep_cont: bool,
+    ) -> (Descriptor, bool) {
+        match self.inside_bits(old) {
+            // A removal: invalid now, invalidated before the operation returns; an
+            // invalid entry is never cached, so no break is needed.
+            None => (Descriptor::INVALID, false),
+            Some(bits) => {
+                let cont = keep_cont && old.is_contiguous();
+                let new = Descriptor::leaf(level, old.output_address(), bits, cont);
+                // RGPPYH: permissions change in place; RWHZWS: memory type does not.
+                let memory_type = !permission_only(old.attrs(), bits);
+                // Dropping the hint is a change of size (RKHRBC relaxes it only with
+                // FEAT_BBM).
+                let size_change = cont != old.is_contiguous() && pt.size_change_needs_break();
+                (new, memory_type || size_change)
+            }
+        }
+    }
 }
 
 /// The pieces of the leaf `old` at `[addr, addr + size)`: old attributes outside
-/// `[start, end)`, `inside` within. Returns the segments and how many there are.
+/// `[start, end)`, `inside` within. Returns the segments and how many there are. The
+/// pieces stay separate segments even when `inside` equals the old attributes, so the
+/// table built from them has an entry boundary at each edge of the range.
 fn split_segments(
     addr: u64,
     level: u8,
@@ -75,13 +139,15 @@ fn split_segments(
 }
 
 /// Read-only first pass: every page mapped (for attribute changes), tables to reserve,
-/// and whether anything changes at all.
-pub(crate) struct EditPlan {
-    pub(crate) start: u64,
-    pub(crate) end: u64,
-    pub(crate) edit: Edit,
-    pub(crate) tables: u64,
-    pub(crate) changes: bool,
+/// and whether anything changes at all. It counts the tables of exactly the splits
+/// [`SplitEdges`] will build (same segments), so the commit never needs more.
+struct EditPlan {
+    start: u64,
+    end: u64,
+    edit: Edit,
+    carry_edit: bool,
+    tables: u64,
+    changes: bool,
 }
 
 impl<H: Hardware> Visitor<H> for EditPlan {
@@ -107,12 +173,12 @@ impl<H: Hardware> Visitor<H> for EditPlan {
                 Edit::Unmap => Ok(Step::Skip),
             };
         }
-        let inside = self.edit.inside_bits(old);
-        if inside == Some(old.attrs()) {
+        if self.edit.keeps(old) {
             return Ok(Step::Skip);
         }
         self.changes = true;
         if !ctx.within(self.start, self.end) {
+            let inside = self.edit.split_inside_bits(old, self.carry_edit);
             let (segments, count) =
                 split_segments(ctx.addr, ctx.level, old, self.start, self.end, inside);
             self.tables += tables_for_entry(&segments[..count], ctx.level, ctx.addr);
@@ -124,77 +190,38 @@ impl<H: Hardware> Visitor<H> for EditPlan {
 /// Groups already unfolded by this pass (at most one per level at each edge).
 const UNFOLDED: usize = 8;
 
-/// Second pass: the changes themselves.
-pub(crate) struct EditCommit {
-    pub(crate) start: u64,
-    pub(crate) end: u64,
-    pub(crate) edit: Edit,
-    pub(crate) reservation: Reservation,
+/// Step 1: splits the leaves that straddle an edge of the range and unfolds the
+/// contiguous groups an edge cuts. Subtables wholly inside the range are not entered:
+/// nothing in them straddles an edge, so only the paths to the two edges are walked.
+struct SplitEdges {
+    start: u64,
+    end: u64,
+    edit: Edit,
+    /// The split stores may carry the edit too (see the module documentation).
+    carry_edit: bool,
+    reservation: Reservation,
     unfolded: [(u8, u64); UNFOLDED],
     unfolded_count: usize,
-    /// The range of leaves whose attributes changed in place: the only places where the
-    /// edit can have made a table or a group collapsible (a split table keeps old
-    /// attributes next to new ones, and its parent holds a table entry).
-    pub(crate) changed_in_place: Option<(u64, u64)>,
 }
 
-impl EditCommit {
-    pub(crate) fn new(start: u64, end: u64, edit: Edit, reservation: Reservation) -> Self {
-        EditCommit {
-            start,
-            end,
-            edit,
-            reservation,
-            unfolded: [(0, 0); UNFOLDED],
-            unfolded_count: 0,
-            changed_in_place: None,
-        }
+impl SplitEdges {
+    /// Whether the entry at `addr`/`level` lies wholly inside the range.
+    #[inline]
+    fn within(&self, addr: u64, level: u8) -> bool {
+        addr >= self.start && addr + level_size(level) <= self.end
     }
 
-    fn note_in_place(&mut self, addr: u64, level: u8, old: Descriptor, new: Descriptor) {
-        if new.is_leaf(level) && new.attrs() != old.attrs() {
-            let end = addr + level_size(level);
-            self.changed_in_place = Some(match self.changed_in_place {
-                None => (addr, end),
-                Some((s, e)) => (s.min(addr), e.max(end)),
-            });
-        }
-    }
-
-    /// The new value of the leaf `old` at `addr`/`level` and whether it must go through
-    /// break-before-make. `keep_cont` keeps the contiguous hint of an entry inside the
-    /// range (its whole group changes alike).
-    fn replacement<H: Hardware>(
+    /// Replaces the leaf `old` at `addr`/`level`, which overlaps the range but is not
+    /// inside it, by a table of its pieces.
+    fn split<H: Hardware>(
         &mut self,
         pt: &mut PageTable<H>,
+        slot: core::ptr::NonNull<u64>,
         addr: u64,
         level: u8,
         old: Descriptor,
-        keep_cont: bool,
-    ) -> Result<(Descriptor, bool), Error> {
-        let entry_end = addr + level_size(level);
-        let inside = self.edit.inside_bits(old);
-        let size_change = pt.size_change_needs_break();
-        if addr >= self.start && entry_end <= self.end {
-            return Ok(match inside {
-                // Removal: invalid now, invalidated before the operation returns.
-                None => (Descriptor::INVALID, false),
-                Some(bits) => {
-                    let cont = keep_cont && old.is_contiguous();
-                    let new = Descriptor::leaf(level, old.output_address(), bits, cont);
-                    // RGPPYH: permissions change in place; RWHZWS: memory type does not.
-                    let memory_type = !permission_only(old.attrs(), bits);
-                    (
-                        new,
-                        memory_type || (cont != old.is_contiguous() && size_change),
-                    )
-                }
-            });
-        }
-        if entry_end <= self.start || addr >= self.end {
-            // Outside the range, in a group being unfolded: only the hint goes.
-            return Ok((old.with_contiguous(false), size_change));
-        }
+    ) -> Result<(), Error> {
+        let inside = self.edit.split_inside_bits(old, self.carry_edit);
         let (segments, count) = split_segments(addr, level, old, self.start, self.end, inside);
         let table = pt.build_table(
             &mut self.reservation,
@@ -203,22 +230,34 @@ impl EditCommit {
             addr,
             true,
         )?;
-        // RPVTFW: FEAT_BBM relaxes a change of size only; a new memory type inside the
-        // block still needs the break.
-        let memory_type = inside.is_some_and(|bits| !permission_only(old.attrs(), bits));
-        Ok((Descriptor::table(table.0), size_change || memory_type))
+        // Without FEAT_BBM level 2 a change of size breaks (RDDMVT), so the table may
+        // carry the edit; with it, the table repeats the block (`split_inside_bits`) and
+        // the store changes the size alone (RKFLJB).
+        let needs_break = pt.size_change_needs_break();
+        pt.change_entry(
+            slot,
+            addr,
+            level,
+            old,
+            Descriptor::table(table.0),
+            needs_break,
+        );
+        Ok(())
     }
 
     /// Clears the contiguous hint on the whole group at `group_start` that an edge of
-    /// the range cuts (seed 003 review: the whole group, not one entry), applying the edit
-    /// to its entries on the way.
+    /// the range cuts (seed 003 review: the whole group, not one entry). The member that
+    /// straddles the edge, if any, is split instead; the others keep their output
+    /// address and attributes (a change of size only, RKHRBC), unless the stores may
+    /// carry the edit.
     fn unfold_group<H: Hardware>(
         &mut self,
         pt: &mut PageTable<H>,
         ctx: &Ctx,
         group_start: u64,
     ) -> Result<(), Error> {
-        let size = level_size(ctx.level);
+        let level = ctx.level;
+        let size = level_size(level);
         let offset = ((ctx.addr - group_start) / size) as usize;
         // SAFETY: the group is aligned and lies in the same table as `ctx`.
         let first = unsafe { ctx.slot.sub(offset) };
@@ -227,16 +266,25 @@ impl EditCommit {
             let slot = unsafe { first.add(j) };
             let addr = group_start + j as u64 * size;
             let old = pt.read(slot);
-            if !old.is_leaf(ctx.level) {
+            if !old.is_leaf(level) {
                 continue;
             }
-            let (new, needs_break) = self.replacement(pt, addr, ctx.level, old, false)?;
-            self.note_in_place(addr, ctx.level, old, new);
-            pt.change_entry(slot, addr, ctx.level, old, new, needs_break);
+            let entry_end = addr + size;
+            let overlaps = addr < self.end && entry_end > self.start;
+            if overlaps && !self.within(addr, level) {
+                self.split(pt, slot, addr, level, old)?;
+                continue;
+            }
+            let (new, needs_break) = if overlaps && self.carry_edit {
+                self.edit.in_place(pt, level, old, false)
+            } else {
+                (old.with_contiguous(false), pt.size_change_needs_break())
+            };
+            pt.change_entry(slot, addr, level, old, new, needs_break);
         }
         pt.counters.cont_groups_cleared += 1;
         if self.unfolded_count < UNFOLDED {
-            self.unfolded[self.unfolded_count] = (ctx.level, group_start);
+            self.unfolded[self.unfolded_count] = (level, group_start);
             self.unfolded_count += 1;
         }
         Ok(())
@@ -244,6 +292,64 @@ impl EditCommit {
 
     fn was_unfolded(&self, level: u8, group_start: u64) -> bool {
         self.unfolded[..self.unfolded_count].contains(&(level, group_start))
+    }
+}
+
+impl<H: Hardware> Visitor<H> for SplitEdges {
+    const FLAGS: u8 = flags::LEAF | flags::TABLE_PRE;
+
+    fn visit(&mut self, pt: &mut PageTable<H>, ctx: &Ctx, visit: Visit) -> Result<Step, Error> {
+        if visit == Visit::TablePre {
+            return Ok(if ctx.within(self.start, self.end) {
+                Step::Skip
+            } else {
+                Step::Continue
+            });
+        }
+        let old = ctx.old;
+        // Not a leaf: a hole, or a member of a group this pass already broke.
+        if !old.is_leaf(ctx.level) || self.edit.keeps(old) {
+            return Ok(Step::Skip);
+        }
+        if old.is_contiguous() {
+            let (group_start, group_end) = cont_group(ctx.addr, ctx.level);
+            if group_start < self.start || group_end > self.end {
+                // A member split by the unfolding is still a contiguous block here until
+                // its table is linked: the record keeps it from being split twice.
+                if !self.was_unfolded(ctx.level, group_start) {
+                    self.unfold_group(pt, ctx, group_start)?;
+                }
+                return Ok(Step::Skip);
+            }
+        }
+        if !ctx.within(self.start, self.end) {
+            self.split(pt, ctx.slot, ctx.addr, ctx.level, old)?;
+        }
+        Ok(Step::Skip)
+    }
+}
+
+/// Step 3: the edit, in place, of every leaf inside the range, and for an unmap the
+/// unlinking of whole subtrees inside it and of tables left empty.
+struct EditCommit {
+    start: u64,
+    end: u64,
+    edit: Edit,
+    /// The range of leaves whose attributes changed in place: the only places where the
+    /// edit can have made a table or a group collapsible (a split table keeps old
+    /// attributes next to new ones, and its parent holds a table entry).
+    changed_in_place: Option<(u64, u64)>,
+}
+
+impl EditCommit {
+    fn note_in_place(&mut self, addr: u64, level: u8, old: Descriptor, new: Descriptor) {
+        if new.is_leaf(level) && new.attrs() != old.attrs() {
+            let end = addr + level_size(level);
+            self.changed_in_place = Some(match self.changed_in_place {
+                None => (addr, end),
+                Some((s, e)) => (s.min(addr), e.max(end)),
+            });
+        }
     }
 }
 
@@ -290,26 +396,89 @@ impl<H: Hardware> Visitor<H> for EditCommit {
             }
             Visit::Leaf => {
                 let old = ctx.old;
-                if !old.is_leaf(ctx.level) {
+                // Holes, and entries step 1 broke: those already carry their final value.
+                if !old.is_leaf(ctx.level) || self.edit.keeps(old) {
                     return Ok(Step::Skip);
                 }
-                if self.edit.inside_bits(old) == Some(old.attrs()) {
-                    return Ok(Step::Skip);
+                // Step 1 split every leaf across an edge and unfolded every group an edge
+                // cuts: what is left here lies inside the range with its whole group.
+                let (group_start, group_end) = cont_group(ctx.addr, ctx.level);
+                let group_inside = group_start >= self.start && group_end <= self.end;
+                if !ctx.within(self.start, self.end) || (old.is_contiguous() && !group_inside) {
+                    return Err(Error::Internal);
                 }
-                if old.is_contiguous() {
-                    let (group_start, group_end) = cont_group(ctx.addr, ctx.level);
-                    if group_start < self.start || group_end > self.end {
-                        if !self.was_unfolded(ctx.level, group_start) {
-                            self.unfold_group(pt, ctx, group_start)?;
-                        }
-                        return Ok(Step::Skip);
-                    }
-                }
-                let (new, needs_break) = self.replacement(pt, ctx.addr, ctx.level, old, true)?;
+                let (new, needs_break) = self.edit.in_place(pt, ctx.level, old, true);
                 self.note_in_place(ctx.addr, ctx.level, old, new);
                 pt.change_entry(ctx.slot, ctx.addr, ctx.level, old, new, needs_break);
                 Ok(Step::Skip)
             }
         }
+    }
+}
+
+/// What an edit did.
+#[derive(Default)]
+pub(crate) struct Edited {
+    /// See [`EditCommit::changed_in_place`].
+    pub(crate) changed_in_place: Option<(u64, u64)>,
+    /// The range break-before-make made invalid for a moment.
+    pub(crate) transiently_unmapped: Option<Range<u64>>,
+}
+
+impl<H: Hardware> PageTable<H> {
+    /// Applies `edit` to `[start, end)` (a checked range): plan and reserve, then the
+    /// steps of the module documentation.
+    ///
+    /// # Errors
+    /// [`Error::NotMapped`] (attribute changes), [`Error::OutOfTables`], with the tables
+    /// unchanged; [`Error::Internal`] for a bug.
+    pub(crate) fn edit_range(&mut self, start: u64, end: u64, edit: Edit) -> Result<Edited, Error> {
+        let carry_edit = self.size_change_may_carry_edit();
+        let mut plan = EditPlan {
+            start,
+            end,
+            edit,
+            carry_edit,
+            tables: 0,
+            changes: false,
+        };
+        self.walk(start, end, &mut plan)?;
+        if !plan.changes {
+            return Ok(Edited::default());
+        }
+        // Failure atomicity: every table is taken before the first store.
+        let reservation = self.reserve(plan.tables)?;
+        let mut split = SplitEdges {
+            start,
+            end,
+            edit,
+            carry_edit,
+            reservation,
+            unfolded: [(0, 0); UNFOLDED],
+            unfolded_count: 0,
+        };
+        let split_result = self.walk(start, end, &mut split);
+        self.release(split.reservation);
+        let mut commit = EditCommit {
+            start,
+            end,
+            edit,
+            changed_in_place: None,
+        };
+        let result = split_result.and_then(|()| {
+            // Step 2: link the split tables now, after one DSB ISHST that makes all their
+            // fills visible to walkers (module `maintenance`, step 1). Linked, their
+            // leaves are reached by the edit below; and each link store is recorded and
+            // seen as what it is, a change of size alone (RKFLJB), before any leaf of
+            // the new table changes.
+            self.flush_publications();
+            self.walk(start, end, &mut commit)
+        });
+        // Step 4, also after a failure: whatever was stored is settled.
+        let transiently_unmapped = self.finish();
+        result.map(|()| Edited {
+            changed_in_place: commit.changed_in_place,
+            transiently_unmapped,
+        })
     }
 }

@@ -4,7 +4,7 @@ use core::ops::Range;
 
 use crate::error::Error;
 use crate::hw::Hardware;
-use crate::split::{Edit, EditCommit, EditPlan};
+use crate::split::Edit;
 use crate::table::{OpReport, PageTable};
 
 impl<H: Hardware> PageTable<H> {
@@ -21,24 +21,9 @@ impl<H: Hardware> PageTable<H> {
     /// the tables are unchanged.
     pub fn unmap(&mut self, range: Range<u64>) -> Result<OpReport, Error> {
         let (start, end) = self.check_range(&range)?;
-        let mut plan = EditPlan {
-            start,
-            end,
-            edit: Edit::Unmap,
-            tables: 0,
-            changes: false,
-        };
-        self.walk(start, end, &mut plan)?;
-        if !plan.changes {
-            return Ok(OpReport::default());
-        }
-        let reservation = self.reserve(plan.tables)?;
-        let mut commit = EditCommit::new(start, end, Edit::Unmap, reservation);
-        let result = self.walk(start, end, &mut commit);
-        self.release(commit.reservation);
-        let transiently_unmapped = self.finish();
-        result.map(|()| OpReport {
-            transiently_unmapped,
+        let edited = self.edit_range(start, end, Edit::Unmap)?;
+        Ok(OpReport {
+            transiently_unmapped: edited.transiently_unmapped,
         })
     }
 }

@@ -21,6 +21,10 @@ fn split_1g_block_for_one_page_creates_two_tables() {
             d.tables_allocated, 2,
             "{split:?}: one table of 2 MiB blocks, one of pages"
         );
+        assert_eq!(
+            d.tables_freed, 0,
+            "the plan reserved exactly what the split used"
+        );
         assert_eq!((d.splits_1g, d.splits_2m), (1, 1));
         assert_eq!(d.tlbi_by_va, 1, "one TLBI for the old block");
         assert_eq!(pt_level(&c, page), (3, false));
@@ -114,15 +118,37 @@ fn memory_type_change_always_breaks() {
         Some(M2..2 * M2),
         "RWHZWS even with FEAT_BBM"
     );
+    // A split for a new type: with FEAT_BBM the block becomes a table of identical pages
+    // without a break (a change of size only, RKFLJB), then the one page inside the range
+    // breaks for its new type; the rest of the block stays mapped throughout. (Before
+    // issue 14 the block broke whole, its table carrying the new type in the same store.)
+    let before = c.pt.counters();
     let report = c.run(|pt| {
         pt.change_attrs(3 * M2..3 * M2 + K4, Attributes::DEVICE)
             .unwrap()
     });
+    let d = c.pt.counters().since(&before);
     assert_eq!(
         report.transiently_unmapped,
-        Some(3 * M2..4 * M2),
-        "split with a new type breaks too"
+        Some(3 * M2..3 * M2 + K4),
+        "the page with a new type breaks, the split does not"
     );
+    assert_eq!((d.splits_2m, d.transient_unmaps), (1, 1));
+    assert_eq!(c.pt.query(3 * M2).unwrap().attrs, Attributes::DEVICE);
+    assert_eq!(c.pt.query(3 * M2 + K4).unwrap().attrs, Attributes::RW);
+    // Without FEAT_BBM the split itself breaks, and carries the new type at once.
+    let mut c = Checked::new(Regime::el2(), caps(SplitStrategy::BreakBeforeMake, false));
+    c.run(|pt| {
+        pt.map(0..4 * M2, PhysAddr(0), Attributes::RW, MapFlags::NONE)
+            .unwrap()
+    });
+    let before = c.pt.counters();
+    let report = c.run(|pt| {
+        pt.change_attrs(3 * M2..3 * M2 + K4, Attributes::DEVICE)
+            .unwrap()
+    });
+    assert_eq!(report.transiently_unmapped, Some(3 * M2..4 * M2));
+    assert_eq!(c.pt.counters().since(&before).transient_unmaps, 1);
     assert_eq!(c.pt.query(3 * M2).unwrap().attrs, Attributes::DEVICE);
 }
 
@@ -199,6 +225,31 @@ fn unmap_splits_edges_and_frees_empty_tables() {
             "{split:?}: every emptied table freed"
         );
         assert_eq!(c.pt.unmap(0..1 << 39), Ok(crate::OpReport::default()));
+    }
+}
+
+/// Issue 14: with FEAT_BBM level 2 an unmap inside a block splits it with the block's own
+/// attributes everywhere, then removes the pages inside the range; nothing is broken.
+#[test]
+fn bbml2_unmap_inside_a_block_splits_before_removing() {
+    for tlbi_range in [false, true] {
+        let mut c = Checked::new(Regime::el2(), caps(SplitStrategy::Bbml2, tlbi_range));
+        c.run(|pt| {
+            pt.map(0..4 * M2, PhysAddr(0), Attributes::RW, MapFlags::NONE)
+                .unwrap()
+        });
+        let before = c.pt.counters();
+        let report = c.run(|pt| pt.unmap(M2 + K4..2 * M2 + 2 * K4).unwrap());
+        let d = c.pt.counters().since(&before);
+        assert_eq!(report.transiently_unmapped, None);
+        assert_eq!((d.splits_2m, d.tables_allocated, d.tables_freed), (2, 2, 0));
+        // 511 + 2 pages removed after the split: too many for TLBIs by address, so one
+        // invalidation of the range (or of everything without FEAT_TLBIRANGE).
+        assert_eq!(d.tlbi_total(), 1);
+        assert_eq!(d.tlbi_range, u64::from(tlbi_range));
+        assert!(c.pt.query(M2 + K4).is_none() && c.pt.query(2 * M2 + K4).is_none());
+        assert_eq!(c.pt.query(M2).unwrap().level, 3);
+        assert_eq!(c.pt.query(2 * M2 + 2 * K4).unwrap().attrs, Attributes::RW);
     }
 }
 

@@ -66,7 +66,10 @@ fn write(old: Footprint, new: Footprint) -> Event {
 
 const ST: Event = Event::Dsb(Barrier::StoresIsh);
 const FULL: Event = Event::Dsb(Barrier::FullIsh);
-const TLBI: Event = Event::Tlbi(TlbInvalidation::Leaf { addr: 0, level: 2 });
+const TLBI: Event = Event::Tlbi(TlbInvalidation::Leaf {
+    addr: 0,
+    level: Some(2),
+});
 
 fn check(strategy: SplitStrategy, linked: &[u64], events: &[Event]) -> Result<(), String> {
     TraceChecker::new(strategy, linked.iter().copied())
@@ -283,4 +286,215 @@ fn removing_any_barrier_or_tlbi_from_real_traces_is_caught() {
         }
     }
     assert!(mutants >= 20, "{mutants}");
+}
+
+/// The page at `addr` of the 2 MiB at 0, in a table (a store at level 3).
+fn page_write(addr: u64, old_attrs: u64, new_attrs: u64) -> Event {
+    let page = |attrs: u64| Footprint {
+        runs: vec![Run {
+            ia: addr..addr + K4,
+            oa: addr,
+            attrs,
+            leaf_size: K4,
+            entry_size: K4,
+        }],
+        tables: vec![],
+    };
+    Event::Write {
+        write: DescriptorWrite {
+            addr,
+            level: 3,
+            old: Descriptor::leaf(3, addr, old_attrs, false).0,
+            new: Descriptor::leaf(3, addr, new_attrs, false).0,
+        },
+        old: page(old_attrs),
+        new: page(new_attrs),
+    }
+}
+
+#[test]
+fn bbml2_refuses_a_size_change_combined_with_any_other_change() {
+    let illegal = |new: Footprint| {
+        let events = [
+            Event::Filled { table: TABLE },
+            ST,
+            write(block(0, RW), new),
+            ST,
+            TLBI,
+            FULL,
+        ];
+        check(SplitStrategy::Bbml2, &[], &events).unwrap_err()
+    };
+    // The block becomes a table whose pages are read-only: size and permissions at once.
+    let e = illegal(table(0, RO));
+    assert!(e.contains("RPVTFW") && e.contains("RKFLJB"), "{e}");
+    assert!(e.contains("attributes"), "{e}");
+    // Only one page of the new table differs (the split of Linux before v6.18 style).
+    let mut one_page_ro = table(0, RW);
+    one_page_ro.runs = vec![
+        Run {
+            ia: 0..K4,
+            ..one_page_ro.runs[0].clone()
+        },
+        Run {
+            ia: K4..2 * K4,
+            oa: K4,
+            attrs: RO,
+            ..one_page_ro.runs[0].clone()
+        },
+        Run {
+            ia: 2 * K4..M2,
+            oa: 2 * K4,
+            ..one_page_ro.runs[0].clone()
+        },
+    ];
+    let e = illegal(one_page_ro);
+    assert!(e.starts_with("0x1000:") && e.contains("RPVTFW"), "{e}");
+    // A new output address with the new size.
+    let e = illegal(table(M2, RW));
+    assert!(e.contains("output address") && e.contains("RPVTFW"), "{e}");
+    // A hole where the block translated: a removal on top of the size change.
+    let mut with_hole = table(0, RW);
+    with_hole.runs[0].ia = K4..M2;
+    with_hole.runs[0].oa = K4;
+    let e = illegal(with_hole);
+    assert!(e.contains("unmapped") && e.contains("RPVTFW"), "{e}");
+    // The contiguous hint cleared while the permissions change: a size change too.
+    let group = |attrs: u64, entry_size: u64| Footprint {
+        runs: vec![Run {
+            ia: 0..K4,
+            oa: 0,
+            attrs,
+            leaf_size: K4,
+            entry_size,
+        }],
+        tables: vec![],
+    };
+    let events = [
+        page_write(0, RW, RO),
+        ST,
+        Event::Tlbi(TlbInvalidation::Leaf {
+            addr: 0,
+            level: Some(3),
+        }),
+        FULL,
+    ];
+    let mut events = events.to_vec();
+    if let Event::Write { old, new, .. } = &mut events[0] {
+        *old = group(RW, K64);
+        *new = group(RO, K4);
+    }
+    let e = check(SplitStrategy::Bbml2, &[], &events).unwrap_err();
+    assert!(
+        e.contains("entry size (0x10000 -> 0x1000)") && e.contains("RPVTFW"),
+        "{e}"
+    );
+    // Break-before-make makes the combined change legal: invalid first, then the table.
+    let events = [
+        Event::Filled { table: TABLE },
+        write(block(0, RW), Footprint::default()),
+        ST,
+        TLBI,
+        FULL,
+        write(Footprint::default(), table(0, RO)),
+        ST,
+    ];
+    check(SplitStrategy::Bbml2, &[], &events).unwrap();
+}
+
+#[test]
+fn bbml2_accepts_a_size_only_split_then_a_permission_change_in_place() {
+    let events = [
+        Event::Filled { table: TABLE },
+        ST,
+        // Size only: the table's pages translate exactly as the block did.
+        write(block(0, RW), table(0, RW)),
+        // Permissions only, on a leaf of the new table (RGPPYH).
+        page_write(K4, RW, RO),
+        ST,
+        // One TLBI by address inside both the old block and the changed page removes
+        // either from the TLB (no level hint: they are at different levels).
+        Event::Tlbi(TlbInvalidation::Leaf {
+            addr: K4,
+            level: None,
+        }),
+        FULL,
+        Event::Isb,
+    ];
+    check(SplitStrategy::Bbml2, &[], &events).unwrap();
+    // The same size-only split is still a size change without FEAT_BBM.
+    let e = check(SplitStrategy::BreakBeforeMake, &[], &events).unwrap_err();
+    assert!(e.contains("entry size"), "{e}");
+}
+
+/// Issue 14: with FEAT_BBM level 2 the split of a block changes the size alone, the page
+/// inside the range changes afterwards in place, and one TLBI at that page settles both.
+#[test]
+fn bbml2_split_changes_the_size_alone_then_the_page_in_place() {
+    let page = M2 + 7 * K4;
+    for regime in [Regime::el2(), Regime::stage2(40).unwrap()] {
+        let setup = |pt: &mut crate::PageTable<crate::host::HostHardware>| {
+            pt.map(0..G1, PhysAddr(0), Attributes::RW, MapFlags::NONE)
+                .unwrap();
+        };
+        let mut pt = live_tree(regime, caps(SplitStrategy::Bbml2, false));
+        setup(&mut pt);
+        pt.hardware_mut().take_trace();
+        let linked = linked_tables(&pt);
+        let before = pt.counters();
+        let report = pt.change_attrs(page..page + K4, Attributes::RO).unwrap();
+        let d = pt.counters().since(&before);
+        let trace = pt.hardware_mut().take_trace();
+        check(SplitStrategy::Bbml2, &linked, &trace).unwrap();
+        assert_eq!(report.transiently_unmapped, None);
+        assert_eq!(d.transient_unmaps, 0);
+        let writes: Vec<_> = trace
+            .iter()
+            .filter_map(|e| match e {
+                Event::Write { write, old, new } => Some((write, old, new)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            writes.len(),
+            2,
+            "the link of the split, then the page: {writes:#?}"
+        );
+        // The link: every address translates as through the old 1 GiB block.
+        let (link, old, new) = writes[0];
+        assert_eq!((link.addr, link.level), (0, 1));
+        let block_attrs = old.runs[0].attrs;
+        assert_eq!(
+            new.tables.len(),
+            2,
+            "a table of 2 MiB blocks and one of pages"
+        );
+        for run in &new.runs {
+            assert_eq!(run.attrs, block_attrs, "{run:x?}");
+            assert_eq!(run.oa, run.ia.start, "{run:x?}");
+        }
+        assert_eq!(new.runs.first().unwrap().ia.start, 0);
+        assert_eq!(new.runs.last().unwrap().ia.end, G1);
+        // The page, in place: same size, new permissions.
+        let (leaf, old, new) = writes[1];
+        assert_eq!((leaf.addr, leaf.level), (page, 3));
+        assert_eq!(old.runs[0].attrs, block_attrs);
+        assert_ne!(new.runs[0].attrs, block_attrs);
+        // One invalidation by address, at the page, without a level hint: it removes the
+        // old 1 GiB block and the page's first value alike.
+        let tlbis: Vec<_> = trace
+            .iter()
+            .filter_map(|e| match e {
+                Event::Tlbi(TlbInvalidation::Leaf { addr, level }) => Some((*addr, *level)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(tlbis, [(page, None)]);
+        // DSB ISHST before the link, DSB ISHST before the TLBI, DSB ISH after it (and at
+        // stage 2 one more after TLBI VMALLE1IS), as for the single-store split.
+        let stage2 = u64::from(regime.kind() == crate::RegimeKind::Stage2);
+        assert_eq!(d.dsb, 3 + stage2);
+        // The pages of the new table, the link, and the page changed in place.
+        assert_eq!(d.descriptors_written, 512 + 512 + 1 + 1);
+    }
 }
