@@ -42,6 +42,8 @@ pub enum Job {
     Sweep = 1,
     /// `stress_protect_restore`'s random operations.
     Stress = 2,
+    /// Nothing: power off at once (`cpu_off_then_on_at_once`).
+    PowerOff = 3,
 }
 
 static JOB: AtomicU8 = AtomicU8::new(0);
@@ -115,6 +117,8 @@ extern "C" fn secondary_main(_slot: u64) -> ! {
         concurrent::secondary_sweep();
     } else if job == Job::Stress as u8 {
         stress::secondary_stress();
+    } else if job == Job::PowerOff as u8 {
+        // Straight to CPU_OFF below.
     } else {
         runner::fatal(
             "the secondary has no job",
@@ -154,4 +158,32 @@ pub(super) fn running(progress: &AtomicU64, window: u64, limit: u64) -> bool {
         }
         core::hint::spin_loop();
     }
+}
+
+/// How many off-then-on cycles `cpu_off_then_on_at_once` runs.
+const OFF_ON_CYCLES: u32 = 50;
+
+/// PSCI says a vCPU is OFF (AFFINITY_INFO) only once a CPU_ON for it will succeed: the
+/// secondary powers off at once, the boot CPU polls AFFINITY_INFO and issues CPU_ON the
+/// moment it says OFF, [`OFF_ON_CYCLES`] times. A hypervisor that marks the vCPU off
+/// before its physical CPU can be started again answers some of those CPU_ONs with
+/// ALREADY_ON.
+pub fn cpu_off_then_on_at_once(env: &Env) -> crate::report::TestResult {
+    let target = other_cpu(env)?;
+    let mmu = mmu(env)?;
+    for cycle in 0..OFF_ON_CYCLES {
+        start(&mmu, target, Job::PowerOff).map_err(|failure| match failure {
+            Failure::Failed(why) => failed!("cycle {cycle}: {why}"),
+            other => other,
+        })?;
+        let affinity = wait_off(target, 2_000);
+        if affinity != AFFINITY_OFF {
+            return Err(failed!(
+                "cycle {cycle}: AFFINITY_INFO({target:#x}) still {affinity} 2 s after CPU_OFF"
+            ));
+        }
+    }
+    Ok(text!(
+        "{OFF_ON_CYCLES} cycles: CPU_ON accepted the moment AFFINITY_INFO said OFF"
+    ))
 }

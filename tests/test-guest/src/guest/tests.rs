@@ -30,6 +30,10 @@ pub const TESTS: &[(&str, Test)] = &[
         super::walk_faults::stage1_walk_faults_reach_the_guest,
     ),
     ("hostile_arguments", hostile_arguments),
+    (
+        "cpu_off_then_on_at_once",
+        super::secondary::cpu_off_then_on_at_once,
+    ),
     ("isolation_outside_ram", isolation_outside_ram),
     (
         "concurrent_split_restore",
