@@ -161,7 +161,7 @@ pub(super) fn running(progress: &AtomicU64, window: u64, limit: u64) -> bool {
 }
 
 /// How many off-then-on cycles `cpu_off_then_on_at_once` runs.
-const OFF_ON_CYCLES: u32 = 50;
+const OFF_ON_CYCLES: u32 = 200;
 
 /// PSCI says a vCPU is OFF (AFFINITY_INFO) only once a CPU_ON for it will succeed: the
 /// secondary powers off at once, the boot CPU polls AFFINITY_INFO and issues CPU_ON the
