@@ -29,7 +29,7 @@ run_tests() {
 echo "== host tests (portable crates)"
 run_tests cargo test --workspace --exclude qemu-tests
 
-echo "== lint (formatting; clippy's correctness lints fail the run, the others are shown)"
+echo "== lint (formatting; clippy's correctness lints and the workspace lints in Cargo.toml fail the run, the others are shown)"
 # A lint failure fails the run at the end but does not skip the QEMU tests.
 lint_passed=0
 lint_failed=0
@@ -40,6 +40,7 @@ lint cargo fmt --all --check
 lint cargo clippy --quiet --workspace --all-targets -- -D clippy::correctness
 lint cargo clippy --quiet -p hypervisor --bin hypervisor --target aarch64-unknown-none-softfloat \
     -- -D clippy::correctness
+lint cargo clippy --quiet -p test-guest --target aarch64-unknown-none-softfloat -- -D clippy::correctness
 echo "test result: lint. $lint_passed passed; $lint_failed failed" >>"$results"
 
 echo "== script tests (benchmark parsing, ptdump pictures)"

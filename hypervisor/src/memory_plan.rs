@@ -215,22 +215,17 @@ pub fn free_ranges(
     ram: &[PhysRange],
     exclusions: &[Exclusion],
 ) -> ArrayVec<PhysRange, MAX_FREE_RANGES> {
-    match collect_free_ranges(ram, exclusions) {
-        Ok(free) | Err(FreeRangesOverflow { kept: free }) => free,
-    }
+    collect_free_ranges(ram, exclusions).0
 }
 
-/// [`free_ranges`] that were cut short at [`MAX_FREE_RANGES`].
-struct FreeRangesOverflow {
-    kept: ArrayVec<PhysRange, MAX_FREE_RANGES>,
-}
-
+/// [`free_ranges`], and whether they are all there (`false`: cut short at
+/// [`MAX_FREE_RANGES`]).
 fn collect_free_ranges(
     ram: &[PhysRange],
     exclusions: &[Exclusion],
-) -> Result<ArrayVec<PhysRange, MAX_FREE_RANGES>, FreeRangesOverflow> {
+) -> (ArrayVec<PhysRange, MAX_FREE_RANGES>, bool) {
     if exclusions.len() > MAX_EXCLUSIONS {
-        return Ok(ArrayVec::new());
+        return (ArrayVec::new(), true);
     }
     let mut sorted: ArrayVec<PhysRange, MAX_EXCLUSIONS> =
         exclusions.iter().map(|e| e.range).collect();
@@ -249,11 +244,7 @@ fn collect_free_ranges(
         }
         complete &= push_page_aligned(&mut free, cursor, bank.end());
     }
-    if complete {
-        Ok(free)
-    } else {
-        Err(FreeRangesOverflow { kept: free })
-    }
+    (free, complete)
 }
 
 /// Adds `[start, end)` shrunk to whole pages; `false` if it did not fit.
@@ -385,11 +376,12 @@ pub fn plan_layout(
             kind: ExclusionKind::CrashRegion,
         });
     }
-    let guest_ram = collect_free_ranges(ram, &hypervisor_owned).map_err(|_| {
-        LayoutError::TooManyGuestRamRanges {
+    let (guest_ram, complete) = collect_free_ranges(ram, &hypervisor_owned);
+    if !complete {
+        return Err(LayoutError::TooManyGuestRamRanges {
             limit: MAX_GUEST_RAM_RANGES,
-        }
-    })?;
+        });
+    }
     Ok(Layout {
         pool,
         crash,

@@ -183,6 +183,7 @@ fn bring_up_memory(
 /// strategy here, before anything changes it live again.
 fn share_with_every_cpu(info: &PlatformInfo<'_>, args: &HypervisorArgs) -> Capabilities {
     let common = crate::cpus::bring_up(info);
+    mm::hw::allow_range_tlbi(common.tlbi_range);
     let caps = mm::el2_map::capabilities(&common, args);
     if let Some(table) = mm::el2_map::EL2_TABLE.lock().as_mut()
         && table.capabilities() != caps

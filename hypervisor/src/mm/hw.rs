@@ -4,7 +4,7 @@
 use core::arch::asm;
 use core::num::NonZeroU32;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use hypervisor::tlbi_range::{self, TlbiOperand};
 use pgtable::{Barrier, Hardware, PhysAddr, TlbInvalidation};
@@ -68,6 +68,15 @@ fn injected_failure() -> bool {
     false
 }
 
+/// Whether every CPU implements FEAT_TLBIRANGE: false until all CPUs reported theirs
+/// (`cpus::bring_up`), so a range instruction can never reach a CPU without it.
+static RANGE_TLBI_ALLOWED: AtomicBool = AtomicBool::new(false);
+
+/// Allows range TLBIs once every CPU is known to implement FEAT_TLBIRANGE.
+pub fn allow_range_tlbi(every_cpu_has_it: bool) {
+    RANGE_TLBI_ALLOWED.store(every_cpu_has_it, Ordering::Relaxed);
+}
+
 pub struct TableHw {
     regime: TlbRegime,
 }
@@ -78,31 +87,40 @@ impl TableHw {
     }
 
     fn tlbi_operand(&self, operand: TlbiOperand) {
-        // SAFETY (all arms): TLB maintenance only drops cached translations; the engine
-        // orders it with DSBs (Arm ARM RDDMVT / RGPPYH).
-        match (self.regime, operand) {
-            (TlbRegime::El2, TlbiOperand::Page(page)) => unsafe {
-                asm!("tlbi vale2is, {}", in(reg) page, options(nostack, preserves_flags))
-            },
-            (TlbRegime::El2, TlbiOperand::Range(op)) => unsafe {
-                asm!(".arch_extension tlb-rmi", "tlbi rvae2is, {}", in(reg) op, options(nostack, preserves_flags))
-            },
-            (TlbRegime::Stage2, TlbiOperand::Page(page)) => unsafe {
-                asm!("tlbi ipas2le1is, {}", in(reg) page, options(nostack, preserves_flags))
-            },
-            (TlbRegime::Stage2, TlbiOperand::Range(op)) => unsafe {
-                asm!(".arch_extension tlb-rmi", "tlbi ripas2e1is, {}", in(reg) op, options(nostack, preserves_flags))
-            },
+        // SAFETY: TLB maintenance only drops cached translations; the engine orders it
+        // with DSBs (Arm ARM RDDMVT / RGPPYH). Range operands reach here only when every
+        // CPU has FEAT_TLBIRANGE (`tlbi` checks RANGE_TLBI_ALLOWED).
+        unsafe {
+            match (self.regime, operand) {
+                (TlbRegime::El2, TlbiOperand::Page(page)) => {
+                    asm!("tlbi vale2is, {}", in(reg) page, options(nostack, preserves_flags))
+                }
+                (TlbRegime::El2, TlbiOperand::Range(op)) => asm!(
+                    ".arch_extension tlb-rmi",
+                    "tlbi rvae2is, {}",
+                    in(reg) op,
+                    options(nostack, preserves_flags)
+                ),
+                (TlbRegime::Stage2, TlbiOperand::Page(page)) => {
+                    asm!("tlbi ipas2le1is, {}", in(reg) page, options(nostack, preserves_flags))
+                }
+                (TlbRegime::Stage2, TlbiOperand::Range(op)) => asm!(
+                    ".arch_extension tlb-rmi",
+                    "tlbi ripas2e1is, {}",
+                    in(reg) op,
+                    options(nostack, preserves_flags)
+                ),
+            }
         }
     }
 
     fn tlbi_all(&self) {
         // SAFETY: as in `tlbi_operand`.
-        match self.regime {
-            TlbRegime::El2 => unsafe { asm!("tlbi alle2is", options(nostack, preserves_flags)) },
-            TlbRegime::Stage2 => unsafe {
-                asm!("tlbi vmalls12e1is", options(nostack, preserves_flags))
-            },
+        unsafe {
+            match self.regime {
+                TlbRegime::El2 => asm!("tlbi alle2is", options(nostack, preserves_flags)),
+                TlbRegime::Stage2 => asm!("tlbi vmalls12e1is", options(nostack, preserves_flags)),
+            }
         }
     }
 }
@@ -143,9 +161,11 @@ unsafe impl Hardware for TableHw {
 
     fn dsb(&mut self, barrier: Barrier) {
         // SAFETY: barriers have no effect on memory safety.
-        match barrier {
-            Barrier::StoresIsh => unsafe { asm!("dsb ishst", options(nostack, preserves_flags)) },
-            Barrier::FullIsh => unsafe { asm!("dsb ish", options(nostack, preserves_flags)) },
+        unsafe {
+            match barrier {
+                Barrier::StoresIsh => asm!("dsb ishst", options(nostack, preserves_flags)),
+                Barrier::FullIsh => asm!("dsb ish", options(nostack, preserves_flags)),
+            }
         }
     }
 
@@ -159,7 +179,12 @@ unsafe impl Hardware for TableHw {
             // TTL hints are left 0 ("no information"), valid on every CPU.
             TlbInvalidation::Leaf { addr, .. } => self.tlbi_operand(TlbiOperand::Page(addr >> 12)),
             TlbInvalidation::Range { start, size } => {
-                if !tlbi_range::decompose(start, size, |operand| self.tlbi_operand(operand)) {
+                // A TLBI range instruction is UNDEFINED without FEAT_TLBIRANGE: never issue
+                // one unless every CPU has it, whatever capabilities a tree was given.
+                let allowed = RANGE_TLBI_ALLOWED.load(Ordering::Relaxed);
+                if !allowed
+                    || !tlbi_range::decompose(start, size, |operand| self.tlbi_operand(operand))
+                {
                     self.tlbi_all();
                 }
             }
