@@ -21,5 +21,6 @@ pub mod outcome;
 pub mod psci;
 pub mod smccc;
 pub mod stage2_fault;
+pub mod sysreg_trap;
 pub mod tlbi_range;
 pub mod trap_frame;

@@ -21,6 +21,10 @@ pub struct GuestFeatures {
     sme_fa64: bool,
     sme2: bool,
     mte2: bool,
+    /// FEAT_RAS: HCR_EL2.TERR exists (RES0 without it).
+    ras: bool,
+    /// FEAT_PMUv3p1: MDCR_EL2.HPMD exists (RES0 without it).
+    pmuv3p1: bool,
     fgt: bool,
     hcx: bool,
     tcr2: bool,
@@ -48,6 +52,10 @@ impl GuestFeatures {
             sme_fa64: smfr0 & (1 << 63) != 0,
             sme2: sme >= 2,
             mte2: field(pfr1, 8) >= 2,
+            ras: field(ids.id_aa64pfr0, 28) != 0,
+            // PMUVer (ID_AA64DFR0_EL1[11:8]): 0b0100 is PMUv3p1; 0xf is IMPLEMENTATION
+            // DEFINED (not PMUv3).
+            pmuv3p1: matches!(field(dfr0, 8), 4..=0xe),
             fgt: field(ids.id_aa64mmfr0, 56) != 0,
             hcx: field(ids.id_aa64mmfr1, 40) != 0,
             tcr2: field(mmfr3, 0) != 0,
@@ -74,11 +82,19 @@ pub fn guest_hcr(features: &GuestFeatures) -> u64 {
     const FB: u64 = 1 << 9; // force broadcast of EL1 TLB/cache maintenance
     const BSU_INNER: u64 = 1 << 10; // barriers upgraded to inner shareable
     const TSC: u64 = 1 << 19; // trap SMC: PSCI is ours
+    const TACR: u64 = 1 << 21; // trap ACTLR_EL1: its content is implementation defined
     const RW: u64 = 1 << 31; // EL1 is AArch64
+    const TERR: u64 = 1 << 36; // trap the RAS error-record registers (FEAT_RAS)
+    const TIDCP: u64 = 1 << 20; // trap the implementation-defined encodings
     const APK: u64 = 1 << 40; // pointer-auth key registers not trapped
     const API: u64 = 1 << 41; // pointer-auth instructions not trapped
     const ATA: u64 = 1 << 56; // MTE allocation-tag access allowed at EL1/EL0
-    let mut hcr = VM | SWIO | FB | BSU_INNER | TSC | RW | APK | API;
+    // What the guest may reach through TACR/TERR/TIDCP is decided in
+    // `hypervisor::sysreg_trap`.
+    let mut hcr = VM | SWIO | FB | BSU_INNER | TSC | TACR | RW | TIDCP | APK | API;
+    if features.ras {
+        hcr |= TERR;
+    }
     if features.mte2 {
         hcr |= ATA;
     }
@@ -98,8 +114,12 @@ pub fn configure_for_guest(features: &GuestFeatures, vtcr: u64, vttbr: u64, midr
     // GICv3: system-register interface on, and EL1 may enable its own (ICC_SRE_EL2.Enable).
     write_sysreg!("icc_sre_el2", 0b1001);
     write_sysreg!("ich_hcr_el2", 0);
-    // PMU and debug: no traps; all event counters belong to the guest (MDCR_EL2.HPMN).
-    write_sysreg!("mdcr_el2", features.pmu_counters);
+    // PMU and debug: no traps; all event counters belong to the guest (MDCR_EL2.HPMN),
+    // but they do not count at EL2 (HPMD, FEAT_PMUv3p1): the guest's profile must not
+    // show the hypervisor's work.
+    const HPMD: u64 = 1 << 17;
+    let hpmd = if features.pmuv3p1 { HPMD } else { 0 };
+    write_sysreg!("mdcr_el2", features.pmu_counters | hpmd);
 
     // FP/SIMD and SVE are never trapped (CPTR_EL2.TFP/TZ = 0); SME only when implemented
     // (TSM, bit 12, is RES1 otherwise).
@@ -179,4 +199,18 @@ pub fn configure_for_guest(features: &GuestFeatures, vtcr: u64, vttbr: u64, midr
     // Arm ARM: a direct write to a system register needs a context synchronisation event
     // before later instructions rely on it (D19.2.3 "Synchronization requirements").
     crate::arch::aarch64::barrier_isb();
+    // This PE's TLB may hold entries tagged with this VMID from before (its contents
+    // are UNKNOWN after reset, and the VMID's stage 2 was edited before it went live
+    // here): drop them, locally, before the vCPU's first instruction (as KVM does when a
+    // VMID is first used on a CPU). TLBI VMALLS12E1 acts on the VMID now in VTTBR_EL2;
+    // DSB NSH completes it on this PE, ISB before the ERET.
+    // SAFETY: TLB maintenance and barriers only.
+    unsafe {
+        core::arch::asm!(
+            "tlbi vmalls12e1",
+            "dsb nsh",
+            "isb",
+            options(nostack, preserves_flags)
+        )
+    };
 }

@@ -11,6 +11,7 @@ use hypervisor::memory_plan::MAX_GUEST_RAM_RANGES;
 use hypervisor::psci::{self, CpuPowerState, Followup, PsciPlatform};
 use hypervisor::smccc::{self, FunctionId};
 use hypervisor::stage2_fault::{self, FaultIpa, Stage2Fault};
+use hypervisor::sysreg_trap::{self, ReadValue, SysregAccess, SysregAction};
 use hypervisor::trap_frame::TrapFrame;
 use platform::info::{MAX_CPUS, PhysRange};
 use spin::Once;
@@ -146,8 +147,10 @@ pub fn handle_sync(frame: &mut TrapFrame, esr: Esr, far: u64) {
     let Some(config) = CONFIG.get() else {
         boot::stop_failure("a guest trap arrived before the guest was configured");
     };
+    EXITS.count(esr.class());
     match esr.class() {
         ExceptionClass::HVC64 => smccc_call(config, frame),
+        ExceptionClass::SYSREG => trapped_sysreg(frame, esr),
         ExceptionClass::SMC64 => {
             // A trapped SMC returns to the SMC itself (Arm ARM D1.10.2): step over it.
             frame.elr = frame.elr.wrapping_add(4);
@@ -166,6 +169,87 @@ pub fn handle_sync(frame: &mut TrapFrame, esr: Esr, far: u64) {
     }
 }
 
+/// A system-register access trapped by HCR_EL2.TIDCP/TACR/TERR (decided in
+/// `hypervisor::sysreg_trap`).
+fn trapped_sysreg(frame: &mut TrapFrame, esr: Esr) {
+    let Some(access) = SysregAccess::decode(esr) else {
+        inject_into_guest(frame, SyncException::Undefined);
+        return;
+    };
+    match sysreg_trap::decide(&access) {
+        SysregAction::Read(value) => {
+            let value = match value {
+                ReadValue::Zero => 0,
+                ReadValue::PhysicalActlr => read_sysreg!("actlr_el1"),
+            };
+            if let Some(rt) = frame.regs.get_mut(usize::from(access.rt)) {
+                *rt = value;
+            }
+            // A trapped MRS/MSR returns to itself (Arm ARM D1.10.2): step over it.
+            frame.elr = frame.elr.wrapping_add(4);
+        }
+        SysregAction::IgnoreWrite => frame.elr = frame.elr.wrapping_add(4),
+        SysregAction::Undefined => {
+            log::debug!("guest {esr} at {:#x}: UNDEFINED for the guest", frame.elr);
+            inject_into_guest(frame, SyncException::Undefined);
+        }
+    }
+}
+
+/// Guest exits by reason, printed when the guest powers off (`hyp-exits:`).
+struct ExitCounters {
+    hvc: AtomicU64,
+    smc: AtomicU64,
+    sysreg: AtomicU64,
+    data_abort: AtomicU64,
+    instruction_abort: AtomicU64,
+    other: AtomicU64,
+}
+
+impl ExitCounters {
+    const fn new() -> Self {
+        Self {
+            hvc: AtomicU64::new(0),
+            smc: AtomicU64::new(0),
+            sysreg: AtomicU64::new(0),
+            data_abort: AtomicU64::new(0),
+            instruction_abort: AtomicU64::new(0),
+            other: AtomicU64::new(0),
+        }
+    }
+
+    fn count(&self, class: ExceptionClass) {
+        let counter = match class {
+            ExceptionClass::HVC64 => &self.hvc,
+            ExceptionClass::SMC64 => &self.smc,
+            ExceptionClass::SYSREG => &self.sysreg,
+            ExceptionClass::DATA_ABORT_LOWER => &self.data_abort,
+            ExceptionClass::INSTR_ABORT_LOWER => &self.instruction_abort,
+            _ => &self.other,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl core::fmt::Display for ExitCounters {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        write!(
+            f,
+            "hvc={} smc={} sysreg={} data_abort={} instruction_abort={} other={} tlb_conflict={}",
+            get(&self.hvc),
+            get(&self.smc),
+            get(&self.sysreg),
+            get(&self.data_abort),
+            get(&self.instruction_abort),
+            get(&self.other),
+            guest_tlb_conflicts()
+        )
+    }
+}
+
+static EXITS: ExitCounters = ExitCounters::new();
+
 fn smccc_call(config: &GuestConfig, frame: &mut TrapFrame) {
     let function = FunctionId(frame.regs[0] as u32);
     let args = [frame.regs[1], frame.regs[2], frame.regs[3]];
@@ -181,6 +265,7 @@ fn smccc_call(config: &GuestConfig, frame: &mut TrapFrame) {
                 guest_tlb_conflicts()
             );
             crate::console::write_raw(format_args!("foreign-access: {FOREIGN_ACCESSES}\n"));
+            crate::console::write_raw(format_args!("hyp-exits: {EXITS}\n"));
             boot::stop(hypervisor::outcome::Outcome::Success);
         }
         Some(Followup::SystemReset) => {

@@ -8,6 +8,7 @@ mod mmu;
 mod runner;
 mod secondary;
 mod stress;
+mod sysregs;
 mod tests;
 mod walk_faults;
 

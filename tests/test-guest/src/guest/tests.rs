@@ -31,6 +31,10 @@ pub const TESTS: &[(&str, Test)] = &[
     ),
     ("hostile_arguments", hostile_arguments),
     (
+        "trapped_system_registers",
+        super::sysregs::trapped_system_registers,
+    ),
+    (
         "cpu_off_then_on_at_once",
         super::secondary::cpu_off_then_on_at_once,
     ),
