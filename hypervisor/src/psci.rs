@@ -63,8 +63,17 @@ pub trait PsciPlatform {
     /// Starts the vCPU `mpidr` at `entry` with `context` in x0. Only called for a vCPU
     /// that is off. Returns a PSCI code (SUCCESS, or the firmware's error).
     fn cpu_on(&mut self, mpidr: u64, entry: u64, context: u64) -> i64;
-    /// Marks the calling vCPU off (its physical CPU is stopped by the caller).
+    /// The calling vCPU is stopping (the caller stops it). An implementation may mark it
+    /// off only once a CPU_ON for it can succeed, or AFFINITY_INFO would lie.
     fn cpu_off(&mut self);
+    /// Firmware's SMCCC_ARCH_FEATURES answer for `function` (one of the
+    /// SMCCC_ARCH_WORKAROUND calls) on the physical CPU the calling vCPU runs on: whether
+    /// that core needs the mitigation and firmware implements it is a fact of the core
+    /// and of firmware, which the hypervisor passes on rather than guesses.
+    fn firmware_arch_features(&mut self, function: u32) -> i64;
+    /// Makes the SMCCC_ARCH_WORKAROUND call `function` (with `arg` for WORKAROUND_2)
+    /// to firmware on the calling vCPU's physical CPU; returns firmware's x0.
+    fn firmware_workaround(&mut self, function: u32, arg: u64) -> i64;
 }
 
 /// MPIDR affinity fields Aff3 [39:32] and Aff2..Aff0 [23:0]; other bits must be zero in
@@ -111,7 +120,13 @@ pub fn handle(
         SYSTEM_RESET => Followup::SystemReset,
         PSCI_FEATURES => Followup::Return(features(args[0])),
         smccc::SMCCC_VERSION => Followup::Return(i64::from(smccc::SMCCC_VERSION_1_1)),
-        smccc::SMCCC_ARCH_FEATURES => Followup::Return(arch_features(args[0])),
+        smccc::SMCCC_ARCH_FEATURES => Followup::Return(arch_features(platform, args[0])),
+        smccc::SMCCC_ARCH_WORKAROUND_1 | smccc::SMCCC_ARCH_WORKAROUND_3 => {
+            Followup::Return(platform.firmware_workaround(id, 0))
+        }
+        smccc::SMCCC_ARCH_WORKAROUND_2 => {
+            Followup::Return(platform.firmware_workaround(id, args[0] & 0xffff_ffff))
+        }
         _ if matches!(function.owner(), smccc::Owner::StandardSecure) => {
             Followup::Return(NOT_SUPPORTED)
         }
@@ -166,11 +181,18 @@ fn features(queried: u64) -> i64 {
     }
 }
 
-fn arch_features(queried: u64) -> i64 {
+fn arch_features(platform: &mut impl PsciPlatform, queried: u64) -> i64 {
     match u32::try_from(queried) {
         Ok(smccc::SMCCC_VERSION | smccc::SMCCC_ARCH_FEATURES) => smccc::SUCCESS,
-        // The Spectre workarounds are firmware services; the hypervisor does not claim
-        // them, so the guest reports its own mitigation state.
+        // The Spectre-BHB/v2/v4 workarounds are firmware services on the core the vCPU
+        // runs on (one vCPU per physical CPU): firmware's answer is the truth, whether it
+        // says "call me" (0), "not needed on this core" (1 for WORKAROUND_1/3, per
+        // SMCCC 1.4), "always on" (NOT_REQUIRED) or "unknown" (NOT_SUPPORTED).
+        Ok(
+            id @ (smccc::SMCCC_ARCH_WORKAROUND_1
+            | smccc::SMCCC_ARCH_WORKAROUND_2
+            | smccc::SMCCC_ARCH_WORKAROUND_3),
+        ) => platform.firmware_arch_features(id),
         _ => smccc::NOT_SUPPORTED,
     }
 }
@@ -183,6 +205,7 @@ mod tests {
         states: Vec<(u64, CpuPowerState)>,
         started: Vec<(u64, u64, u64)>,
         offs: usize,
+        workarounds: Vec<(u32, u64)>,
     }
 
     impl FakeBoard {
@@ -191,6 +214,7 @@ mod tests {
                 states: vec![(0, CpuPowerState::On), (1, CpuPowerState::Off)],
                 started: vec![],
                 offs: 0,
+                workarounds: vec![],
             }
         }
     }
@@ -217,6 +241,17 @@ mod tests {
         fn cpu_off(&mut self) {
             self.offs += 1;
         }
+        fn firmware_arch_features(&mut self, function: u32) -> i64 {
+            match function {
+                smccc::SMCCC_ARCH_WORKAROUND_1 => 0,
+                smccc::SMCCC_ARCH_WORKAROUND_2 => smccc::NOT_REQUIRED,
+                _ => 1,
+            }
+        }
+        fn firmware_workaround(&mut self, function: u32, arg: u64) -> i64 {
+            self.workarounds.push((function, arg));
+            0
+        }
     }
 
     fn call(board: &mut FakeBoard, id: u32, args: [u64; 3]) -> Option<Followup> {
@@ -233,6 +268,48 @@ mod tests {
         assert_eq!(
             call(&mut board, smccc::SMCCC_VERSION, [0; 3]),
             Some(Followup::Return(0x10001))
+        );
+    }
+
+    /// The Spectre workarounds: ARCH_FEATURES passes firmware's answer on unchanged
+    /// (including the positive "not affected"), the calls go to firmware with their
+    /// argument, and other functions stay unsupported.
+    #[test]
+    fn arch_workarounds_are_firmwares_answers_and_calls() {
+        let mut board = FakeBoard::two_cpus();
+        let features = |board: &mut FakeBoard, id: u32| {
+            call(board, smccc::SMCCC_ARCH_FEATURES, [u64::from(id), 0, 0])
+        };
+        assert_eq!(
+            features(&mut board, smccc::SMCCC_ARCH_WORKAROUND_1),
+            Some(Followup::Return(0))
+        );
+        assert_eq!(
+            features(&mut board, smccc::SMCCC_ARCH_WORKAROUND_2),
+            Some(Followup::Return(smccc::NOT_REQUIRED))
+        );
+        assert_eq!(
+            features(&mut board, smccc::SMCCC_ARCH_WORKAROUND_3),
+            Some(Followup::Return(1))
+        );
+        assert_eq!(
+            features(&mut board, smccc::SMCCC_ARCH_SOC_ID),
+            Some(Followup::Return(smccc::NOT_SUPPORTED))
+        );
+        assert_eq!(
+            call(&mut board, smccc::SMCCC_ARCH_WORKAROUND_1, [0; 3]),
+            Some(Followup::Return(0))
+        );
+        assert_eq!(
+            call(&mut board, smccc::SMCCC_ARCH_WORKAROUND_2, [1, 0, 0]),
+            Some(Followup::Return(0))
+        );
+        assert_eq!(
+            board.workarounds,
+            vec![
+                (smccc::SMCCC_ARCH_WORKAROUND_1, 0),
+                (smccc::SMCCC_ARCH_WORKAROUND_2, 1)
+            ]
         );
     }
 

@@ -195,6 +195,22 @@ impl PsciPlatform for FakeBoard {
     fn cpu_off(&mut self) {
         self.offs += 1;
     }
+    fn firmware_arch_features(&mut self, function: u32) -> i64 {
+        // Only the workaround IDs are passed on to firmware.
+        assert!(
+            matches!(function, 0x8000_8000 | 0x8000_7fff | 0x8000_3fff),
+            "firmware asked about {function:#x}"
+        );
+        0
+    }
+    fn firmware_workaround(&mut self, function: u32, arg: u64) -> i64 {
+        assert!(
+            matches!(function, 0x8000_8000 | 0x8000_7fff | 0x8000_3fff),
+            "firmware workaround {function:#x}"
+        );
+        assert!(arg <= u64::from(u32::MAX), "a 32-bit call's argument {arg:#x}");
+        0
+    }
 }
 
 /// PSCI 1.1 as the hypervisor implements it (see `hypervisor::psci`).
@@ -240,6 +256,12 @@ fn reference_psci(board: &FakeBoard, id: u32, args: [u64; 3]) -> Option<Followup
         psci::PSCI_FEATURES,
         smccc::SMCCC_VERSION,
     ];
+    let workarounds = [
+        smccc::SMCCC_ARCH_WORKAROUND_1,
+        smccc::SMCCC_ARCH_WORKAROUND_2,
+        smccc::SMCCC_ARCH_WORKAROUND_3,
+    ]
+    .map(u64::from);
     Some(match unmasked {
         psci::PSCI_VERSION => Followup::Return(0x1_0001),
         psci::CPU_ON_32 => Followup::Return(cpu_on(id32(args[0]), id32(args[1]))),
@@ -263,10 +285,16 @@ fn reference_psci(board: &FakeBoard, id: u32, args: [u64; 3]) -> Option<Followup
                 || args[0] == u64::from(smccc::SMCCC_ARCH_FEATURES)
             {
                 smccc::SUCCESS
+            } else if workarounds.contains(&args[0]) {
+                // Firmware's answer (the fake firmware says 0, "call me").
+                0
             } else {
                 smccc::NOT_SUPPORTED
             },
         ),
+        smccc::SMCCC_ARCH_WORKAROUND_1
+        | smccc::SMCCC_ARCH_WORKAROUND_2
+        | smccc::SMCCC_ARCH_WORKAROUND_3 => Followup::Return(0),
         _ if (id >> 24) & 0x3f == 4 => Followup::Return(psci::NOT_SUPPORTED),
         _ => return None,
     })

@@ -133,6 +133,14 @@ impl PsciPlatform for Firmware<'_> {
         }
     }
 
+    fn firmware_arch_features(&mut self, function: u32) -> i64 {
+        super::psci::arch_features(function)
+    }
+
+    fn firmware_workaround(&mut self, function: u32, arg: u64) -> i64 {
+        super::psci::arch_workaround(function, arg as u32)
+    }
+
     fn cpu_off(&mut self) {
         // Marked off by `vcpu_is_off` as the physical CPU leaves the vCPU: marking it now,
         // while the CPU still runs the vCPU, would let an immediate CPU_ON be refused.

@@ -26,3 +26,30 @@ pub fn cpu_on(mpidr: u64, entry: u64, context: u64) -> Result<(), i64> {
 pub fn cpu_off() {
     let _ = smccc::psci::cpu_off::<Smc>();
 }
+
+/// SMCCC_VERSION of firmware: at least 1.1 for SMCCC_ARCH_FEATURES to exist.
+fn firmware_has_arch_features() -> bool {
+    let version = smccc::smc32(hypervisor::smccc::SMCCC_VERSION, [0; 7])[0] as i32;
+    // (major << 16) | minor; negative is NOT_SUPPORTED (SMCCC 1.0).
+    version >= 0x1_0001
+}
+
+/// Firmware's SMCCC_ARCH_FEATURES(`function`) on this CPU, passed on as is;
+/// NOT_SUPPORTED when firmware is older than SMCCC 1.1.
+pub fn arch_features(function: u32) -> i64 {
+    if !firmware_has_arch_features() {
+        return hypervisor::smccc::NOT_SUPPORTED;
+    }
+    i64::from(
+        smccc::smc32(
+            hypervisor::smccc::SMCCC_ARCH_FEATURES,
+            [function, 0, 0, 0, 0, 0, 0],
+        )[0] as i32,
+    )
+}
+
+/// An SMCCC_ARCH_WORKAROUND call to firmware on this CPU (SMC32; `arg` is WORKAROUND_2's
+/// enable flag, 0 otherwise); firmware's w0.
+pub fn arch_workaround(function: u32, arg: u32) -> i64 {
+    i64::from(smccc::smc32(function, [arg, 0, 0, 0, 0, 0, 0])[0] as i32)
+}
