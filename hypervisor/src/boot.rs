@@ -205,7 +205,11 @@ pub fn stop_failure(reason: &str) -> ! {
 
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
-    console::break_lock_for_panic();
+    if !crate::crash::claim() {
+        // Another CPU is crashing and reports for everyone.
+        arch::halt();
+    }
+    console::break_locks_for_crash();
     log::error!("hypervisor panic: {info}");
     let mut message = arrayvec::ArrayString::<{ hypervisor::crash_record::MAX_MESSAGE }>::new();
     let _ = core::fmt::write(&mut message, format_args!("hypervisor panic: {info}"));

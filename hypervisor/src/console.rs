@@ -85,18 +85,43 @@ pub fn flush() {
     }
 }
 
-/// For the panic path: if the lock is held (we panicked while printing), break it so the
-/// report still gets out rather than deadlocking.
-pub fn break_lock_for_panic() {
-    if UART.is_locked() {
-        // SAFETY: only the panic path calls this, after which this CPU never returns to
-        // the interrupted writer; interleaved output is the worst outcome.
+/// How long the crash path waits for another CPU to finish the line it is printing: a
+/// line at 115200 baud is a few milliseconds, so 20 ms.
+const CRASH_LOCK_WAIT_US: u64 = 20_000;
+
+/// Waits until `lock` is free or [`CRASH_LOCK_WAIT_US`] passed. `true` if it is free.
+fn wait_for_unlock<T>(lock: &Mutex<T>) -> bool {
+    let frequency = crate::arch::sysreg::counter_frequency().max(1);
+    let ticks = CRASH_LOCK_WAIT_US * frequency / 1_000_000;
+    let start = crate::arch::sysreg::counter();
+    while lock.is_locked() {
+        if crate::arch::sysreg::counter().wrapping_sub(start) > ticks {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
+    true
+}
+
+/// For the crash path, once it has claimed the crash (other CPUs stop at their next
+/// EL2 entry): a console lock still held after a bounded wait is this CPU's own,
+/// interrupted by the panic, or a CPU's that will never release it. Breaking it then
+/// risks an interleaved line at worst; the console locks guard no table.
+pub fn break_locks_for_crash() {
+    if !wait_for_unlock(&UART) {
+        // SAFETY: see above; this CPU never returns to the interrupted writer.
         unsafe { UART.force_unlock() };
     }
-    if LOG_RING.is_locked() {
+    if !wait_for_unlock(&LOG_RING) {
         // SAFETY: as above; a torn ring only garbles the last line of the record.
         unsafe { LOG_RING.force_unlock() };
     }
+}
+
+/// The log ring for the crash record (after [`break_locks_for_crash`]).
+pub fn lock_ring_for_crash() -> spin::MutexGuard<'static, LogRing<LOG_RING_BYTES>> {
+    break_locks_for_crash();
+    LOG_RING.lock()
 }
 
 struct ConsoleLogger;

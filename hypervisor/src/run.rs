@@ -88,7 +88,7 @@ fn plan_memory(info: &PlatformInfo<'_>, args: &HypervisorArgs) -> Layout {
     }
     match (layout.crash, layout.crash_error) {
         (Some(region), _) => log::info!(
-            "crash region: [{:#x}, {:#x}) {} MiB (unmapped; mapped at 4K only while a crash record is written)",
+            "crash region: [{:#x}, {:#x}) {} MiB (unmapped in the EL2 map; a crashing CPU writes its record through a separate crash map)",
             region.base,
             region.end(),
             region.size >> 20
@@ -153,6 +153,7 @@ fn bring_up_memory(
         log::error!("EL2 map: {error}");
         boot::stop_failure("cannot switch the MMU on");
     }
+    crate::crash::prepare_map(info);
     log::info!(
         "EL2 map live: MMU on ({:?} splits{})",
         caps.split,

@@ -201,6 +201,42 @@ fn el2_every_cpu_runs_the_mmu(
     Ok(())
 }
 
+/// The crash writer's own map covers the record read-write at 4K, the image W^X and
+/// the console, and nothing of RAM beyond them: a crashing CPU switches to it instead of
+/// editing the EL2 map, which keeps the region unmapped.
+fn el2_crash_map_is_separate_and_small() -> Outcome {
+    let record = crate::crash::record().ok_or("no crash region (run with crashkernel=)")?;
+    let text = el2_crash_map_is_separate_and_small as *const () as u64;
+    let data = (&raw const DATA_PROBE) as u64;
+    let heap = Box::new(0u64);
+    let heap_va = &*heap as *const u64 as u64;
+    crate::crash::with_crash_map(|map| {
+        let page = map
+            .query(record.start)
+            .ok_or("the record's first page is not mapped")?;
+        let last = map
+            .query(record.end - 1)
+            .ok_or("the record's last page is not mapped")?;
+        if page.level != 3 || last.level != 3 || page.attrs != Attributes::RW {
+            return Err("the record is not mapped read-write at 4K");
+        }
+        if map.query(record.end).is_some() {
+            return Err("the crash map maps more of the crash region than the record");
+        }
+        if map.query(text).map(|t| t.attrs) != Some(Attributes::RX) {
+            return Err("the image's text is not read-execute in the crash map");
+        }
+        if map.query(data).map(|d| d.attrs) != Some(Attributes::RW) {
+            return Err("the image's data is not read-write in the crash map");
+        }
+        if map.query(heap_va).is_some() {
+            return Err("the crash map maps the heap");
+        }
+        Ok(())
+    })
+    .ok_or("no crash map")?
+}
+
 /// The heap grows past its first chunk with 2M leaves.
 fn el2_heap_grows_with_2m_blocks() -> Outcome {
     let (before, _) = crate::mm::heap::stats();
@@ -530,6 +566,10 @@ pub fn run(info: &PlatformInfo<'_>, pool: PhysRange, crash: Option<PhysRange>) -
         report(
             "el2_crash_region_unmapped",
             el2_crash_region_unmapped(crash),
+        ),
+        report(
+            "el2_crash_map_is_separate_and_small",
+            el2_crash_map_is_separate_and_small(),
         ),
         report(
             "el2_heap_grows_with_2m_blocks",

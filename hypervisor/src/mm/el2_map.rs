@@ -149,30 +149,7 @@ pub fn build(
             table.map(piece.clone(), PhysAddr(piece.start), rw, flags)?;
         }
     }
-    // W^X by section; pages only where a section edge is not block aligned.
-    table.map(
-        image.text.clone(),
-        PhysAddr(image.text.start),
-        Attributes::RX,
-        flags,
-    )?;
-    if !image.rodata.is_empty() {
-        table.map(
-            image.rodata.clone(),
-            PhysAddr(image.rodata.start),
-            Attributes::RO,
-            flags,
-        )?;
-    }
-    table.map(
-        image.writable.clone(),
-        PhysAddr(image.writable.start),
-        rw,
-        flags,
-    )?;
-    for guard in crate::cpus::stack_guard_pages(info.cpus.len()) {
-        table.unmap(guard)?;
-    }
+    map_image(&mut table, &image, info.cpus.len(), flags)?;
 
     let device = Attributes::new(Access::READ_WRITE, MemoryType::Device);
     let mut devices: ArrayVec<Range<u64>, 8> = ArrayVec::new();
@@ -191,6 +168,80 @@ pub fn build(
             build_ticks: end.wrapping_sub(start),
         },
     ))
+}
+
+/// The image W^X by section (pages only where a section edge is not block aligned), with
+/// the guard page under each of `cpus` CPUs' stacks left out.
+fn map_image(
+    table: &mut Table,
+    image: &ImageSections,
+    cpus: usize,
+    flags: MapFlags,
+) -> Result<(), pgtable::Error> {
+    table.map(
+        image.text.clone(),
+        PhysAddr(image.text.start),
+        Attributes::RX,
+        flags,
+    )?;
+    if !image.rodata.is_empty() {
+        table.map(
+            image.rodata.clone(),
+            PhysAddr(image.rodata.start),
+            Attributes::RO,
+            flags,
+        )?;
+    }
+    table.map(
+        image.writable.clone(),
+        PhysAddr(image.writable.start),
+        Attributes::RW,
+        flags,
+    )?;
+    for guard in crate::cpus::stack_guard_pages(cpus) {
+        table.unmap(guard)?;
+    }
+    Ok(())
+}
+
+/// The crash writer's own map, built once at boot and never changed: the image (as in the
+/// EL2 map), the console, and `record` read-write at 4K. A CPU that crashes switches to
+/// it, so writing the record needs no lock on the EL2 map and never edits a table
+/// another CPU may be editing; the EL2 map keeps the crash region unmapped throughout.
+/// Nothing of the heap is mapped: the crash path does not allocate.
+///
+/// # Errors
+/// The engine's error (out of tables).
+pub fn build_crash_map(
+    info: &PlatformInfo<'_>,
+    record: Range<u64>,
+) -> Result<Table, pgtable::Error> {
+    let mut table = PageTable::new(
+        TableHw::new(TlbRegime::El2),
+        Regime::el2(),
+        Capabilities::BASELINE,
+    )?;
+    map_image(
+        &mut table,
+        &image_sections(),
+        info.cpus.len(),
+        MapFlags::NONE,
+    )?;
+    let console = page_round(&info.console.regs);
+    let device = Attributes::new(Access::READ_WRITE, MemoryType::Device);
+    table.map(
+        console.clone(),
+        PhysAddr(console.start),
+        device,
+        MapFlags::NONE,
+    )?;
+    table.map(
+        record.clone(),
+        PhysAddr(record.start),
+        Attributes::RW,
+        MapFlags::NO_BLOCK_MAPPINGS | MapFlags::NO_CONT_MAPPINGS,
+    )?;
+    Ok(table)
 }
 
 /// Sorts and merges overlapping ranges.

@@ -10,7 +10,7 @@ use hypervisor::trap_frame::{TrapFrame, TrapKind, VectorSlot};
 use platform::info::MAX_CPUS;
 
 use super::{guest, sysreg};
-use crate::boot;
+use crate::{boot, console};
 
 /// An EL2 selftest that provokes a fault arms this first; the handler then records the
 /// syndrome and resumes instead of stopping (see [`expect_fault`]).
@@ -96,6 +96,10 @@ fn retry_el2_tlb_conflict(frame: &TrapFrame) -> bool {
 /// is saved.
 #[unsafe(no_mangle)]
 pub extern "C" fn el2_trap(frame: &mut TrapFrame, slot: u64) {
+    if crate::crash::another_cpu_crashed() {
+        // Stop here, touching nothing shared: the crashing CPU reports and powers off.
+        super::halt();
+    }
     let esr = Esr(sysreg::esr_el2());
     let far = sysreg::far_el2();
     match VectorSlot::from_slot(slot) {
@@ -107,6 +111,10 @@ pub extern "C" fn el2_trap(frame: &mut TrapFrame, slot: u64) {
         Some(VectorSlot::CurrentElSpx(TrapKind::Synchronous))
             if catch_expected(frame, esr, far) => {}
         origin => {
+            if !crate::crash::claim() {
+                super::halt();
+            }
+            console::break_locks_for_crash();
             report_unexpected(frame, origin, esr, far);
             let registers = hypervisor::crash_record::CrashRegisters {
                 esr: esr.0,
