@@ -35,6 +35,16 @@ fn check_linux(name: &str, cpu: &str, smp: &str, mem: &str, hypervisor_args: &st
         "{}",
         run.console
     );
+    // Every CPU runs EL2 with its MMU and caches on, from before the guest starts.
+    let cpus: Vec<&str> = run
+        .console
+        .lines()
+        .filter(|l| l.starts_with("hyp-cpu: "))
+        .collect();
+    assert_eq!(cpus.len().to_string(), smp, "{}", run.console);
+    for line in cpus {
+        assert!(line.contains("mmu=on dcache=on icache=on"), "{line}");
+    }
     // Stage 2 is block-mapped: 4K leaves only at the edges of the hypervisor's holes.
     let stage2 = run
         .console
@@ -96,4 +106,7 @@ linux_matrix! {
     cortex_a72_smp2: "cortex-a72", "2", "2G", "";
     cortex_a72_smp1_crashkernel: "cortex-a72", "1", "1G", "crashkernel=32M";
     cortex_a72_smp4_crashkernel: "cortex-a72", "4", "2G", "crashkernel=64M@0x60000000";
+    max_smp4: "max", "4", "2G", "";
+    neoverse_v1_smp4: "neoverse-v1", "4", "2G", "crashkernel=64M";
+    cortex_a57_smp4: "cortex-a57", "4", "2G", "";
 }
