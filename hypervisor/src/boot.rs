@@ -6,9 +6,9 @@
 use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use hypervisor::cpu_features::CpuFeatures;
-use hypervisor::facts::{self, CpuFacts};
-use hypervisor::outcome::Outcome;
+use crate::cpu_features::CpuFeatures;
+use crate::facts::{self, CpuFacts};
+use crate::outcome::Outcome;
 use platform::info::{Conduit, PlatformInfo};
 
 use crate::arch::{self, sysreg};
@@ -211,11 +211,8 @@ fn panic(info: &PanicInfo<'_>) -> ! {
     }
     console::break_locks_for_crash();
     log::error!("hypervisor panic: {info}");
-    let mut message = arrayvec::ArrayString::<{ hypervisor::crash_record::MAX_MESSAGE }>::new();
+    let mut message = arrayvec::ArrayString::<{ crate::crash_record::MAX_MESSAGE }>::new();
     let _ = core::fmt::write(&mut message, format_args!("hypervisor panic: {info}"));
-    crate::crash::write(
-        &message,
-        &hypervisor::crash_record::CrashRegisters::default(),
-    );
+    crate::crash::write(&message, &crate::crash_record::CrashRegisters::default());
     stop_failure("hypervisor panic")
 }

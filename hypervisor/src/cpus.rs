@@ -15,8 +15,8 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
-use hypervisor::cpu_features::{self, CpuFeatures};
-use hypervisor::facts::{self, CpuOnline};
+use crate::cpu_features::{self, CpuFeatures};
+use crate::facts::{self, CpuOnline};
 use platform::info::{MAX_CPUS, PlatformInfo};
 use spin::Mutex;
 

@@ -1,6 +1,6 @@
 //! The crash path: the first CPU to panic or take an unexpected exception claims the
 //! crash, the others stop at their next entry to EL2, and the claimant writes the crash
-//! record (format in `hypervisor::crash_record`) through its own map.
+//! record (format in `crate::crash_record`) through its own map.
 //!
 //! The crash region is invalid in the EL2 map, always. At boot a separate, tiny map is
 //! built for the crash writer (`mm::el2_map::build_crash_map`: the image, the console and
@@ -12,7 +12,7 @@
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use hypervisor::crash_record::{self, CrashRegisters};
+use crate::crash_record::{self, CrashRegisters};
 use platform::info::{PhysRange, PlatformInfo};
 use spin::{Mutex, Once};
 

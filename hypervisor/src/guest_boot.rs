@@ -2,13 +2,11 @@
 //! stage-2 map (guest RAM identity-mapped with blocks, passthrough MMIO as device memory,
 //! everything of the hypervisor's left out) and enter it.
 
-extern crate alloc;
-
+use crate::facts::CpuFacts;
+use crate::foreign_access::HostMemoryMap;
+use crate::memory_plan::Layout;
 use arrayvec::ArrayVec;
 use guest_loader::{GuestConfig as LoaderConfig, GuestPlan};
-use hypervisor::facts::CpuFacts;
-use hypervisor::foreign_access::HostMemoryMap;
-use hypervisor::memory_plan::Layout;
 use pgtable::{
     Access, Attributes, Capabilities, MapFlags, MemoryType, PageTable, PhysAddr, Regime,
 };
@@ -63,13 +61,13 @@ fn plan<'d>(info: &PlatformInfo<'d>, host_dtb: &[u8], layout: &Layout) -> GuestP
 
 /// The largest stage-2 input range this CPU allows, for choosing what can be mapped.
 fn cpu_ipa_limit(cpu: &CpuFacts) -> u64 {
-    1 << cpu.features.pa_bits.min(hypervisor::ipa_size::CEILING_BITS)
+    1 << cpu.features.pa_bits.min(crate::ipa_size::CEILING_BITS)
 }
 
 /// The stage-2 regime for a guest whose highest RAM or device address ends at
-/// `highest_end`: no larger than it needs (see `hypervisor::ipa_size`).
+/// `highest_end`: no larger than it needs (see `crate::ipa_size`).
 fn stage2_regime(cpu: &CpuFacts, highest_end: u64) -> Regime {
-    let ipa_bits = hypervisor::ipa_size::stage2_ipa_bits(cpu.features.pa_bits, highest_end);
+    let ipa_bits = crate::ipa_size::stage2_ipa_bits(cpu.features.pa_bits, highest_end);
     match Regime::stage2(ipa_bits) {
         Ok(regime) => regime,
         Err(error) => {

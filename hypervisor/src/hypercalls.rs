@@ -1,14 +1,14 @@
-//! The vendor hypercalls on the board (ABI and validation in `hypervisor::hypercall`):
+//! The vendor hypercalls on the board (ABI and validation in `crate::hypercall`):
 //! permission changes on the live stage 2 through the engine, queries and counters; and
 //! the stage-2 fault side: a fault explained by a change in flight is retried, one the
 //! new permissions forbid is injected as the abort the architecture would give.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use hypervisor::change_window::ChangeWindow;
-use hypervisor::hypercall::{self, Hypercall, Permissions, StatsGroup};
-use hypervisor::memory_plan::MAX_GUEST_RAM_RANGES;
-use hypervisor::stage2_fault::AccessKind;
+use crate::change_window::ChangeWindow;
+use crate::hypercall::{self, Hypercall, Permissions, StatsGroup};
+use crate::memory_plan::MAX_GUEST_RAM_RANGES;
+use crate::stage2_fault::AccessKind;
 use pgtable::{Access, Attributes, MemoryType};
 use platform::info::PhysRange;
 
@@ -148,7 +148,7 @@ pub enum FaultAction {
 }
 
 /// Decides about a stage-2 translation or permission fault in guest RAM. `access` is
-/// what the faulting access needed (`hypervisor::stage2_fault`: a stage-1 walk is never
+/// what the faulting access needed (`crate::stage2_fault`: a stage-1 walk is never
 /// an execute, a cache maintenance instruction's WnR does not make it a write).
 pub fn guest_ram_fault(
     ipa: u64,

@@ -1,12 +1,10 @@
 //! What runs after the boot report: decide who owns which memory, then run what the
 //! device tree and command line ask for (the hypervisor alone, or a guest).
 
+use crate::facts::CpuFacts;
+use crate::memory_plan::{self, CrashRequest, Exclusion, ExclusionKind, Layout, MAX_EXCLUSIONS};
+use crate::outcome::Outcome;
 use arrayvec::ArrayVec;
-use hypervisor::facts::CpuFacts;
-use hypervisor::memory_plan::{
-    self, CrashRequest, Exclusion, ExclusionKind, Layout, MAX_EXCLUSIONS,
-};
-use hypervisor::outcome::Outcome;
 use pgtable::Capabilities;
 use platform::bootargs::{HypervisorArgs, MappingMode};
 use platform::info::{ModuleKind, PhysRange, PlatformInfo};
@@ -15,7 +13,6 @@ use crate::{boot, mm};
 
 /// Exercises the heap once at boot: a block-sized allocation must come back mapped.
 fn heap_smoke_check() {
-    extern crate alloc;
     let mut buffer = alloc::vec::Vec::<u8>::new();
     if buffer.try_reserve_exact(3 << 20).is_err() {
         log::error!("heap: cannot allocate 3 MiB");
@@ -164,7 +161,7 @@ fn bring_up_memory(
         let image = image_range();
         let mut general_ram: arrayvec::ArrayVec<PhysRange, 32> = arrayvec::ArrayVec::new();
         for bank in &info.memory {
-            for piece in hypervisor::memory_plan::free_ranges(
+            for piece in crate::memory_plan::free_ranges(
                 core::slice::from_ref(bank),
                 &[Exclusion {
                     range: image,

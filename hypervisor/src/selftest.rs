@@ -3,18 +3,16 @@
 //! on it. Each prints `selftest: <name> ... ok` or `... FAILED: <why>`; scripts/run.sh
 //! adds them to the test guest's summary.
 
-extern crate alloc;
-
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::arch::asm;
 use core::num::NonZeroU32;
 
-use hypervisor::esr::Esr;
+use crate::esr::Esr;
 use pgtable::Attributes;
 use platform::info::{PhysRange, PlatformInfo};
 
-use hypervisor::hypercall::{self, Hypercall, Permissions};
+use crate::hypercall::{self, Hypercall, Permissions};
 
 use crate::arch::trap::expect_fault;
 use crate::guest_boot::STAGE2;
@@ -478,7 +476,7 @@ fn conflict_abort_syndrome(class: u64) -> u64 {
 fn stage2_tlb_conflict_is_retried_not_injected() -> Outcome {
     use crate::arch::guest;
     use crate::arch::sysreg::read_sysreg;
-    let mut frame = hypervisor::trap_frame::TrapFrame {
+    let mut frame = crate::trap_frame::TrapFrame {
         regs: [0; 31],
         sp: 0,
         elr: 0x4008_1234,
@@ -514,7 +512,7 @@ fn el2_tlb_conflict_is_retried() -> Outcome {
     use crate::arch::trap;
     const CURRENT_EL_SPX_SYNC: u64 = 4;
     let saved = (esr_el2(), far_el2());
-    let mut frame = hypervisor::trap_frame::TrapFrame {
+    let mut frame = crate::trap_frame::TrapFrame {
         regs: [0; 31],
         sp: 0,
         elr: el2_tlb_conflict_is_retried as *const () as u64,

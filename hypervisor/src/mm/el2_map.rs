@@ -6,8 +6,8 @@
 use core::arch::asm;
 use core::ops::Range;
 
+use crate::cpu_features::CpuFeatures;
 use arrayvec::ArrayVec;
-use hypervisor::cpu_features::CpuFeatures;
 use pgtable::{
     Access, Attributes, Capabilities, MapFlags, MemoryType, PageTable, PhysAddr, Regime,
     SplitStrategy,
@@ -268,7 +268,7 @@ pub struct WrittenWithMmuOff {
     /// The runs the frame allocator handed out, if it kept count: outside them only the
     /// first bytes of each pool page were written (its free-list links). `None`: treat
     /// the whole pool as written.
-    pub pool_handed_out: Option<ArrayVec<Range<u64>, { hypervisor::frames::HANDED_OUT_LOG }>>,
+    pub pool_handed_out: Option<ArrayVec<Range<u64>, { crate::frames::HANDED_OUT_LOG }>>,
 }
 
 /// Switches the MMU on with `table` (Arm ARM D8.2 / "Enabling the MMU"): MAIR, TCR, TTBR0,
@@ -291,7 +291,7 @@ pub fn enable(
             for run in runs {
                 crate::arch::cache::invalidate_to_poc(run.clone());
             }
-            crate::arch::cache::invalidate_page_heads(pool, hypervisor::frames::LINK_BYTES);
+            crate::arch::cache::invalidate_page_heads(pool, crate::frames::LINK_BYTES);
         }
         None => crate::arch::cache::invalidate_to_poc(pool),
     }

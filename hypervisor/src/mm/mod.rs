@@ -1,6 +1,6 @@
 //! The hypervisor's memory on the board: page frames, the translation-table hardware
 //! layer, the EL2 direct map and the heap. Policies live in the portable crate
-//! (`hypervisor::frames`, `heap_window`, `memory_plan`) and the engine (`pgtable`).
+//! (`crate::frames`, `heap_window`, `memory_plan`) and the engine (`pgtable`).
 //!
 //! Lock order, outermost first: heap -> EL2 table -> frames (and stage 2 -> frames).
 //! Nothing under the EL2 table or frames locks allocates from the heap.
@@ -10,7 +10,7 @@ pub mod heap;
 pub mod hw;
 pub mod report;
 
-use hypervisor::frames::FrameAllocator;
+use crate::frames::FrameAllocator;
 use spin::Mutex;
 
 /// Every free frame of the hypervisor's pool (identity-mapped, so PA = VA).

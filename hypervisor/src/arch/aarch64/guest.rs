@@ -3,16 +3,16 @@
 
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
+use crate::esr::{Esr, ExceptionClass};
+use crate::foreign_access::{ForeignAccessTally, HostMemoryMap};
+use crate::inject::{self, GuestState, SyncException};
+use crate::memory_plan::MAX_GUEST_RAM_RANGES;
+use crate::psci::{self, CpuPowerState, Followup, PsciPlatform};
+use crate::smccc::{self, FunctionId};
+use crate::stage2_fault::{self, FaultIpa, Stage2Fault};
+use crate::sysreg_trap::{self, ReadValue, SysregAccess, SysregAction};
+use crate::trap_frame::TrapFrame;
 use arrayvec::ArrayVec;
-use hypervisor::esr::{Esr, ExceptionClass};
-use hypervisor::foreign_access::{ForeignAccessTally, HostMemoryMap};
-use hypervisor::inject::{self, GuestState, SyncException};
-use hypervisor::memory_plan::MAX_GUEST_RAM_RANGES;
-use hypervisor::psci::{self, CpuPowerState, Followup, PsciPlatform};
-use hypervisor::smccc::{self, FunctionId};
-use hypervisor::stage2_fault::{self, FaultIpa, Stage2Fault};
-use hypervisor::sysreg_trap::{self, ReadValue, SysregAccess, SysregAction};
-use hypervisor::trap_frame::TrapFrame;
 use platform::info::{MAX_CPUS, PhysRange};
 use spin::Once;
 
@@ -178,7 +178,7 @@ pub fn handle_sync(frame: &mut TrapFrame, esr: Esr, far: u64) {
 }
 
 /// A system-register access trapped by HCR_EL2.TIDCP/TACR/TERR (decided in
-/// `hypervisor::sysreg_trap`).
+/// `crate::sysreg_trap`).
 fn trapped_sysreg(frame: &mut TrapFrame, esr: Esr) {
     let Some(access) = SysregAccess::decode(esr) else {
         inject_into_guest(frame, SyncException::Undefined);
@@ -274,14 +274,14 @@ fn smccc_call(config: &GuestConfig, frame: &mut TrapFrame) {
             );
             crate::console::write_raw(format_args!("foreign-access: {FOREIGN_ACCESSES}\n"));
             crate::console::write_raw(format_args!("hyp-exits: {EXITS}\n"));
-            boot::stop(hypervisor::outcome::Outcome::Success);
+            boot::stop(crate::outcome::Outcome::Success);
         }
         Some(Followup::SystemReset) => {
             log::info!("guest: PSCI SYSTEM_RESET");
             super::psci::system_reset();
-            boot::stop(hypervisor::outcome::Outcome::Success);
+            boot::stop(crate::outcome::Outcome::Success);
         }
-        None => match hypervisor::hypercall::decode(function, args) {
+        None => match crate::hypercall::decode(function, args) {
             Ok(Some(call)) => {
                 let results = crate::hypercalls::handle(call, &config.ram);
                 frame.regs[..4].copy_from_slice(&results);

@@ -4,9 +4,9 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use hypervisor::esr::{Esr, ExceptionClass};
-use hypervisor::stage2_fault::is_el2_tlb_conflict;
-use hypervisor::trap_frame::{TrapFrame, TrapKind, VectorSlot};
+use crate::esr::{Esr, ExceptionClass};
+use crate::stage2_fault::is_el2_tlb_conflict;
+use crate::trap_frame::{TrapFrame, TrapKind, VectorSlot};
 use platform::info::MAX_CPUS;
 
 use super::{guest, sysreg};
@@ -116,7 +116,7 @@ pub extern "C" fn el2_trap(frame: &mut TrapFrame, slot: u64) {
             }
             console::break_locks_for_crash();
             report_unexpected(frame, origin, esr, far);
-            let registers = hypervisor::crash_record::CrashRegisters {
+            let registers = crate::crash_record::CrashRegisters {
                 esr: esr.0,
                 far,
                 elr: frame.elr,
