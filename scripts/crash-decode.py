@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Decodes the hypervisor's crash record (hypervisor/src/crash_record.rs).
+"""Decodes the hypervisor's crash record (hypervisor/src/crash/record.rs).
 
 Save the crash region from QEMU's monitor (Ctrl-a c in scripts/run.sh), e.g. for a
 region at 0xfc000000 of 64 MiB:

@@ -6,7 +6,7 @@
 use core::arch::asm;
 use core::ops::Range;
 
-use crate::cpu_features::CpuFeatures;
+use crate::cpu::features::CpuFeatures;
 use arrayvec::ArrayVec;
 use pgtable::{
     Access, Attributes, Capabilities, MapFlags, MemoryType, PageTable, PhysAddr, Regime,
@@ -198,7 +198,7 @@ fn map_image(
         Attributes::RW,
         flags,
     )?;
-    for guard in crate::cpus::stack_guard_pages(cpus) {
+    for guard in crate::cpu::stack_guard_pages(cpus) {
         table.unmap(guard)?;
     }
     Ok(())
@@ -268,7 +268,7 @@ pub struct WrittenWithMmuOff {
     /// The runs the frame allocator handed out, if it kept count: outside them only the
     /// first bytes of each pool page were written (its free-list links). `None`: treat
     /// the whole pool as written.
-    pub pool_handed_out: Option<ArrayVec<Range<u64>, { crate::frames::HANDED_OUT_LOG }>>,
+    pub pool_handed_out: Option<ArrayVec<Range<u64>, { crate::mm::frames::HANDED_OUT_LOG }>>,
 }
 
 /// Switches the MMU on with `table` (Arm ARM D8.2 / "Enabling the MMU"): MAIR, TCR, TTBR0,
@@ -291,7 +291,7 @@ pub fn enable(
             for run in runs {
                 crate::arch::cache::invalidate_to_poc(run.clone());
             }
-            crate::arch::cache::invalidate_page_heads(pool, crate::frames::LINK_BYTES);
+            crate::arch::cache::invalidate_page_heads(pool, crate::mm::frames::LINK_BYTES);
         }
         None => crate::arch::cache::invalidate_to_poc(pool),
     }

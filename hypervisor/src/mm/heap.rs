@@ -7,7 +7,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{NonNull, null_mut};
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::heap_window::{GrowError, HeapBacking, HeapCounters, HeapWindow, NotMapped};
+use crate::mm::heap_window::{GrowError, HeapBacking, HeapCounters, HeapWindow, NotMapped};
 use buddy_system_allocator::Heap;
 use pgtable::{Attributes, MapFlags, PhysAddr};
 use spin::Mutex;

@@ -6,7 +6,7 @@ use core::num::NonZeroU32;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use crate::tlbi_range::{self, TlbiOperand};
+use crate::mm::tlbi_range::{self, TlbiOperand};
 use pgtable::{Barrier, Hardware, PhysAddr, TlbInvalidation};
 
 use super::FRAMES;

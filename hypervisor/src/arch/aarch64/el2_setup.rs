@@ -5,7 +5,7 @@
 //! interrupts go straight to EL1 (HCR_EL2.IMO/FMO = 0). Features the CPU has are opened to
 //! the guest explicitly, because their EL2 trap controls reset to "trap".
 
-use crate::cpu_features::IdRegisters;
+use crate::cpu::features::IdRegisters;
 
 use super::sysreg::{read_sysreg, write_sysreg};
 
@@ -90,7 +90,7 @@ pub fn guest_hcr(features: &GuestFeatures) -> u64 {
     const API: u64 = 1 << 41; // pointer-auth instructions not trapped
     const ATA: u64 = 1 << 56; // MTE allocation-tag access allowed at EL1/EL0
     // What the guest may reach through TACR/TERR/TIDCP is decided in
-    // `crate::sysreg_trap`.
+    // `crate::vm::sysreg_trap`.
     let mut hcr = VM | SWIO | FB | BSU_INNER | TSC | TACR | RW | TIDCP | APK | API;
     if features.ras {
         hcr |= TERR;

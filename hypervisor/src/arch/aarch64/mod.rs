@@ -2,7 +2,7 @@
 
 pub mod cache;
 pub mod el2_setup;
-pub mod guest;
+
 pub mod psci;
 pub mod sysreg;
 pub mod trap;

@@ -29,7 +29,7 @@ pub fn cpu_off() {
 
 /// SMCCC_VERSION of firmware: at least 1.1 for SMCCC_ARCH_FEATURES to exist.
 fn firmware_has_arch_features() -> bool {
-    let version = smccc::smc32(crate::smccc::SMCCC_VERSION, [0; 7])[0] as i32;
+    let version = smccc::smc32(crate::hypercall::smccc::SMCCC_VERSION, [0; 7])[0] as i32;
     // (major << 16) | minor; negative is NOT_SUPPORTED (SMCCC 1.0).
     version >= 0x1_0001
 }
@@ -38,11 +38,11 @@ fn firmware_has_arch_features() -> bool {
 /// NOT_SUPPORTED when firmware is older than SMCCC 1.1.
 pub fn arch_features(function: u32) -> i64 {
     if !firmware_has_arch_features() {
-        return crate::smccc::NOT_SUPPORTED;
+        return crate::hypercall::smccc::NOT_SUPPORTED;
     }
     i64::from(
         smccc::smc32(
-            crate::smccc::SMCCC_ARCH_FEATURES,
+            crate::hypercall::smccc::SMCCC_ARCH_FEATURES,
             [function, 0, 0, 0, 0, 0, 0],
         )[0] as i32,
     )

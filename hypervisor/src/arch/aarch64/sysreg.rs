@@ -27,7 +27,7 @@ macro_rules! write_sysreg {
 
 pub(crate) use {read_sysreg, write_sysreg};
 
-use crate::cpu_features::IdRegisters;
+use crate::cpu::features::IdRegisters;
 use aarch64_cpu::registers::{
     CNTFRQ_EL0, CNTPCT_EL0, ESR_EL2, FAR_EL2, ID_AA64ISAR0_EL1, ID_AA64MMFR0_EL1, ID_AA64MMFR1_EL1,
     ID_AA64MMFR2_EL1, ID_AA64PFR0_EL1, MIDR_EL1, MPIDR_EL1, Readable,

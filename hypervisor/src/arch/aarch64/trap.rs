@@ -4,12 +4,13 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::esr::{Esr, ExceptionClass};
-use crate::stage2_fault::is_el2_tlb_conflict;
-use crate::trap_frame::{TrapFrame, TrapKind, VectorSlot};
+use crate::arch::esr::{Esr, ExceptionClass};
+use crate::arch::trap_frame::{TrapFrame, TrapKind, VectorSlot};
+use crate::vm::fault::is_el2_tlb_conflict;
 use platform::info::MAX_CPUS;
 
-use super::{guest, sysreg};
+use super::sysreg;
+use crate::vm::vcpu;
 use crate::{boot, console};
 
 /// An EL2 selftest that provokes a fault arms this first; the handler then records the
@@ -83,7 +84,7 @@ fn retry_el2_tlb_conflict(frame: &TrapFrame) -> bool {
         )
     };
     EL2_TLB_CONFLICTS.fetch_add(1, Ordering::Relaxed);
-    let cpu = crate::cpus::this_cpu().unwrap_or(0);
+    let cpu = crate::cpu::this_cpu().unwrap_or(0);
     let mut streak = CONFLICT_STREAK[cpu].lock();
     *streak = match *streak {
         (elr, count) if elr == frame.elr => (elr, count + 1),
@@ -104,7 +105,7 @@ pub extern "C" fn el2_trap(frame: &mut TrapFrame, slot: u64) {
     let far = sysreg::far_el2();
     match VectorSlot::from_slot(slot) {
         Some(VectorSlot::LowerElAarch64(TrapKind::Synchronous)) => {
-            guest::handle_sync(frame, esr, far)
+            vcpu::handle_sync(frame, esr, far)
         }
         Some(VectorSlot::CurrentElSpx(TrapKind::Synchronous))
             if is_el2_tlb_conflict(esr) && retry_el2_tlb_conflict(frame) => {}
@@ -116,7 +117,7 @@ pub extern "C" fn el2_trap(frame: &mut TrapFrame, slot: u64) {
             }
             console::break_locks_for_crash();
             report_unexpected(frame, origin, esr, far);
-            let registers = crate::crash_record::CrashRegisters {
+            let registers = crate::crash::record::CrashRegisters {
                 esr: esr.0,
                 far,
                 elr: frame.elr,

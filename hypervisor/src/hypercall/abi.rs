@@ -14,7 +14,7 @@
 //! Status: 0 SUCCESS, -1 NOT_SUPPORTED, -3 INVALID_PARAMETER, -4 DENIED (not the
 //! caller's memory), -5 NO_MEMORY (a table allocation failed; nothing changed).
 
-use crate::smccc::{self, FunctionId};
+use crate::hypercall::smccc::{self, FunctionId};
 
 pub const CALL_UID: u32 = 0x8600_ff01;
 pub const FEATURES: u32 = 0xc600_0000;

@@ -15,8 +15,8 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
-use crate::cpu_features::{self, CpuFeatures};
-use crate::facts::{self, CpuOnline};
+use crate::boot::facts::{self, CpuOnline};
+use crate::cpu::features::{self, CpuFeatures};
 use platform::info::{MAX_CPUS, PlatformInfo};
 use spin::Mutex;
 
@@ -220,7 +220,7 @@ pub fn bring_up(info: &PlatformInfo<'_>) -> CpuFeatures {
     let online: arrayvec::ArrayVec<CpuFeatures, MAX_CPUS> = (0..count)
         .filter_map(|i| CPUS[i].online.lock().map(|cpu| cpu.features))
         .collect();
-    let common = cpu_features::common_features(online.iter())
+    let common = features::common_features(online.iter())
         .unwrap_or(CpuFeatures::decode(&sysreg::id_registers()));
     crate::console::write_raw(format_args!(
         "hyp-facts: cpus_online={} common_bbm_level={} common_tlbi_range={}\n",
@@ -278,17 +278,26 @@ pub fn reported(index: usize) -> Option<CpuOnline> {
     *CPUS.get(index)?.online.lock()
 }
 
+/// Why [`post`] could not start a CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotStarted {
+    /// No such CPU, it never came up, or it is running something.
+    NotOff,
+    /// Firmware's CPU_ON failed with this PSCI code.
+    Firmware(i64),
+}
+
 /// Starts the off CPU `index` with `work`. Fails if it is not off (absent, or running
 /// something) or firmware refuses.
-pub fn post(index: usize, work: Work) -> Result<(), ()> {
-    let slot = CPUS.get(index).ok_or(())?;
+pub fn post(index: usize, work: Work) -> Result<(), NotStarted> {
+    let slot = CPUS.get(index).ok_or(NotStarted::NotOff)?;
     // Only one poster wins OFF -> STARTING, so the mailbox is this poster's.
     if slot
         .state
         .compare_exchange(OFF, STARTING, Ordering::AcqRel, Ordering::Acquire)
         .is_err()
     {
-        return Err(());
+        return Err(NotStarted::NotOff);
     }
     slot.done.store(false, Ordering::Relaxed);
     *slot.work.lock() = Some(work);
@@ -296,7 +305,7 @@ pub fn post(index: usize, work: Work) -> Result<(), ()> {
         log::warn!("cpu{index}: firmware CPU_ON failed ({code})");
         *slot.work.lock() = None;
         slot.state.store(OFF, Ordering::Release);
-        return Err(());
+        return Err(NotStarted::Firmware(code));
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use core::fmt::{self, Write};
 
 use platform::info::{ModuleKind, PlatformInfo, ReservationSource};
 
-use crate::cpu_features::CpuFeatures;
+use crate::cpu::features::CpuFeatures;
 
 pub const FACTS_PREFIX: &str = "hyp-facts:";
 

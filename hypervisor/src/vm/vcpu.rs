@@ -3,22 +3,22 @@
 
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use crate::esr::{Esr, ExceptionClass};
-use crate::foreign_access::{ForeignAccessTally, HostMemoryMap};
-use crate::inject::{self, GuestState, SyncException};
-use crate::memory_plan::MAX_GUEST_RAM_RANGES;
-use crate::psci::{self, CpuPowerState, Followup, PsciPlatform};
-use crate::smccc::{self, FunctionId};
-use crate::stage2_fault::{self, FaultIpa, Stage2Fault};
-use crate::sysreg_trap::{self, ReadValue, SysregAccess, SysregAction};
-use crate::trap_frame::TrapFrame;
+use crate::arch::esr::{Esr, ExceptionClass};
+use crate::arch::trap_frame::TrapFrame;
+use crate::hypercall::smccc::{self, FunctionId};
+use crate::mm::memory_plan::MAX_GUEST_RAM_RANGES;
+use crate::vm::fault::{self, FaultIpa, Stage2Fault};
+use crate::vm::foreign_access::{ForeignAccessTally, HostMemoryMap};
+use crate::vm::inject::{self, GuestState, SyncException};
+use crate::vm::psci::{self, CpuPowerState, Followup, PsciPlatform};
+use crate::vm::sysreg_trap::{self, ReadValue, SysregAccess, SysregAction};
 use arrayvec::ArrayVec;
 use platform::info::{MAX_CPUS, PhysRange};
 use spin::Once;
 
-use super::el2_setup::{self, GuestFeatures};
-use super::sysreg::{read_sysreg, write_sysreg};
-use crate::{boot, cpus};
+use crate::arch::aarch64::el2_setup::{self, GuestFeatures};
+use crate::arch::aarch64::sysreg::{read_sysreg, write_sysreg};
+use crate::{boot, cpu};
 
 /// What every CPU needs to enter the guest, fixed before the first vCPU runs.
 pub struct GuestConfig {
@@ -50,14 +50,14 @@ unsafe extern "C" {
 /// Starts the guest on the boot CPU: `entry` with x0 = `dtb`. Never returns.
 pub fn start(config: GuestConfig, entry: u64, dtb: u64) -> ! {
     CONFIG.call_once(|| config);
-    let Some(index) = cpus::this_cpu() else {
+    let Some(index) = cpu::this_cpu() else {
         boot::stop_failure("the boot CPU's MPIDR is not in the device tree");
     };
     POWER[index].store(ON_PENDING, Ordering::Release);
     run_vcpu(index, entry, dtb)
 }
 
-/// [`run_vcpu`] as [`cpus::Work`], which a guest's CPU_ON sends to an idle CPU:
+/// [`run_vcpu`] as [`cpu::Work`], which a guest's CPU_ON sends to an idle CPU:
 /// `args` = [entry, x0].
 fn enter_vcpu(index: usize, [entry, x0]: [u64; 2]) -> u64 {
     run_vcpu(index, entry, x0)
@@ -80,11 +80,11 @@ fn run_vcpu(index: usize, entry: u64, x0: u64) -> ! {
     log::debug!("cpu{index}: entering the guest at {entry:#x}");
     // SAFETY: the stack top is this CPU's own EL2 stack, unused below this call chain once
     // we leave; `entry` was checked to be in guest RAM; the EL2 controls are set.
-    unsafe { guest_first_entry(x0, entry, cpus::stack_top(index)) }
+    unsafe { guest_first_entry(x0, entry, cpu::stack_top(index)) }
 }
 
 /// Runs on a CPU whose vCPU called CPU_OFF, as it goes back to firmware: from now on a
-/// CPU_ON for it is accepted ([`cpus::post`] waits out firmware's last moments of
+/// CPU_ON for it is accepted ([`cpu::post`] waits out firmware's last moments of
 /// ALREADY_ON), so from now on AFFINITY_INFO says OFF.
 fn vcpu_is_off(index: usize) {
     POWER[index].store(OFF, Ordering::Release);
@@ -119,26 +119,26 @@ impl PsciPlatform for Firmware<'_> {
         {
             return psci::ALREADY_ON;
         }
-        let work = cpus::Work {
+        let work = cpu::Work {
             run: enter_vcpu,
             args: [entry, context],
         };
-        match cpus::post(index, work) {
+        match cpu::post(index, work) {
             Ok(()) => psci::SUCCESS,
-            Err(()) => {
+            Err(why) => {
                 POWER[index].store(OFF, Ordering::Release);
-                log::warn!("CPU_ON({mpidr:#x}): its physical CPU cannot be started");
+                log::warn!("CPU_ON({mpidr:#x}): its physical CPU cannot be started ({why:?})");
                 psci::INTERNAL_FAILURE
             }
         }
     }
 
     fn firmware_arch_features(&mut self, function: u32) -> i64 {
-        super::psci::arch_features(function)
+        crate::arch::aarch64::psci::arch_features(function)
     }
 
     fn firmware_workaround(&mut self, function: u32, arg: u64) -> i64 {
-        super::psci::arch_workaround(function, arg as u32)
+        crate::arch::aarch64::psci::arch_workaround(function, arg as u32)
     }
 
     fn cpu_off(&mut self) {
@@ -178,7 +178,7 @@ pub fn handle_sync(frame: &mut TrapFrame, esr: Esr, far: u64) {
 }
 
 /// A system-register access trapped by HCR_EL2.TIDCP/TACR/TERR (decided in
-/// `crate::sysreg_trap`).
+/// `crate::vm::sysreg_trap`).
 fn trapped_sysreg(frame: &mut TrapFrame, esr: Esr) {
     let Some(access) = SysregAccess::decode(esr) else {
         inject_into_guest(frame, SyncException::Undefined);
@@ -264,26 +264,26 @@ fn smccc_call(config: &GuestConfig, frame: &mut TrapFrame) {
     let mut firmware = Firmware { config };
     match psci::handle(function, args, &mut firmware) {
         Some(Followup::Return(value)) => frame.regs[0] = value as u64,
-        Some(Followup::CpuOff) => cpus::power_off_this_cpu(vcpu_is_off),
+        Some(Followup::CpuOff) => cpu::power_off_this_cpu(vcpu_is_off),
         Some(Followup::SystemOff) => {
             log::info!(
                 "guest: PSCI SYSTEM_OFF ({} stage-2 fault(s) retried, {} TLB conflict abort(s) at EL2, {} from the guest)",
-                crate::hypercalls::retried_faults(),
-                super::trap::el2_tlb_conflicts(),
+                crate::hypercall::handler::retried_faults(),
+                crate::arch::aarch64::trap::el2_tlb_conflicts(),
                 guest_tlb_conflicts()
             );
             crate::console::write_raw(format_args!("foreign-access: {FOREIGN_ACCESSES}\n"));
             crate::console::write_raw(format_args!("hyp-exits: {EXITS}\n"));
-            boot::stop(crate::outcome::Outcome::Success);
+            boot::stop(crate::boot::outcome::Outcome::Success);
         }
         Some(Followup::SystemReset) => {
             log::info!("guest: PSCI SYSTEM_RESET");
-            super::psci::system_reset();
-            boot::stop(crate::outcome::Outcome::Success);
+            crate::arch::aarch64::psci::system_reset();
+            boot::stop(crate::boot::outcome::Outcome::Success);
         }
         None => match crate::hypercall::decode(function, args) {
             Ok(Some(call)) => {
-                let results = crate::hypercalls::handle(call, &config.ram);
+                let results = crate::hypercall::handler::handle(call, &config.ram);
                 frame.regs[..4].copy_from_slice(&results);
             }
             Ok(None) => frame.regs[0] = smccc::NOT_SUPPORTED as u64,
@@ -297,7 +297,7 @@ fn smccc_call(config: &GuestConfig, frame: &mut TrapFrame) {
 static FOREIGN_ACCESSES: ForeignAccessTally = ForeignAccessTally::new();
 
 fn stage2_abort(config: &GuestConfig, frame: &mut TrapFrame, esr: Esr, far: u64) {
-    let Some(fault) = stage2_fault::classify(esr) else {
+    let Some(fault) = fault::classify(esr) else {
         inject_into_guest(frame, SyncException::Undefined);
         return;
     };
@@ -307,7 +307,7 @@ fn stage2_abort(config: &GuestConfig, frame: &mut TrapFrame, esr: Esr, far: u64)
     };
     let ipa = match fault.ipa() {
         FaultIpa::Hpfar => {
-            stage2_fault::ipa_from_hpfar(read_sysreg!("hpfar_el2"), far, access.stage1_walk)
+            fault::ipa_from_hpfar(read_sysreg!("hpfar_el2"), far, access.stage1_walk)
         }
         FaultIpa::TranslateFar => match translate_guest_va(far) {
             Some(ipa) => ipa,
@@ -330,9 +330,9 @@ fn stage2_abort(config: &GuestConfig, frame: &mut TrapFrame, esr: Esr, far: u64)
     {
         let fsc = esr.fault_status();
         let instruction = esr.class() == ExceptionClass::INSTR_ABORT_LOWER;
-        match crate::hypercalls::guest_ram_fault(ipa, far, fsc, level, access.kind) {
-            crate::hypercalls::FaultAction::Retry => {}
-            crate::hypercalls::FaultAction::InjectPermissionFault { fsc } => {
+        match crate::hypercall::handler::guest_ram_fault(ipa, far, fsc, level, access.kind) {
+            crate::hypercall::handler::FaultAction::Retry => {}
+            crate::hypercall::handler::FaultAction::InjectPermissionFault { fsc } => {
                 inject_into_guest(
                     frame,
                     if instruction {
@@ -369,7 +369,7 @@ fn stage2_abort(config: &GuestConfig, frame: &mut TrapFrame, esr: Esr, far: u64)
 /// Needs no guest configuration, so the selftests can take this path before the guest
 /// starts.
 pub fn retry_guest_tlb_conflict(esr: Esr) -> bool {
-    if stage2_fault::classify(esr) != Some(Stage2Fault::TlbConflict) {
+    if fault::classify(esr) != Some(Stage2Fault::TlbConflict) {
         return false;
     }
     invalidate_vmid_locally();

@@ -7,7 +7,7 @@
 //! translation tables on the board, a fake in the tests). Growth never allocates from the
 //! heap itself, so it can run while the heap's lock is held: no recursion, no deadlock.
 
-use crate::frames::{BLOCK_2M, PAGE_SIZE};
+use crate::mm::frames::{BLOCK_2M, PAGE_SIZE};
 
 /// Frames and mappings for the window.
 pub trait HeapBacking {

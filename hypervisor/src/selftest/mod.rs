@@ -3,22 +3,24 @@
 //! on it. Each prints `selftest: <name> ... ok` or `... FAILED: <why>`; scripts/run.sh
 //! adds them to the test guest's summary.
 
+pub mod protect_bench;
+
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::arch::asm;
 use core::num::NonZeroU32;
 
-use crate::esr::Esr;
+use crate::arch::esr::Esr;
 use pgtable::Attributes;
 use platform::info::{PhysRange, PlatformInfo};
 
 use crate::hypercall::{self, Hypercall, Permissions};
 
 use crate::arch::trap::expect_fault;
-use crate::guest_boot::STAGE2;
 use crate::mm::el2_map::EL2_TABLE;
 use crate::mm::hw::{disarm_fault_injection, fail_allocation_after};
 use crate::mm::report::{Fingerprint, fingerprint};
+use crate::vm::build::STAGE2;
 
 type Outcome = Result<(), &'static str>;
 
@@ -143,7 +145,7 @@ const PROBE_NAMES: [&str; 5] = [
     "a stack guard page translates",
 ];
 
-/// Runs on each CPU (as [`crate::cpus::Work`]): `args` = [pool base, crash base or 0].
+/// Runs on each CPU (as [`crate::cpu::Work`]): `args` = [pool base, crash base or 0].
 /// Every check goes through this CPU's own MMU and TLB with `AT`.
 fn probe_own_mmu(_cpu: usize, [pool, crash]: [u64; 2]) -> u64 {
     const SCTLR_M_C_I_WXN: u64 = (1 << 0) | (1 << 2) | (1 << 12) | (1 << 19);
@@ -162,8 +164,8 @@ fn probe_own_mmu(_cpu: usize, [pool, crash]: [u64; 2]) -> u64 {
     if crash == 0 || at(crash, false).is_none() {
         passed |= PROBE_CRASH_UNMAPPED;
     }
-    let cpus = crate::cpus::online().count().max(1);
-    if crate::cpus::stack_guard_pages(cpus).all(|guard| at(guard.start, false).is_none()) {
+    let cpus = crate::cpu::online().count().max(1);
+    if crate::cpu::stack_guard_pages(cpus).all(|guard| at(guard.start, false).is_none()) {
         passed |= PROBE_GUARDS_UNMAPPED;
     }
     passed
@@ -177,21 +179,21 @@ fn el2_every_cpu_runs_the_mmu(
     pool: PhysRange,
     crash: Option<PhysRange>,
 ) -> Outcome {
-    if crate::cpus::online().count() != info.cpus.len() {
+    if crate::cpu::online().count() != info.cpus.len() {
         return Err("not every CPU of the device tree is online");
     }
-    let work = crate::cpus::Work {
+    let work = crate::cpu::Work {
         run: probe_own_mmu,
         args: [pool.base, crash.map_or(0, |c| c.base)],
     };
-    for cpu in crate::cpus::online() {
-        let passed = crate::cpus::run_on(cpu, work, 1_000_000).ok_or("a CPU did not answer")?;
+    for cpu in crate::cpu::online() {
+        let passed = crate::cpu::run_on(cpu, work, 1_000_000).ok_or("a CPU did not answer")?;
         if let Some(bit) = (0..PROBE_NAMES.len()).find(|&bit| passed & (1 << bit) == 0) {
             log::error!("cpu{cpu}: {}", PROBE_NAMES[bit]);
             return Err(PROBE_NAMES[bit]);
         }
         debug_assert_eq!(passed, PROBE_ALL);
-        let reported = crate::cpus::reported(cpu).ok_or("a CPU did not report itself")?;
+        let reported = crate::cpu::reported(cpu).ok_or("a CPU did not report itself")?;
         if !(reported.mmu_on() && reported.dcache_on() && reported.icache_on()) {
             return Err("a CPU's hyp-cpu line reports its MMU or caches off");
         }
@@ -440,7 +442,7 @@ fn stage2_protect_without_a_table_fails_cleanly(ram: &[PhysRange], limit: u64) -
         execute: false,
     };
     fail_allocation_after(NonZeroU32::MIN);
-    let answer = crate::hypercalls::handle(
+    let answer = crate::hypercall::handler::handle(
         Hypercall::MemProtect {
             ipa,
             size: 4096,
@@ -474,24 +476,24 @@ fn conflict_abort_syndrome(class: u64) -> u64 {
 /// ELR_EL1/ESR_EL1 untouched), the conflict counted. No CPU of QEMU's raises one, so the
 /// syndrome is made up; everything after the vector's register save is the real path.
 fn stage2_tlb_conflict_is_retried_not_injected() -> Outcome {
-    use crate::arch::guest;
     use crate::arch::sysreg::read_sysreg;
-    let mut frame = crate::trap_frame::TrapFrame {
+    use crate::vm::vcpu;
+    let mut frame = crate::arch::trap_frame::TrapFrame {
         regs: [0; 31],
         sp: 0,
         elr: 0x4008_1234,
         spsr: 0x3c5,
     };
-    let before = guest::guest_tlb_conflicts();
+    let before = vcpu::guest_tlb_conflicts();
     let elr_el1 = read_sysreg!("elr_el1");
     let esr_el1 = read_sysreg!("esr_el1");
     // EC 0x24: data abort from a lower EL; FAR is a guest VA, HPFAR_EL2 is not valid.
-    guest::handle_sync(
+    vcpu::handle_sync(
         &mut frame,
         Esr(conflict_abort_syndrome(0x24)),
         0xffff_8000_0012_3000,
     );
-    if guest::guest_tlb_conflicts() != before + 1 {
+    if vcpu::guest_tlb_conflicts() != before + 1 {
         return Err("the conflict abort was not counted as one");
     }
     if frame.elr != 0x4008_1234 || frame.spsr != 0x3c5 {
@@ -512,7 +514,7 @@ fn el2_tlb_conflict_is_retried() -> Outcome {
     use crate::arch::trap;
     const CURRENT_EL_SPX_SYNC: u64 = 4;
     let saved = (esr_el2(), far_el2());
-    let mut frame = crate::trap_frame::TrapFrame {
+    let mut frame = crate::arch::trap_frame::TrapFrame {
         regs: [0; 31],
         sp: 0,
         elr: el2_tlb_conflict_is_retried as *const () as u64,
@@ -552,7 +554,7 @@ pub fn run_stage2(ram: &[PhysRange], limit: u64) -> (u32, u32) {
 
 /// Runs the EL2 selftests; returns (passed, failed).
 pub fn run(info: &PlatformInfo<'_>, pool: PhysRange, crash: Option<PhysRange>) -> (u32, u32) {
-    let image = crate::run::image_range();
+    let image = crate::boot::sequence::image_range();
     let results = [
         report("el2_at_translations", el2_at_translations(pool)),
         report(

@@ -1,6 +1,6 @@
 //! The crash path: the first CPU to panic or take an unexpected exception claims the
 //! crash, the others stop at their next entry to EL2, and the claimant writes the crash
-//! record (format in `crate::crash_record`) through its own map.
+//! record (format in `crate::crash::record`) through its own map.
 //!
 //! The crash region is invalid in the EL2 map, always. At boot a separate, tiny map is
 //! built for the crash writer (`mm::el2_map::build_crash_map`: the image, the console and
@@ -12,7 +12,7 @@
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::crash_record::{self, CrashRegisters};
+use crate::crash::record::{self, CrashRegisters};
 use platform::info::{PhysRange, PlatformInfo};
 use spin::{Mutex, Once};
 
@@ -32,7 +32,7 @@ static CLAIMED_BY: AtomicUsize = AtomicUsize::new(0);
 
 /// Bytes of the region a record may use: header, message and the whole log ring.
 const RECORD_BYTES: u64 =
-    (crash_record::HEADER_SIZE + crash_record::MAX_MESSAGE + console::LOG_RING_BYTES) as u64;
+    (record::HEADER_SIZE + record::MAX_MESSAGE + console::LOG_RING_BYTES) as u64;
 
 fn record_range(region: &PhysRange) -> core::ops::Range<u64> {
     let len = RECORD_BYTES.min(region.size).next_multiple_of(4096);
@@ -71,7 +71,7 @@ pub fn record() -> Option<core::ops::Range<u64>> {
 /// Claims the crash for this CPU. `false` if another CPU claimed it first: this one must
 /// stop without touching anything shared (the claimant reports and powers off).
 pub fn claim() -> bool {
-    let me = crate::cpus::this_cpu().map_or(usize::MAX, |i| i + 1);
+    let me = crate::cpu::this_cpu().map_or(usize::MAX, |i| i + 1);
     match CLAIMED_BY.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => true,
         Err(owner) => owner == me,
@@ -81,7 +81,7 @@ pub fn claim() -> bool {
 /// Whether another CPU is crashing: a CPU entering EL2 then stops there.
 pub fn another_cpu_crashed() -> bool {
     let owner = CLAIMED_BY.load(Ordering::Acquire);
-    owner != 0 && crate::cpus::this_cpu().map_or(usize::MAX, |i| i + 1) != owner
+    owner != 0 && crate::cpu::this_cpu().map_or(usize::MAX, |i| i + 1) != owner
 }
 
 /// Switches this CPU to the crash map. Both maps translate the image identically, so
@@ -128,7 +128,7 @@ pub fn write(message: &str, registers: &CrashRegisters) {
             )
         };
         let ring = console::lock_ring_for_crash();
-        crash_record::write_record(buffer, micros, registers, message, ring.whole_lines())
+        record::write_record(buffer, micros, registers, message, ring.whole_lines())
     };
     if let Ok(bytes) = written {
         crate::arch::cache::clean_to_poc(range.start..range.start + bytes as u64);

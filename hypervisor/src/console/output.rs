@@ -5,7 +5,7 @@ use core::fmt::{self, Write};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::log_ring::LogRing;
+use crate::console::log_ring::LogRing;
 use platform::info::Console;
 use platform::pl011::Pl011;
 use spin::Mutex;

@@ -2,9 +2,9 @@
 //! stage-2 map (guest RAM identity-mapped with blocks, passthrough MMIO as device memory,
 //! everything of the hypervisor's left out) and enter it.
 
-use crate::facts::CpuFacts;
-use crate::foreign_access::HostMemoryMap;
-use crate::memory_plan::Layout;
+use crate::boot::facts::CpuFacts;
+use crate::mm::memory_plan::Layout;
+use crate::vm::foreign_access::HostMemoryMap;
 use arrayvec::ArrayVec;
 use guest_loader::{GuestConfig as LoaderConfig, GuestPlan};
 use pgtable::{
@@ -15,11 +15,12 @@ use spin::Mutex;
 
 use crate::arch::cache;
 use crate::arch::el2_setup::GuestFeatures;
-use crate::arch::guest::{self, GuestConfig};
 use crate::arch::sysreg;
+use crate::boot;
+use crate::boot::sequence;
 use crate::mm::hw::{TableHw, TlbRegime};
 use crate::mm::report;
-use crate::{boot, run};
+use crate::vm::vcpu::{self, GuestConfig};
 
 /// The guest's stage-2 tree (VMID 1).
 pub static STAGE2: Mutex<Option<PageTable<TableHw>>> = Mutex::new(None);
@@ -29,7 +30,7 @@ fn plan<'d>(info: &PlatformInfo<'d>, host_dtb: &[u8], layout: &Layout) -> GuestP
     let reserved: ArrayVec<PhysRange, MAX_RESERVED> =
         info.reserved.iter().map(|r| r.range).collect();
     let mut hidden: ArrayVec<PhysRange, 4> = ArrayVec::new();
-    hidden.push(run::image_range());
+    hidden.push(sequence::image_range());
     hidden.push(layout.pool);
     hidden.push(info.dtb);
     if let Some(crash) = layout.crash {
@@ -61,13 +62,13 @@ fn plan<'d>(info: &PlatformInfo<'d>, host_dtb: &[u8], layout: &Layout) -> GuestP
 
 /// The largest stage-2 input range this CPU allows, for choosing what can be mapped.
 fn cpu_ipa_limit(cpu: &CpuFacts) -> u64 {
-    1 << cpu.features.pa_bits.min(crate::ipa_size::CEILING_BITS)
+    1 << cpu.features.pa_bits.min(crate::vm::ipa_size::CEILING_BITS)
 }
 
 /// The stage-2 regime for a guest whose highest RAM or device address ends at
-/// `highest_end`: no larger than it needs (see `crate::ipa_size`).
+/// `highest_end`: no larger than it needs (see `crate::vm::ipa_size`).
 fn stage2_regime(cpu: &CpuFacts, highest_end: u64) -> Regime {
-    let ipa_bits = crate::ipa_size::stage2_ipa_bits(cpu.features.pa_bits, highest_end);
+    let ipa_bits = crate::vm::ipa_size::stage2_ipa_bits(cpu.features.pa_bits, highest_end);
     match Regime::stage2(ipa_bits) {
         Ok(regime) => regime,
         Err(error) => {
@@ -127,7 +128,7 @@ fn passthrough_mmio(
             .chain(core::iter::once(&layout.pool))
             .chain(layout.crash.iter())
             .any(|ram| ram.overlaps(&region))
-            || region.overlaps(&run::image_range());
+            || region.overlaps(&sequence::image_range());
         if touches_ram {
             log::error!(
                 "guest: device region [{:#x}, {:#x}) overlaps RAM",
@@ -236,7 +237,7 @@ pub fn boot_guest(
         // Stage-2 TLBIs act on the VMID in VTTBR_EL2: make it current for the benchmark.
         crate::arch::sysreg::write_sysreg!("vttbr_el2", vttbr);
         crate::arch::barrier_isb();
-        crate::protect_bench::run(&mut table, &layout.guest_ram);
+        crate::selftest::protect_bench::run(&mut table, &layout.guest_ram);
     }
     *STAGE2.lock() = Some(table);
     if measure_protect {
@@ -252,7 +253,7 @@ pub fn boot_guest(
         cpus: info.cpus.iter().map(|c| c.mpidr).collect(),
         ram: layout.guest_ram.clone(),
         host: HostMemoryMap {
-            image: Some(run::image_range()),
+            image: Some(sequence::image_range()),
             pool: Some(layout.pool),
             crash: layout.crash,
             dtb: Some(info.dtb),
@@ -270,5 +271,5 @@ pub fn boot_guest(
         crate::mm::hw::injected_failures()
     ));
     log::info!("guest: entering at EL1 on {} vCPU(s)", info.cpus.len());
-    guest::start(config, placement.entry, placement.dtb.base)
+    vcpu::start(config, placement.entry, placement.dtb.base)
 }

@@ -20,7 +20,7 @@
 
 use pgtable::Access;
 
-use crate::esr::{Esr, ExceptionClass};
+use crate::arch::esr::{Esr, ExceptionClass};
 
 /// DFSC/IFSC 0b110000: TLB conflict abort.
 const FSC_TLB_CONFLICT: u8 = 0x30;

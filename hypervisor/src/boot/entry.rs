@@ -6,9 +6,9 @@
 use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use crate::cpu_features::CpuFeatures;
-use crate::facts::{self, CpuFacts};
-use crate::outcome::Outcome;
+use crate::boot::facts::{self, CpuFacts};
+use crate::boot::outcome::Outcome;
+use crate::cpu::features::CpuFeatures;
 use platform::info::{Conduit, PlatformInfo};
 
 use crate::arch::{self, sysreg};
@@ -81,7 +81,7 @@ extern "C" fn primary_main(dtb_pa: usize, boot_counter: u64) -> ! {
             Ordering::Relaxed,
         );
     }
-    let args = crate::bootargs::apply(&info);
+    let args = crate::boot::bootargs::apply(&info);
     log::info!(
         "hypervisor {} at EL2, image at {:#x}",
         env!("CARGO_PKG_VERSION"),
@@ -95,7 +95,7 @@ extern "C" fn primary_main(dtb_pa: usize, boot_counter: u64) -> ! {
     };
     report(&cpu, &info);
 
-    crate::run::after_boot(&info, blob, &cpu, &args)
+    crate::boot::sequence::after_boot(&info, blob, &cpu, &args)
 }
 
 fn report(cpu: &CpuFacts, info: &PlatformInfo<'_>) {
@@ -211,8 +211,8 @@ fn panic(info: &PanicInfo<'_>) -> ! {
     }
     console::break_locks_for_crash();
     log::error!("hypervisor panic: {info}");
-    let mut message = arrayvec::ArrayString::<{ crate::crash_record::MAX_MESSAGE }>::new();
+    let mut message = arrayvec::ArrayString::<{ crate::crash::record::MAX_MESSAGE }>::new();
     let _ = core::fmt::write(&mut message, format_args!("hypervisor panic: {info}"));
-    crate::crash::write(&message, &crate::crash_record::CrashRegisters::default());
+    crate::crash::write(&message, &crate::crash::record::CrashRegisters::default());
     stop_failure("hypervisor panic")
 }

@@ -103,7 +103,7 @@ impl Esr {
     /// For data aborts: WnR, ISS[6] (the access was a write). It reads 1 for a cache
     /// maintenance instruction ([`Esr::cache_maintenance`]) and for a fault on a stage-1
     /// table walk is not about the walk ([`Esr::stage1_walk`]), so it alone does not
-    /// say what the faulting access needed (see [`crate::stage2_fault`]).
+    /// say what the faulting access needed (see [`crate::vm::fault`]).
     pub fn is_write(self) -> bool {
         self.0 & (1 << 6) != 0
     }

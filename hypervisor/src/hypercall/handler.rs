@@ -5,16 +5,16 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::change_window::ChangeWindow;
 use crate::hypercall::{self, Hypercall, Permissions, StatsGroup};
-use crate::memory_plan::MAX_GUEST_RAM_RANGES;
-use crate::stage2_fault::AccessKind;
+use crate::mm::memory_plan::MAX_GUEST_RAM_RANGES;
+use crate::vm::change_window::ChangeWindow;
+use crate::vm::fault::AccessKind;
 use pgtable::{Access, Attributes, MemoryType};
 use platform::info::PhysRange;
 
-use crate::guest_boot::STAGE2;
 use crate::mm::hw::fault_injection_armed;
 use crate::mm::report::fingerprint;
+use crate::vm::build::STAGE2;
 
 /// The IPA range a MEM_PROTECT is changing, for the fault handler.
 static CHANGE_WINDOW: ChangeWindow = ChangeWindow::new();
@@ -148,7 +148,7 @@ pub enum FaultAction {
 }
 
 /// Decides about a stage-2 translation or permission fault in guest RAM. `access` is
-/// what the faulting access needed (`crate::stage2_fault`: a stage-1 walk is never
+/// what the faulting access needed (`crate::vm::fault`: a stage-1 walk is never
 /// an execute, a cache maintenance instruction's WnR does not make it a write).
 pub fn guest_ram_fault(
     ipa: u64,

@@ -2,7 +2,7 @@
 //! here; the effects (starting a physical CPU through firmware, powering off) go through
 //! [`PsciPlatform`], which the aarch64 layer implements and the tests fake.
 
-use crate::smccc::{self, FunctionId};
+use crate::hypercall::smccc::{self, FunctionId};
 
 pub const PSCI_VERSION: u32 = 0x8400_0000;
 pub const CPU_SUSPEND_32: u32 = 0x8400_0001;

@@ -1,9 +1,11 @@
 //! What runs after the boot report: decide who owns which memory, then run what the
 //! device tree and command line ask for (the hypervisor alone, or a guest).
 
-use crate::facts::CpuFacts;
-use crate::memory_plan::{self, CrashRequest, Exclusion, ExclusionKind, Layout, MAX_EXCLUSIONS};
-use crate::outcome::Outcome;
+use crate::boot::facts::CpuFacts;
+use crate::boot::outcome::Outcome;
+use crate::mm::memory_plan::{
+    self, CrashRequest, Exclusion, ExclusionKind, Layout, MAX_EXCLUSIONS,
+};
 use arrayvec::ArrayVec;
 use pgtable::Capabilities;
 use platform::bootargs::{HypervisorArgs, MappingMode};
@@ -161,7 +163,7 @@ fn bring_up_memory(
         let image = image_range();
         let mut general_ram: arrayvec::ArrayVec<PhysRange, 32> = arrayvec::ArrayVec::new();
         for bank in &info.memory {
-            for piece in crate::memory_plan::free_ranges(
+            for piece in crate::mm::memory_plan::free_ranges(
                 core::slice::from_ref(bank),
                 &[Exclusion {
                     range: image,
@@ -180,7 +182,7 @@ fn bring_up_memory(
 /// on: those every CPU has. A CPU with less than the boot CPU lowers the EL2 map's
 /// strategy here, before anything changes it live again.
 fn share_with_every_cpu(info: &PlatformInfo<'_>, args: &HypervisorArgs) -> Capabilities {
-    let common = crate::cpus::bring_up(info);
+    let common = crate::cpu::bring_up(info);
     mm::hw::allow_range_tlbi(common.tlbi_range);
     let caps = mm::el2_map::capabilities(&common, args);
     if let Some(table) = mm::el2_map::EL2_TABLE.lock().as_mut()
@@ -225,7 +227,7 @@ pub fn after_boot(
         log::info!("no guest kernel module in /chosen: nothing to run");
         boot::stop(Outcome::Success);
     }
-    crate::guest_boot::boot_guest(
+    crate::vm::build::boot_guest(
         args.selftest,
         info,
         host_dtb,

@@ -15,7 +15,7 @@
 //!
 //! Anything else that reaches this class is not expected and gets UNDEFINED.
 
-use crate::esr::{Esr, ExceptionClass};
+use crate::arch::esr::{Esr, ExceptionClass};
 
 /// One trapped access, from ESR_EL2.ISS for EC 0x18 (Arm ARM "ISS encoding for an
 /// exception from MSR, MRS, or System instruction execution in AArch64 state"):
