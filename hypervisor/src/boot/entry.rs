@@ -4,21 +4,16 @@
 //! marker and powers off through PSCI.
 
 use core::panic::PanicInfo;
-use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::boot::facts::{self, CpuFacts};
 use crate::boot::outcome::Outcome;
 use crate::cpu::features::CpuFeatures;
-use platform::info::{Conduit, PlatformInfo};
+use platform::info::PlatformInfo;
+
+use super::power::{set_firmware_conduit, stop, stop_failure};
 
 use crate::arch::{self, sysreg};
 use crate::console;
-
-/// The PSCI conduit for stopping; SMC until the DT says otherwise (at EL2, HVC would
-/// only trap to ourselves, so SMC is the only conduit to firmware).
-static FIRMWARE_CONDUIT: AtomicU8 = AtomicU8::new(CONDUIT_SMC);
-const CONDUIT_SMC: u8 = 0;
-const CONDUIT_HVC: u8 = 1;
 
 /// Header bytes needed to learn the DTB's size.
 const FDT_HEADER_SIZE: usize = 40;
@@ -73,19 +68,13 @@ extern "C" fn primary_main(dtb_pa: usize, boot_counter: u64) -> ! {
     };
     console::init(&info.console);
     if let Some(psci) = info.psci {
-        FIRMWARE_CONDUIT.store(
-            match psci.conduit {
-                Conduit::Smc => CONDUIT_SMC,
-                Conduit::Hvc => CONDUIT_HVC,
-            },
-            Ordering::Relaxed,
-        );
+        set_firmware_conduit(psci.conduit);
     }
     let args = crate::boot::bootargs::apply(&info);
     log::info!(
         "hypervisor {} at EL2, image at {:#x}",
         env!("CARGO_PKG_VERSION"),
-        image_base()
+        crate::mm::image::image_range().base
     );
 
     let ids = sysreg::id_registers();
@@ -148,14 +137,6 @@ impl core::fmt::Write for LineLogger {
     }
 }
 
-fn image_base() -> usize {
-    unsafe extern "C" {
-        static __image_start: u8;
-    }
-    // Taking the address of an extern static is safe; its contents are never read.
-    core::ptr::addr_of!(__image_start) as usize
-}
-
 /// Entered from head.S when the loader started us below EL2 (EL1): report it on the
 /// console the DT names, if any, and power off through the DT's PSCI conduit.
 #[unsafe(no_mangle)]
@@ -169,14 +150,7 @@ extern "C" fn not_at_el2_main(dtb_pa: usize, boot_counter: u64, current_el: u64)
         if let Ok(info) = platform::dt::parse(blob, dtb_pa as u64)
             && let Some(psci) = info.psci
         {
-            FIRMWARE_CONDUIT.store(
-                if psci.conduit == Conduit::Hvc {
-                    CONDUIT_HVC
-                } else {
-                    CONDUIT_SMC
-                },
-                Ordering::Relaxed,
-            );
+            set_firmware_conduit(psci.conduit);
         }
     }
     console::write_raw(format_args!(
@@ -184,23 +158,6 @@ extern "C" fn not_at_el2_main(dtb_pa: usize, boot_counter: u64, current_el: u64)
          (QEMU: -machine virt,virtualization=on)\n"
     ));
     stop(Outcome::Failure("not entered at EL2"))
-}
-
-/// Prints the outcome marker and powers the machine off.
-pub fn stop(outcome: Outcome<'_>) -> ! {
-    console::write_raw(format_args!("{outcome}\n"));
-    console::flush();
-    let conduit = match FIRMWARE_CONDUIT.load(Ordering::Relaxed) {
-        CONDUIT_HVC => Conduit::Hvc,
-        _ => Conduit::Smc,
-    };
-    arch::psci::system_off(conduit);
-    // SYSTEM_OFF returned: nothing else to do but stop this CPU.
-    arch::halt()
-}
-
-pub fn stop_failure(reason: &str) -> ! {
-    stop(Outcome::Failure(reason))
 }
 
 #[panic_handler]

@@ -10,7 +10,9 @@ pub mod bootargs;
 #[cfg(target_os = "none")]
 mod entry;
 #[cfg(target_os = "none")]
+mod power;
+#[cfg(target_os = "none")]
 pub mod sequence;
 
 #[cfg(target_os = "none")]
-pub use entry::{stop, stop_failure};
+pub use power::{stop, stop_failure};

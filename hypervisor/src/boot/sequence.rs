@@ -33,27 +33,13 @@ fn heap_smoke_check() {
     );
 }
 
-/// Where the image sits, from the linker's symbols (head.S relocated them).
-pub fn image_range() -> PhysRange {
-    unsafe extern "C" {
-        static __image_start: u8;
-        static __image_end: u8;
-    }
-    let start = core::ptr::addr_of!(__image_start) as u64;
-    let end = core::ptr::addr_of!(__image_end) as u64;
-    PhysRange {
-        base: start,
-        size: end - start,
-    }
-}
-
 /// The ranges that are not free RAM at boot.
 fn exclusions(info: &PlatformInfo<'_>) -> arrayvec::ArrayVec<Exclusion, MAX_EXCLUSIONS> {
     let mut list = arrayvec::ArrayVec::new();
     let mut push = |range: PhysRange, kind| {
         let _ = list.try_push(Exclusion { range, kind });
     };
-    push(image_range(), ExclusionKind::Image);
+    push(crate::mm::image::image_range(), ExclusionKind::Image);
     push(info.dtb, ExclusionKind::DeviceTree);
     for module in &info.modules {
         push(module.range, ExclusionKind::Module);
@@ -135,7 +121,7 @@ fn bring_up_memory(
     };
     let frequency = crate::arch::sysreg::counter_frequency().max(1);
     let build_us = build.build_ticks * 1_000_000 / frequency;
-    let image = image_range();
+    let image = crate::mm::image::image_range();
     // In the pool: the frames handed out so far (the tables just built) and the
     // allocator's links at page starts, or all of it if it lost count (mapping=pages).
     // Copied, so the frame lock is not held while enable() takes the EL2 table's.
@@ -160,7 +146,7 @@ fn bring_up_memory(
     );
     let table = mm::el2_map::EL2_TABLE.lock();
     if let Some(table) = table.as_ref() {
-        let image = image_range();
+        let image = crate::mm::image::image_range();
         let mut general_ram: arrayvec::ArrayVec<PhysRange, 32> = arrayvec::ArrayVec::new();
         for bank in &info.memory {
             for piece in crate::mm::memory_plan::free_ranges(
@@ -227,13 +213,17 @@ pub fn after_boot(
         log::info!("no guest kernel module in /chosen: nothing to run");
         boot::stop(Outcome::Success);
     }
-    crate::vm::build::boot_guest(
-        args.selftest,
+    let guest = crate::vm::build::prepare(
         info,
         host_dtb,
         &layout,
         cpu,
         caps,
         mm::el2_map::map_flags(args),
-    )
+    );
+    if args.selftest {
+        crate::selftest::protect_bench::run(guest.vm);
+        crate::selftest::run_stage2(guest.vm);
+    }
+    crate::vm::vcpu::start(guest)
 }

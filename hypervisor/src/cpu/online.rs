@@ -91,27 +91,6 @@ const PSCI_ON_PENDING: i64 = -5;
 
 unsafe extern "C" {
     fn secondary_entry();
-    static __boot_stack_top: u8;
-    static __boot_stack_guard: u8;
-    static __secondary_stacks: u8;
-}
-
-/// One secondary CPU's stack slot (head.S SECONDARY_STACK_STRIDE, the linker script):
-/// a guard page, then the stack.
-const SECONDARY_STACK_STRIDE: u64 = 0x5000;
-const PAGE: u64 = 4096;
-
-/// The guard page under the EL2 stack of each of `cpus` CPUs, which the EL2 map leaves
-/// unmapped: an overflow then faults (and is reported) instead of overwriting the
-/// neighbour's stack or .bss.
-pub fn stack_guard_pages(cpus: usize) -> impl Iterator<Item = core::ops::Range<u64>> {
-    let boot = core::ptr::addr_of!(__boot_stack_guard) as u64;
-    let secondary = core::ptr::addr_of!(__secondary_stacks) as u64;
-    let slots = cpus.min(MAX_CPUS) as u64;
-    core::iter::once(boot..boot + PAGE).chain((0..slots).map(move |i| {
-        let guard = secondary + i * SECONDARY_STACK_STRIDE;
-        guard..guard + PAGE
-    }))
 }
 
 /// This CPU's affinity, as the device tree writes it.
@@ -191,10 +170,9 @@ pub fn bring_up(info: &PlatformInfo<'_>) -> CpuFeatures {
         log::error!("cpus: the boot CPU's MPIDR {boot_mpidr:#x} is not in the device tree");
         crate::boot::stop_failure("the boot CPU is not in the device tree");
     };
-    CPUS[boot].stack_top.store(
-        core::ptr::addr_of!(__boot_stack_top) as usize,
-        Ordering::Release,
-    );
+    CPUS[boot]
+        .stack_top
+        .store(crate::mm::image::boot_stack_top(), Ordering::Release);
     CPUS[boot].state.store(RUNNING, Ordering::Release);
     announce(boot);
 

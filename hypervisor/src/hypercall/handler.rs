@@ -3,23 +3,17 @@
 //! the stage-2 fault side: a fault explained by a change in flight is retried, one the
 //! new permissions forbid is injected as the abort the architecture would give.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 
 use crate::hypercall::{self, Hypercall, Permissions, StatsGroup};
 use crate::mm::memory_plan::MAX_GUEST_RAM_RANGES;
-use crate::vm::change_window::ChangeWindow;
 use crate::vm::fault::AccessKind;
 use pgtable::{Access, Attributes, MemoryType};
 use platform::info::PhysRange;
 
 use crate::mm::hw::fault_injection_armed;
 use crate::mm::report::fingerprint;
-use crate::vm::build::STAGE2;
-
-/// The IPA range a MEM_PROTECT is changing, for the fault handler.
-static CHANGE_WINDOW: ChangeWindow = ChangeWindow::new();
-/// Faults retried because a change explained them (counted, reported by STATS group 2).
-static RETRIED_FAULTS: AtomicU64 = AtomicU64::new(0);
+use crate::vm::guest::Vm;
 
 fn attributes(permissions: Permissions) -> Attributes {
     let bits = u8::from(permissions.read)
@@ -46,8 +40,9 @@ fn ram_pairs(ram: &[PhysRange]) -> arrayvec::ArrayVec<(u64, u64), MAX_GUEST_RAM_
         .collect()
 }
 
-/// Runs a decoded call for the guest whose RAM is `ram`; returns x0..x3.
-pub fn handle(call: Hypercall, ram: &[PhysRange]) -> [u64; 4] {
+/// Runs a decoded call for `vm`; returns x0..x3.
+pub fn handle(call: Hypercall, vm: &Vm) -> [u64; 4] {
+    let ram = &vm.ram;
     let status = |code: i64| [code as u64, 0, 0, 0];
     match call {
         Hypercall::CallUid => hypercall::UID.map(u64::from),
@@ -60,21 +55,18 @@ pub fn handle(call: Hypercall, ram: &[PhysRange]) -> [u64; 4] {
             if let Err(code) = hypercall::check_ownership(ipa, size, &ram_pairs(ram), &[]) {
                 return status(code);
             }
-            let mut stage2 = STAGE2.lock();
-            let Some(table) = stage2.as_mut() else {
-                return status(hypercall::NOT_SUPPORTED);
-            };
+            let mut table = vm.stage2.lock();
             // Under fault injection, prove on the spot that a failed change left stage 2
             // as it was (a whole-table walk: too slow for every call otherwise).
             let limit = table.regime().ia_limit();
-            let before = fault_injection_armed().then(|| fingerprint(table, limit));
-            CHANGE_WINDOW.open(ipa, ipa + size);
+            let before = fault_injection_armed().then(|| fingerprint(&table, limit));
+            vm.change_window.open(ipa, ipa + size);
             let result = table.change_attrs(ipa..ipa + size, attributes(permissions));
-            CHANGE_WINDOW.close();
+            vm.change_window.close();
             match result {
                 Ok(_) => status(hypercall::SUCCESS),
                 Err(pgtable::Error::OutOfTables) => {
-                    match before.map(|before| (before, fingerprint(table, limit))) {
+                    match before.map(|before| (before, fingerprint(&table, limit))) {
                         Some((before, after)) if before != after => log::error!(
                             "MEM_PROTECT [{ipa:#x}, +{size:#x}): no table memory, and stage 2 \
                              CHANGED: before {before}, after {after}"
@@ -98,8 +90,7 @@ pub fn handle(call: Hypercall, ram: &[PhysRange]) -> [u64; 4] {
             {
                 return status(code);
             }
-            let stage2 = STAGE2.lock();
-            match stage2.as_ref().and_then(|table| table.query(ipa)) {
+            match vm.stage2.lock().query(ipa) {
                 Some(leaf) => {
                     let size = match leaf.level {
                         1 => 1 << 30,
@@ -117,11 +108,7 @@ pub fn handle(call: Hypercall, ram: &[PhysRange]) -> [u64; 4] {
             }
         }
         Hypercall::Stats { group } => {
-            let stage2 = STAGE2.lock();
-            let Some(table) = stage2.as_ref() else {
-                return status(hypercall::NOT_SUPPORTED);
-            };
-            let c = table.counters();
+            let c = vm.stage2.lock().counters();
             match group {
                 StatsGroup::Splits => {
                     [0, c.splits_1g, c.splits_2m, c.collapses_1g + c.collapses_2m]
@@ -151,6 +138,7 @@ pub enum FaultAction {
 /// what the faulting access needed (`crate::vm::fault`: a stage-1 walk is never
 /// an execute, a cache maintenance instruction's WnR does not make it a write).
 pub fn guest_ram_fault(
+    vm: &Vm,
     ipa: u64,
     far: u64,
     fsc_reported: u8,
@@ -158,19 +146,17 @@ pub fn guest_ram_fault(
     access: AccessKind,
 ) -> FaultAction {
     // A change covering the address may be between break and make: wait for it.
-    CHANGE_WINDOW.wait_while_covering(ipa);
-    let current = {
-        let stage2 = STAGE2.lock();
-        stage2
-            .as_ref()
-            .and_then(|table| table.query(ipa))
-            .map(|leaf| (access.allowed_by(leaf.attrs.access), leaf.level))
-    };
+    vm.change_window.wait_while_covering(ipa);
+    let current = vm
+        .stage2
+        .lock()
+        .query(ipa)
+        .map(|leaf| (access.allowed_by(leaf.attrs.access), leaf.level));
     match current {
         // Guest RAM is always mapped: a fault the current entry does not explain came
         // from a transient state (break-before-make, or a change since): retry.
         Some((true, _)) | None => {
-            RETRIED_FAULTS.fetch_add(1, Ordering::Relaxed);
+            vm.stats.retried_faults.fetch_add(1, Ordering::Relaxed);
             FaultAction::Retry
         }
         // The current permissions forbid the access. The reported syndrome may describe
@@ -194,8 +180,4 @@ pub fn guest_ram_fault(
 /// ESR_ELx.ISS DFSC/IFSC 0b0011LL).
 fn permission_fault(level: u8) -> u64 {
     0x0c | u64::from(level & 0b11)
-}
-
-pub fn retried_faults() -> u64 {
-    RETRIED_FAULTS.load(Ordering::Relaxed)
 }

@@ -17,6 +17,7 @@ use platform::info::{PhysRange, PlatformInfo};
 use spin::Mutex;
 
 use super::hw::{TableHw, TlbRegime};
+use super::image::{ImageSections, image_sections};
 use crate::arch::sysreg::{read_sysreg, write_sysreg};
 
 pub type Table = PageTable<TableHw>;
@@ -25,32 +26,6 @@ pub type Table = PageTable<TableHw>;
 pub static EL2_TABLE: Mutex<Option<Table>> = Mutex::new(None);
 
 const PAGE: u64 = 4096;
-
-unsafe extern "C" {
-    static __image_start: u8;
-    static __text_end: u8;
-    static __rodata_end: u8;
-    static __image_end: u8;
-}
-
-/// The image's sections, for W^X.
-struct ImageSections {
-    text: Range<u64>,
-    rodata: Range<u64>,
-    writable: Range<u64>,
-}
-
-fn image_sections() -> ImageSections {
-    let start = core::ptr::addr_of!(__image_start) as u64;
-    let text_end = core::ptr::addr_of!(__text_end) as u64;
-    let rodata_end = core::ptr::addr_of!(__rodata_end) as u64;
-    let end = core::ptr::addr_of!(__image_end) as u64;
-    ImageSections {
-        text: start..text_end,
-        rodata: text_end..rodata_end,
-        writable: rodata_end..end,
-    }
-}
 
 /// The engine's capabilities for `features` (the CPUs' common ones), unless the command
 /// line forces a strategy.
@@ -198,7 +173,7 @@ fn map_image(
         Attributes::RW,
         flags,
     )?;
-    for guard in crate::cpu::stack_guard_pages(cpus) {
+    for guard in super::image::stack_guard_pages(cpus) {
         table.unmap(guard)?;
     }
     Ok(())

@@ -19,6 +19,8 @@ pub mod heap;
 #[cfg(target_os = "none")]
 pub mod hw;
 #[cfg(target_os = "none")]
+pub mod image;
+#[cfg(target_os = "none")]
 pub mod report;
 
 /// Every free frame of the hypervisor's pool (identity-mapped, so PA = VA).

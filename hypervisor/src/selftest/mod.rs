@@ -20,7 +20,8 @@ use crate::arch::trap::expect_fault;
 use crate::mm::el2_map::EL2_TABLE;
 use crate::mm::hw::{disarm_fault_injection, fail_allocation_after};
 use crate::mm::report::{Fingerprint, fingerprint};
-use crate::vm::build::STAGE2;
+use crate::vm::guest::Vm;
+use core::sync::atomic::Ordering;
 
 type Outcome = Result<(), &'static str>;
 
@@ -165,7 +166,7 @@ fn probe_own_mmu(_cpu: usize, [pool, crash]: [u64; 2]) -> u64 {
         passed |= PROBE_CRASH_UNMAPPED;
     }
     let cpus = crate::cpu::online().count().max(1);
-    if crate::cpu::stack_guard_pages(cpus).all(|guard| at(guard.start, false).is_none()) {
+    if crate::mm::image::stack_guard_pages(cpus).all(|guard| at(guard.start, false).is_none()) {
         passed |= PROBE_GUARDS_UNMAPPED;
     }
     passed
@@ -415,7 +416,8 @@ fn el2_heap_growth_without_a_table_fails_cleanly() -> Outcome {
 /// A guest MEM_PROTECT, through the hypercall handler, whose split cannot get its table
 /// (fault injection): the answer is NO_MEMORY and the stage 2 is exactly as before. The
 /// test guest then runs its whole suite on this stage 2.
-fn stage2_protect_without_a_table_fails_cleanly(ram: &[PhysRange], limit: u64) -> Outcome {
+fn stage2_protect_without_a_table_fails_cleanly(vm: &Vm) -> Outcome {
+    let (ram, limit) = (&vm.ram, vm.ipa_limit);
     const BLOCK: u64 = 2 << 20;
     // A page inside a whole 2M block of guest RAM, so the change must split.
     let ipa = ram
@@ -426,10 +428,9 @@ fn stage2_protect_without_a_table_fails_cleanly(ram: &[PhysRange], limit: u64) -
         })
         .ok_or("no whole 2M block of guest RAM")?;
     let (before, leaf) = {
-        let stage2 = STAGE2.lock();
-        let table = stage2.as_ref().ok_or("no stage 2")?;
+        let table = vm.stage2.lock();
         (
-            fingerprint(table, limit),
+            fingerprint(&table, limit),
             table.query(ipa).ok_or("guest page not mapped")?,
         )
     };
@@ -448,15 +449,14 @@ fn stage2_protect_without_a_table_fails_cleanly(ram: &[PhysRange], limit: u64) -
             size: 4096,
             permissions: read_only,
         },
-        ram,
+        vm,
     );
     disarm_fault_injection();
     if answer[0] as i64 != hypercall::NO_MEMORY {
         return Err("MEM_PROTECT did not answer NO_MEMORY without its table");
     }
-    let stage2 = STAGE2.lock();
-    let table = stage2.as_ref().ok_or("no stage 2")?;
-    if fingerprint(table, limit) != before {
+    let table = vm.stage2.lock();
+    if fingerprint(&table, limit) != before {
         return Err("the failed MEM_PROTECT changed stage 2 (ptdump fingerprint differs)");
     }
     if table.query(ipa) != Some(leaf) {
@@ -475,7 +475,7 @@ fn conflict_abort_syndrome(class: u64) -> u64 {
 /// and comes back retried: the guest's PC and PSTATE unchanged, nothing injected (its
 /// ELR_EL1/ESR_EL1 untouched), the conflict counted. No CPU of QEMU's raises one, so the
 /// syndrome is made up; everything after the vector's register save is the real path.
-fn stage2_tlb_conflict_is_retried_not_injected() -> Outcome {
+fn stage2_tlb_conflict_is_retried_not_injected(vm: &'static Vm) -> Outcome {
     use crate::arch::sysreg::read_sysreg;
     use crate::vm::vcpu;
     let mut frame = crate::arch::trap_frame::TrapFrame {
@@ -484,7 +484,10 @@ fn stage2_tlb_conflict_is_retried_not_injected() -> Outcome {
         elr: 0x4008_1234,
         spsr: 0x3c5,
     };
-    let before = vcpu::guest_tlb_conflicts();
+    // The boot CPU runs vCPU 0 next: it runs this guest already.
+    let cpu = crate::cpu::this_cpu().ok_or("the boot CPU has no index")?;
+    vcpu::make_current(cpu, vm);
+    let before = vm.stats.tlb_conflicts.load(Ordering::Relaxed);
     let elr_el1 = read_sysreg!("elr_el1");
     let esr_el1 = read_sysreg!("esr_el1");
     // EC 0x24: data abort from a lower EL; FAR is a guest VA, HPFAR_EL2 is not valid.
@@ -493,7 +496,7 @@ fn stage2_tlb_conflict_is_retried_not_injected() -> Outcome {
         Esr(conflict_abort_syndrome(0x24)),
         0xffff_8000_0012_3000,
     );
-    if vcpu::guest_tlb_conflicts() != before + 1 {
+    if vm.stats.tlb_conflicts.load(Ordering::Relaxed) != before + 1 {
         return Err("the conflict abort was not counted as one");
     }
     if frame.elr != 0x4008_1234 || frame.spsr != 0x3c5 {
@@ -520,14 +523,14 @@ fn el2_tlb_conflict_is_retried() -> Outcome {
         elr: el2_tlb_conflict_is_retried as *const () as u64,
         spsr: 0x3c9,
     };
-    let before = trap::el2_tlb_conflicts();
+    let before = crate::arch::aarch64::conflict::el2_tlb_conflicts();
     write_sysreg!("esr_el2", conflict_abort_syndrome(0x25));
     write_sysreg!("far_el2", 0xff00_0000_1000);
     crate::arch::barrier_isb();
     trap::el2_trap(&mut frame, CURRENT_EL_SPX_SYNC);
     write_sysreg!("esr_el2", saved.0);
     write_sysreg!("far_el2", saved.1);
-    if trap::el2_tlb_conflicts() != before + 1 {
+    if crate::arch::aarch64::conflict::el2_tlb_conflicts() != before + 1 {
         return Err("the conflict abort was not counted as one");
     }
     if frame.elr != el2_tlb_conflict_is_retried as *const () as u64 {
@@ -536,16 +539,16 @@ fn el2_tlb_conflict_is_retried() -> Outcome {
     Ok(())
 }
 
-/// The stage-2 selftests, once the guest's stage 2 exists and before the guest starts.
-pub fn run_stage2(ram: &[PhysRange], limit: u64) -> (u32, u32) {
+/// The stage-2 selftests, once the guest is prepared and before it starts.
+pub fn run_stage2(vm: &'static Vm) -> (u32, u32) {
     let results = [
         report(
             "el2_stage2_protect_without_a_table_fails_cleanly",
-            stage2_protect_without_a_table_fails_cleanly(ram, limit),
+            stage2_protect_without_a_table_fails_cleanly(vm),
         ),
         report(
             "el2_stage2_tlb_conflict_is_retried_not_injected",
-            stage2_tlb_conflict_is_retried_not_injected(),
+            stage2_tlb_conflict_is_retried_not_injected(vm),
         ),
     ];
     let passed = results.iter().filter(|&&ok| ok).count() as u32;
@@ -554,7 +557,7 @@ pub fn run_stage2(ram: &[PhysRange], limit: u64) -> (u32, u32) {
 
 /// Runs the EL2 selftests; returns (passed, failed).
 pub fn run(info: &PlatformInfo<'_>, pool: PhysRange, crash: Option<PhysRange>) -> (u32, u32) {
-    let image = crate::boot::sequence::image_range();
+    let image = crate::mm::image::image_range();
     let results = [
         report("el2_at_translations", el2_at_translations(pool)),
         report(

@@ -8,6 +8,7 @@ use platform::info::PhysRange;
 
 use crate::arch::sysreg;
 use crate::mm::hw::TableHw;
+use crate::vm::guest::Vm;
 
 const ITERATIONS: u64 = 200;
 
@@ -37,7 +38,16 @@ fn nanos(ticks: u64) -> u64 {
     ticks * 1_000_000_000 / sysreg::counter_frequency().max(1)
 }
 
-pub fn run(table: &mut PageTable<TableHw>, ram: &[PhysRange]) {
+/// Measures on `vm`'s stage 2 (whose VMID it makes current in VTTBR_EL2, as its stage-2
+/// TLBIs act on that VMID), before the guest runs.
+pub fn run(vm: &Vm) {
+    crate::arch::sysreg::write_sysreg!("vttbr_el2", vm.setup.vttbr);
+    crate::arch::barrier_isb();
+    let mut table = vm.stage2.lock();
+    measure(&mut table, &vm.ram);
+}
+
+fn measure(table: &mut PageTable<TableHw>, ram: &[PhysRange]) {
     let original = table.capabilities();
     let mut strategies = arrayvec::ArrayVec::<SplitStrategy, 2>::new();
     if original.split == SplitStrategy::Bbml2 {

@@ -1,6 +1,7 @@
-//! Starting the guest: plan it with `guest-loader`, put the pieces in place, build its
+//! Preparing a guest: plan it with `guest-loader`, put the pieces in place, build its
 //! stage-2 map (guest RAM identity-mapped with blocks, passthrough MMIO as device memory,
-//! everything of the hypervisor's left out) and enter it.
+//! everything of the hypervisor's left out) and make it a [`Vm`]. Entering it is
+//! `vm::vcpu::start`'s job.
 
 use crate::boot::facts::CpuFacts;
 use crate::mm::memory_plan::Layout;
@@ -17,20 +18,20 @@ use crate::arch::cache;
 use crate::arch::el2_setup::GuestFeatures;
 use crate::arch::sysreg;
 use crate::boot;
-use crate::boot::sequence;
 use crate::mm::hw::{TableHw, TlbRegime};
+use crate::mm::image;
 use crate::mm::report;
-use crate::vm::vcpu::{self, GuestConfig};
+use crate::vm::change_window::ChangeWindow;
+use crate::vm::guest::{Stage2, VcpuSetup, Vcpus, Vm, VmStats};
 
-/// The guest's stage-2 tree (VMID 1).
-pub static STAGE2: Mutex<Option<PageTable<TableHw>>> = Mutex::new(None);
-pub const VMID: u64 = 1;
+/// The first guest's VMID (0 is left unused, so a VTTBR_EL2 never set reads as no guest).
+const FIRST_VMID: u16 = 1;
 
 fn plan<'d>(info: &PlatformInfo<'d>, host_dtb: &[u8], layout: &Layout) -> GuestPlan<'d> {
     let reserved: ArrayVec<PhysRange, MAX_RESERVED> =
         info.reserved.iter().map(|r| r.range).collect();
     let mut hidden: ArrayVec<PhysRange, 4> = ArrayVec::new();
-    hidden.push(sequence::image_range());
+    hidden.push(image::image_range());
     hidden.push(layout.pool);
     hidden.push(info.dtb);
     if let Some(crash) = layout.crash {
@@ -128,7 +129,7 @@ fn passthrough_mmio(
             .chain(core::iter::once(&layout.pool))
             .chain(layout.crash.iter())
             .any(|ram| ram.overlaps(&region))
-            || region.overlaps(&sequence::image_range());
+            || region.overlaps(&image::image_range());
         if touches_ram {
             log::error!(
                 "guest: device region [{:#x}, {:#x}) overlaps RAM",
@@ -151,27 +152,18 @@ fn passthrough_mmio(
     kept
 }
 
-pub fn boot_guest(
-    measure_protect: bool,
-    info: &PlatformInfo<'_>,
-    host_dtb: &[u8],
-    layout: &Layout,
-    cpu: &CpuFacts,
-    caps: Capabilities,
-    flags: MapFlags,
-) -> ! {
-    let plan = plan(info, host_dtb, layout);
+/// A guest ready to run: its `Vm` and where its boot CPU starts.
+pub struct PreparedGuest {
+    pub vm: &'static Vm,
+    /// The kernel's entry point, and x0 there: its DTB (booting.rst).
+    pub entry: u64,
+    pub dtb: u64,
+}
+
+/// Copies the kernel and initrd where the plan places them and writes the guest's DTB,
+/// each cleaned to the PoC (the guest starts with its MMU and caches off).
+fn place_modules(plan: &GuestPlan<'_>) {
     let placement = &plan.placement;
-    log::info!(
-        "guest: kernel {:#x} ({} KiB) entry {:#x}, initrd {}, DTB {:#x} ({} bytes), bootargs \"{}\"",
-        plan.modules.kernel.range.base,
-        plan.modules.kernel.range.size >> 10,
-        placement.entry,
-        placement.initrd.map_or(0, |r| r.base),
-        placement.dtb.base,
-        plan.dtb.len(),
-        plan.modules.bootargs.unwrap_or("")
-    );
     for copy in &placement.copies {
         log::info!(
             "guest: moving {:?} {:#x} -> {:#x} ({} bytes)",
@@ -201,10 +193,18 @@ pub fn boot_guest(
     };
     cache::clean_to_poc(placement.dtb.base..placement.dtb.base + plan.dtb.len() as u64);
     cache::sync_instruction_cache();
+}
 
-    let mmio = passthrough_mmio(&plan.dtb, layout, cpu_ipa_limit(cpu));
-    let highest_end = layout
-        .guest_ram
+/// Builds, reports and publishes the guest's stage 2 for `ram` and `mmio`; returns the
+/// tree (live: visible to walkers) and its regime.
+fn stage2_for(
+    cpu: &CpuFacts,
+    caps: Capabilities,
+    flags: MapFlags,
+    ram: &[PhysRange],
+    mmio: &[PhysRange],
+) -> (Stage2, Regime) {
+    let highest_end = ram
         .iter()
         .chain(mmio.iter())
         .map(|range| range.end())
@@ -212,7 +212,7 @@ pub fn boot_guest(
         .unwrap_or(0);
     let regime = stage2_regime(cpu, highest_end);
     let started = sysreg::counter();
-    let mut table = match build_stage2(regime, caps, flags, &layout.guest_ram, &mmio) {
+    let mut table = match build_stage2(regime, caps, flags, ram, mmio) {
         Ok(table) => table,
         Err(error) => {
             log::error!("stage 2: {error}");
@@ -221,8 +221,39 @@ pub fn boot_guest(
     };
     let build_us =
         sysreg::counter().wrapping_sub(started) * 1_000_000 / sysreg::counter_frequency().max(1);
-    let leaves = report::ptdump(&table, "stage2", regime.ia_limit(), &layout.guest_ram);
+    let leaves = report::ptdump(&table, "stage2", regime.ia_limit(), ram);
     report::map_stats(&table, "stage2", &leaves, build_us);
+    // The tables must be visible to the walkers before VTTBR_EL2 points at them.
+    table.mark_live();
+    (table, regime)
+}
+
+/// Plans the guest, puts its kernel, initrd and DTB in place and builds its stage 2: a
+/// `Vm` ready to enter (`vm::vcpu::start`). What runs in between (selftests, the
+/// MEM_PROTECT benchmark) is the caller's business.
+pub fn prepare(
+    info: &PlatformInfo<'_>,
+    host_dtb: &[u8],
+    layout: &Layout,
+    cpu: &CpuFacts,
+    caps: Capabilities,
+    flags: MapFlags,
+) -> PreparedGuest {
+    let plan = plan(info, host_dtb, layout);
+    let placement = &plan.placement;
+    log::info!(
+        "guest: kernel {:#x} ({} KiB) entry {:#x}, initrd {}, DTB {:#x} ({} bytes), bootargs \"{}\"",
+        plan.modules.kernel.range.base,
+        plan.modules.kernel.range.size >> 10,
+        placement.entry,
+        placement.initrd.map_or(0, |r| r.base),
+        placement.dtb.base,
+        plan.dtb.len(),
+        plan.modules.bootargs.unwrap_or("")
+    );
+    place_modules(&plan);
+    let mmio = passthrough_mmio(&plan.dtb, layout, cpu_ipa_limit(cpu));
+    let (table, regime) = stage2_for(cpu, caps, flags, &layout.guest_ram, &mmio);
     let vtcr = match pgtable::vtcr_el2(&regime, cpu.features.pa_bits.min(48)) {
         Ok(vtcr) => vtcr,
         Err(error) => {
@@ -230,35 +261,28 @@ pub fn boot_guest(
             boot::stop_failure("cannot configure stage 2");
         }
     };
-    let vttbr = (VMID << 48) | table.root().0;
-    // The tables must be visible to the walkers before VTTBR_EL2 points at them.
-    table.mark_live();
-    if measure_protect {
-        // Stage-2 TLBIs act on the VMID in VTTBR_EL2: make it current for the benchmark.
-        crate::arch::sysreg::write_sysreg!("vttbr_el2", vttbr);
-        crate::arch::barrier_isb();
-        crate::selftest::protect_bench::run(&mut table, &layout.guest_ram);
-    }
-    *STAGE2.lock() = Some(table);
-    if measure_protect {
-        crate::selftest::run_stage2(&layout.guest_ram, regime.ia_limit());
-    }
-
     let ids = sysreg::id_registers();
-    let config = GuestConfig {
-        features: GuestFeatures::probe(&ids),
-        vtcr,
-        vttbr,
-        midr: ids.midr,
-        cpus: info.cpus.iter().map(|c| c.mpidr).collect(),
+    let vm = Vm {
+        vmid: FIRST_VMID,
+        setup: VcpuSetup {
+            features: GuestFeatures::probe(&ids),
+            vtcr,
+            vttbr: (u64::from(FIRST_VMID) << 48) | table.root().0,
+            midr: ids.midr,
+        },
+        stage2: Mutex::new(table),
+        ipa_limit: regime.ia_limit(),
         ram: layout.guest_ram.clone(),
+        vcpus: Vcpus::new(info.cpus.iter().map(|c| c.mpidr).collect()),
         host: HostMemoryMap {
-            image: Some(sequence::image_range()),
+            image: Some(image::image_range()),
             pool: Some(layout.pool),
             crash: layout.crash,
             dtb: Some(info.dtb),
             ram: info.memory.clone(),
         },
+        change_window: ChangeWindow::new(),
+        stats: VmStats::default(),
     };
     let guest_ram_bytes: u64 = layout.guest_ram.iter().map(|r| r.size).sum();
     crate::console::write_raw(format_args!(
@@ -270,6 +294,10 @@ pub fn boot_guest(
         crate::mm::hw::table_allocations(),
         crate::mm::hw::injected_failures()
     ));
-    log::info!("guest: entering at EL1 on {} vCPU(s)", info.cpus.len());
-    vcpu::start(config, placement.entry, placement.dtb.base)
+    PreparedGuest {
+        // The guest lives as long as the hypervisor.
+        vm: alloc::boxed::Box::leak(alloc::boxed::Box::new(vm)),
+        entry: placement.entry,
+        dtb: placement.dtb.base,
+    }
 }

@@ -14,4 +14,6 @@ pub mod sysreg_trap;
 #[cfg(target_os = "none")]
 pub mod build;
 #[cfg(target_os = "none")]
+pub mod guest;
+#[cfg(target_os = "none")]
 pub mod vcpu;

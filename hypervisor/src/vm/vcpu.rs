@@ -1,82 +1,85 @@
-//! Running the guest: per-CPU vCPU state, first entry, and the handling of synchronous
-//! traps from EL1 (SMCCC calls, stage-2 aborts, anything unexpected).
+//! Running a guest's vCPUs: which guest each physical CPU runs, first entry, and the
+//! handling of synchronous traps from EL1 (SMCCC calls, stage-2 aborts, trapped system
+//! registers, anything unexpected), each acting on the trapping CPU's [`Vm`].
 
-use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 use crate::arch::esr::{Esr, ExceptionClass};
 use crate::arch::trap_frame::TrapFrame;
 use crate::hypercall::smccc::{self, FunctionId};
-use crate::mm::memory_plan::MAX_GUEST_RAM_RANGES;
 use crate::vm::fault::{self, FaultIpa, Stage2Fault};
-use crate::vm::foreign_access::{ForeignAccessTally, HostMemoryMap};
 use crate::vm::inject::{self, GuestState, SyncException};
 use crate::vm::psci::{self, CpuPowerState, Followup, PsciPlatform};
 use crate::vm::sysreg_trap::{self, ReadValue, SysregAccess, SysregAction};
-use arrayvec::ArrayVec;
-use platform::info::{MAX_CPUS, PhysRange};
-use spin::Once;
+use platform::info::MAX_CPUS;
 
-use crate::arch::aarch64::el2_setup::{self, GuestFeatures};
+use crate::arch::aarch64::el2_setup;
 use crate::arch::aarch64::sysreg::{read_sysreg, write_sysreg};
+use crate::vm::build::PreparedGuest;
+use crate::vm::guest::Vm;
 use crate::{boot, cpu};
 
-/// What every CPU needs to enter the guest, fixed before the first vCPU runs.
-pub struct GuestConfig {
-    pub features: GuestFeatures,
-    pub vtcr: u64,
-    pub vttbr: u64,
-    pub midr: u64,
-    /// MPIDR affinity of each CPU, by index (the DT's order).
-    pub cpus: ArrayVec<u64, MAX_CPUS>,
-    /// The guest's RAM (identity mapped).
-    pub ram: ArrayVec<PhysRange, MAX_GUEST_RAM_RANGES>,
-    /// The host's memory, to name what a guest access outside its memory was after.
-    pub host: HostMemoryMap,
+/// The guest each physical CPU runs a vCPU of (null: none). Per-CPU scheduling state,
+/// as KVM's running vCPU is: set by whoever starts a vCPU on the CPU, read by its traps.
+static CURRENT: [AtomicPtr<Vm>; MAX_CPUS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
+
+/// Makes `vm` the guest physical CPU `index` runs.
+pub fn make_current(index: usize, vm: &'static Vm) {
+    CURRENT[index].store(core::ptr::from_ref(vm).cast_mut(), Ordering::Release);
 }
 
-static CONFIG: Once<GuestConfig> = Once::new();
-
-const OFF: u8 = CpuPowerState::Off as u8;
-const ON: u8 = CpuPowerState::On as u8;
-const ON_PENDING: u8 = CpuPowerState::OnPending as u8;
-
-/// Per-vCPU power state, as AFFINITY_INFO reports it.
-static POWER: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(OFF) }; MAX_CPUS];
+/// The guest this CPU runs, if any.
+pub fn current() -> Option<&'static Vm> {
+    let index = cpu::this_cpu()?;
+    let vm = CURRENT[index].load(Ordering::Acquire);
+    // SAFETY: only `make_current` stores here, from a `&'static Vm`.
+    unsafe { vm.as_ref() }
+}
 
 unsafe extern "C" {
     fn guest_first_entry(x0: u64, entry: u64, el2_stack_top: usize) -> !;
 }
 
-/// Starts the guest on the boot CPU: `entry` with x0 = `dtb`. Never returns.
-pub fn start(config: GuestConfig, entry: u64, dtb: u64) -> ! {
-    CONFIG.call_once(|| config);
+/// Enters the prepared guest on the boot CPU: vCPU 0's twin, at its entry point with x0
+/// = its DTB. Never returns.
+pub fn start(guest: PreparedGuest) -> ! {
     let Some(index) = cpu::this_cpu() else {
         boot::stop_failure("the boot CPU's MPIDR is not in the device tree");
     };
-    POWER[index].store(ON_PENDING, Ordering::Release);
-    run_vcpu(index, entry, dtb)
+    log::info!(
+        "guest: entering at EL1 on {} vCPU(s)",
+        guest.vm.vcpus.count()
+    );
+    make_current(index, guest.vm);
+    guest.vm.vcpus.set_power(index, CpuPowerState::OnPending);
+    run_vcpu(guest.vm, index, guest.entry, guest.dtb)
 }
 
 /// [`run_vcpu`] as [`cpu::Work`], which a guest's CPU_ON sends to an idle CPU:
 /// `args` = [entry, x0].
 fn enter_vcpu(index: usize, [entry, x0]: [u64; 2]) -> u64 {
-    run_vcpu(index, entry, x0)
+    let Some(vm) = current() else {
+        boot::stop_failure("a vCPU was started on a CPU with no guest");
+    };
+    run_vcpu(vm, index, entry, x0)
 }
 
 /// Runs vCPU `index` on this CPU (its physical twin) from `entry` with `x0`.
-fn run_vcpu(index: usize, entry: u64, x0: u64) -> ! {
-    let Some(config) = CONFIG.get() else {
-        boot::stop_failure("a vCPU was started before the guest was configured");
+fn run_vcpu(vm: &Vm, index: usize, entry: u64, x0: u64) -> ! {
+    let Some(mpidr) = vm.vcpus.mpidr(index) else {
+        boot::stop_failure("a vCPU index beyond the guest's vCPUs");
     };
-    let mpidr = config.cpus[index] | (1 << 31); // MPIDR_EL1 bit 31 is RES1
+    let setup = &vm.setup;
+    // MPIDR_EL1 bit 31 is RES1.
     el2_setup::configure_for_guest(
-        &config.features,
-        config.vtcr,
-        config.vttbr,
-        config.midr,
-        mpidr,
+        &setup.features,
+        setup.vtcr,
+        setup.vttbr,
+        setup.midr,
+        mpidr | (1 << 31),
     );
-    POWER[index].store(ON, Ordering::Release);
+    vm.vcpus.set_power(index, CpuPowerState::On);
     log::debug!("cpu{index}: entering the guest at {entry:#x}");
     // SAFETY: the stack top is this CPU's own EL2 stack, unused below this call chain once
     // we leave; `entry` was checked to be in guest RAM; the EL2 controls are set.
@@ -87,38 +90,35 @@ fn run_vcpu(index: usize, entry: u64, x0: u64) -> ! {
 /// CPU_ON for it is accepted ([`cpu::post`] waits out firmware's last moments of
 /// ALREADY_ON), so from now on AFFINITY_INFO says OFF.
 fn vcpu_is_off(index: usize) {
-    POWER[index].store(OFF, Ordering::Release);
+    if let Some(vm) = current() {
+        vm.vcpus.set_power(index, CpuPowerState::Off);
+    }
 }
 
 /// The PSCI effects for the guest, on real firmware.
-struct Firmware<'a> {
-    config: &'a GuestConfig,
+struct Firmware {
+    vm: &'static Vm,
 }
 
-impl PsciPlatform for Firmware<'_> {
+impl PsciPlatform for Firmware {
     fn power_state(&self, mpidr: u64) -> Option<CpuPowerState> {
-        let index = self.config.cpus.iter().position(|&m| m == mpidr)?;
-        Some(match POWER[index].load(Ordering::Acquire) {
-            ON => CpuPowerState::On,
-            ON_PENDING => CpuPowerState::OnPending,
-            _ => CpuPowerState::Off,
-        })
+        let index = self.vm.vcpus.index_of(mpidr)?;
+        Some(self.vm.vcpus.power(index))
     }
 
     fn is_guest_ram(&self, entry: u64) -> bool {
-        self.config.ram.iter().any(|r| r.contains(entry))
+        self.vm.owns_ram(entry)
     }
 
     fn cpu_on(&mut self, mpidr: u64, entry: u64, context: u64) -> i64 {
-        let Some(index) = self.config.cpus.iter().position(|&m| m == mpidr) else {
+        let Some(index) = self.vm.vcpus.index_of(mpidr) else {
             return psci::INVALID_PARAMETERS;
         };
-        if POWER[index]
-            .compare_exchange(OFF, ON_PENDING, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+        if !self.vm.vcpus.claim_for_cpu_on(index) {
             return psci::ALREADY_ON;
         }
+        // The physical twin is off (its vCPU is): it runs this guest from now on.
+        make_current(index, self.vm);
         let work = cpu::Work {
             run: enter_vcpu,
             args: [entry, context],
@@ -126,7 +126,7 @@ impl PsciPlatform for Firmware<'_> {
         match cpu::post(index, work) {
             Ok(()) => psci::SUCCESS,
             Err(why) => {
-                POWER[index].store(OFF, Ordering::Release);
+                self.vm.vcpus.set_power(index, CpuPowerState::Off);
                 log::warn!("CPU_ON({mpidr:#x}): its physical CPU cannot be started ({why:?})");
                 psci::INTERNAL_FAILURE
             }
@@ -149,23 +149,23 @@ impl PsciPlatform for Firmware<'_> {
 
 /// A synchronous trap from the guest (EL1 or EL0, AArch64).
 pub fn handle_sync(frame: &mut TrapFrame, esr: Esr, far: u64) {
-    if retry_guest_tlb_conflict(esr) {
+    let Some(vm) = current() else {
+        boot::stop_failure("a guest trap on a CPU that runs no guest");
+    };
+    vm.stats.exits.count(esr.class());
+    if retry_guest_tlb_conflict(vm, esr) {
         return;
     }
-    let Some(config) = CONFIG.get() else {
-        boot::stop_failure("a guest trap arrived before the guest was configured");
-    };
-    EXITS.count(esr.class());
     match esr.class() {
-        ExceptionClass::HVC64 => smccc_call(config, frame),
+        ExceptionClass::HVC64 => smccc_call(vm, frame),
         ExceptionClass::SYSREG => trapped_sysreg(frame, esr),
         ExceptionClass::SMC64 => {
             // A trapped SMC returns to the SMC itself (Arm ARM D1.10.2): step over it.
             frame.elr = frame.elr.wrapping_add(4);
-            smccc_call(config, frame);
+            smccc_call(vm, frame);
         }
         ExceptionClass::DATA_ABORT_LOWER | ExceptionClass::INSTR_ABORT_LOWER => {
-            stage2_abort(config, frame, esr, far);
+            stage2_abort(vm, frame, esr, far);
         }
         _ => {
             log::warn!(
@@ -204,76 +204,25 @@ fn trapped_sysreg(frame: &mut TrapFrame, esr: Esr) {
     }
 }
 
-/// Guest exits by reason, printed when the guest powers off (`hyp-exits:`).
-struct ExitCounters {
-    hvc: AtomicU64,
-    smc: AtomicU64,
-    sysreg: AtomicU64,
-    data_abort: AtomicU64,
-    instruction_abort: AtomicU64,
-    other: AtomicU64,
-}
-
-impl ExitCounters {
-    const fn new() -> Self {
-        Self {
-            hvc: AtomicU64::new(0),
-            smc: AtomicU64::new(0),
-            sysreg: AtomicU64::new(0),
-            data_abort: AtomicU64::new(0),
-            instruction_abort: AtomicU64::new(0),
-            other: AtomicU64::new(0),
-        }
-    }
-
-    fn count(&self, class: ExceptionClass) {
-        let counter = match class {
-            ExceptionClass::HVC64 => &self.hvc,
-            ExceptionClass::SMC64 => &self.smc,
-            ExceptionClass::SYSREG => &self.sysreg,
-            ExceptionClass::DATA_ABORT_LOWER => &self.data_abort,
-            ExceptionClass::INSTR_ABORT_LOWER => &self.instruction_abort,
-            _ => &self.other,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-impl core::fmt::Display for ExitCounters {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        write!(
-            f,
-            "hvc={} smc={} sysreg={} data_abort={} instruction_abort={} other={} tlb_conflict={}",
-            get(&self.hvc),
-            get(&self.smc),
-            get(&self.sysreg),
-            get(&self.data_abort),
-            get(&self.instruction_abort),
-            get(&self.other),
-            guest_tlb_conflicts()
-        )
-    }
-}
-
-static EXITS: ExitCounters = ExitCounters::new();
-
-fn smccc_call(config: &GuestConfig, frame: &mut TrapFrame) {
+fn smccc_call(vm: &'static Vm, frame: &mut TrapFrame) {
     let function = FunctionId(frame.regs[0] as u32);
     let args = [frame.regs[1], frame.regs[2], frame.regs[3]];
-    let mut firmware = Firmware { config };
+    let mut firmware = Firmware { vm };
     match psci::handle(function, args, &mut firmware) {
         Some(Followup::Return(value)) => frame.regs[0] = value as u64,
         Some(Followup::CpuOff) => cpu::power_off_this_cpu(vcpu_is_off),
         Some(Followup::SystemOff) => {
             log::info!(
                 "guest: PSCI SYSTEM_OFF ({} stage-2 fault(s) retried, {} TLB conflict abort(s) at EL2, {} from the guest)",
-                crate::hypercall::handler::retried_faults(),
-                crate::arch::aarch64::trap::el2_tlb_conflicts(),
-                guest_tlb_conflicts()
+                vm.stats.retried_faults.load(Ordering::Relaxed),
+                crate::arch::aarch64::conflict::el2_tlb_conflicts(),
+                vm.stats.tlb_conflicts.load(Ordering::Relaxed)
             );
-            crate::console::write_raw(format_args!("foreign-access: {FOREIGN_ACCESSES}\n"));
-            crate::console::write_raw(format_args!("hyp-exits: {EXITS}\n"));
+            crate::console::write_raw(format_args!(
+                "foreign-access: {}\n",
+                vm.stats.foreign_accesses
+            ));
+            crate::console::write_raw(format_args!("hyp-exits: {}\n", vm.stats));
             boot::stop(crate::boot::outcome::Outcome::Success);
         }
         Some(Followup::SystemReset) => {
@@ -283,7 +232,7 @@ fn smccc_call(config: &GuestConfig, frame: &mut TrapFrame) {
         }
         None => match crate::hypercall::decode(function, args) {
             Ok(Some(call)) => {
-                let results = crate::hypercall::handler::handle(call, &config.ram);
+                let results = crate::hypercall::handler::handle(call, vm);
                 frame.regs[..4].copy_from_slice(&results);
             }
             Ok(None) => frame.regs[0] = smccc::NOT_SUPPORTED as u64,
@@ -292,11 +241,7 @@ fn smccc_call(config: &GuestConfig, frame: &mut TrapFrame) {
     }
 }
 
-/// Guest accesses outside the guest's memory, by what they hit. The first of each kind
-/// is logged; the counts are printed when the guest powers off.
-static FOREIGN_ACCESSES: ForeignAccessTally = ForeignAccessTally::new();
-
-fn stage2_abort(config: &GuestConfig, frame: &mut TrapFrame, esr: Esr, far: u64) {
+fn stage2_abort(vm: &Vm, frame: &mut TrapFrame, esr: Esr, far: u64) {
     let Some(fault) = fault::classify(esr) else {
         inject_into_guest(frame, SyncException::Undefined);
         return;
@@ -323,14 +268,14 @@ fn stage2_abort(config: &GuestConfig, frame: &mut TrapFrame, esr: Esr, far: u64)
             return;
         }
     };
-    let in_guest_ram = config.ram.iter().any(|r| r.contains(ipa));
+    let in_guest_ram = vm.owns_ram(ipa);
     if in_guest_ram
         && let Stage2Fault::Translation { level, .. } | Stage2Fault::Permission { level, .. } =
             fault
     {
         let fsc = esr.fault_status();
         let instruction = esr.class() == ExceptionClass::INSTR_ABORT_LOWER;
-        match crate::hypercall::handler::guest_ram_fault(ipa, far, fsc, level, access.kind) {
+        match crate::hypercall::handler::guest_ram_fault(vm, ipa, far, fsc, level, access.kind) {
             crate::hypercall::handler::FaultAction::Retry => {}
             crate::hypercall::handler::FaultAction::InjectPermissionFault { fsc } => {
                 inject_into_guest(
@@ -350,8 +295,8 @@ fn stage2_abort(config: &GuestConfig, frame: &mut TrapFrame, esr: Esr, far: u64)
         return;
     }
     // The guest's IPA space is the identity of the host's physical one.
-    let target = config.host.classify(ipa);
-    if FOREIGN_ACCESSES.record(target) {
+    let target = vm.host.classify(ipa);
+    if vm.stats.foreign_accesses.record(target) {
         log::warn!(
             "guest access outside its memory refused: {target} at IPA {ipa:#x} (VA {far:#x}, PC {:#x}), {esr}; \
              injecting a synchronous external abort (further accesses to {} are counted, not logged)",
@@ -366,22 +311,13 @@ fn stage2_abort(config: &GuestConfig, frame: &mut TrapFrame, esr: Esr, far: u64)
 /// the old entry is invalidated, IHYQMB): nothing is wrong with the guest's access, so it
 /// is never injected. HPFAR_EL2 is not valid for it, so this PE's entries of the whole
 /// VMID (the current VTTBR_EL2's) go, and the guest retries. `false` for anything else.
-/// Needs no guest configuration, so the selftests can take this path before the guest
-/// starts.
-pub fn retry_guest_tlb_conflict(esr: Esr) -> bool {
+pub fn retry_guest_tlb_conflict(vm: &Vm, esr: Esr) -> bool {
     if fault::classify(esr) != Some(Stage2Fault::TlbConflict) {
         return false;
     }
     invalidate_vmid_locally();
-    GUEST_TLB_CONFLICTS.fetch_add(1, Ordering::Relaxed);
+    vm.stats.tlb_conflicts.fetch_add(1, Ordering::Relaxed);
     true
-}
-
-/// Guest TLB conflict aborts handled (invalidated and retried, never injected).
-static GUEST_TLB_CONFLICTS: AtomicU64 = AtomicU64::new(0);
-
-pub fn guest_tlb_conflicts() -> u64 {
-    GUEST_TLB_CONFLICTS.load(Ordering::Relaxed)
 }
 
 /// Drops this PE's stage-1 and stage-2 TLB entries of the current VMID: enough for a

@@ -1,6 +1,7 @@
 //! aarch64 entry, exception vectors and system-register access.
 
 pub mod cache;
+pub mod conflict;
 pub mod el2_setup;
 
 pub mod psci;

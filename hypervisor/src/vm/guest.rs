@@ -1,0 +1,168 @@
+//! A guest as a value (as hvisor's zone and KVM's `struct kvm` are): its stage 2 and
+//! VMID, its RAM, its vCPUs and their power states, the change window its faults consult,
+//! and everything counted about it. Code that acts on a guest is handed its `Vm`; nothing
+//! about a guest lives in a global. A physical CPU knows which guest it runs through
+//! [`crate::vm::vcpu`]'s per-CPU current guest.
+
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use arrayvec::ArrayVec;
+use pgtable::PageTable;
+use platform::info::{MAX_CPUS, PhysRange};
+use spin::Mutex;
+
+use crate::arch::aarch64::el2_setup::GuestFeatures;
+use crate::arch::esr::ExceptionClass;
+use crate::mm::hw::TableHw;
+use crate::mm::memory_plan::MAX_GUEST_RAM_RANGES;
+use crate::vm::change_window::ChangeWindow;
+use crate::vm::foreign_access::{ForeignAccessTally, HostMemoryMap};
+use crate::vm::psci::CpuPowerState;
+
+/// A guest's stage-2 tree.
+pub type Stage2 = PageTable<TableHw>;
+
+/// What every vCPU's EL2 controls are set from, fixed before the first one runs.
+pub struct VcpuSetup {
+    pub features: GuestFeatures,
+    pub vtcr: u64,
+    pub vttbr: u64,
+    /// The MIDR the guest sees (the physical one: one vCPU per physical CPU).
+    pub midr: u64,
+}
+
+/// The guest's vCPUs: vCPU `i` runs on physical CPU `i` (the device tree's order) and
+/// has its MPIDR.
+pub struct Vcpus {
+    mpidrs: ArrayVec<u64, MAX_CPUS>,
+    power: [AtomicU8; MAX_CPUS],
+}
+
+impl Vcpus {
+    pub fn new(mpidrs: ArrayVec<u64, MAX_CPUS>) -> Self {
+        Self {
+            mpidrs,
+            power: [const { AtomicU8::new(CpuPowerState::Off as u8) }; MAX_CPUS],
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.mpidrs.len()
+    }
+
+    /// The vCPU with this MPIDR (affinity bits).
+    pub fn index_of(&self, mpidr: u64) -> Option<usize> {
+        self.mpidrs.iter().position(|&m| m == mpidr)
+    }
+
+    pub fn mpidr(&self, index: usize) -> Option<u64> {
+        self.mpidrs.get(index).copied()
+    }
+
+    /// As AFFINITY_INFO reports it.
+    pub fn power(&self, index: usize) -> CpuPowerState {
+        match self.power[index].load(Ordering::Acquire) {
+            s if s == CpuPowerState::On as u8 => CpuPowerState::On,
+            s if s == CpuPowerState::OnPending as u8 => CpuPowerState::OnPending,
+            _ => CpuPowerState::Off,
+        }
+    }
+
+    pub fn set_power(&self, index: usize, state: CpuPowerState) {
+        self.power[index].store(state as u8, Ordering::Release);
+    }
+
+    /// Off -> OnPending, for exactly one CPU_ON; `false` if the vCPU was not off.
+    pub fn claim_for_cpu_on(&self, index: usize) -> bool {
+        self.power[index]
+            .compare_exchange(
+                CpuPowerState::Off as u8,
+                CpuPowerState::OnPending as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+}
+
+/// Guest exits by reason.
+#[derive(Default)]
+pub struct ExitCounters {
+    hvc: AtomicU64,
+    smc: AtomicU64,
+    sysreg: AtomicU64,
+    data_abort: AtomicU64,
+    instruction_abort: AtomicU64,
+    other: AtomicU64,
+}
+
+impl ExitCounters {
+    pub fn count(&self, class: ExceptionClass) {
+        let counter = match class {
+            ExceptionClass::HVC64 => &self.hvc,
+            ExceptionClass::SMC64 => &self.smc,
+            ExceptionClass::SYSREG => &self.sysreg,
+            ExceptionClass::DATA_ABORT_LOWER => &self.data_abort,
+            ExceptionClass::INSTR_ABORT_LOWER => &self.instruction_abort,
+            _ => &self.other,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What is counted about a guest.
+#[derive(Default)]
+pub struct VmStats {
+    /// Stage-2 faults a change in flight explained, retried.
+    pub retried_faults: AtomicU64,
+    /// TLB conflict aborts, invalidated and retried, never injected.
+    pub tlb_conflicts: AtomicU64,
+    pub exits: ExitCounters,
+    /// Accesses outside its memory, by what they hit.
+    pub foreign_accesses: ForeignAccessTally,
+}
+
+impl core::fmt::Display for VmStats {
+    /// The `hyp-exits:` line's pairs.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let e = &self.exits;
+        write!(
+            f,
+            "hvc={} smc={} sysreg={} data_abort={} instruction_abort={} other={} tlb_conflict={}",
+            get(&e.hvc),
+            get(&e.smc),
+            get(&e.sysreg),
+            get(&e.data_abort),
+            get(&e.instruction_abort),
+            get(&e.other),
+            get(&self.tlb_conflicts)
+        )
+    }
+}
+
+/// One guest.
+pub struct Vm {
+    /// In VTTBR_EL2 and every stage-2 TLBI made for it.
+    pub vmid: u16,
+    /// Its stage-2 tree; the lock serialises every edit.
+    pub stage2: Mutex<Stage2>,
+    /// The stage-2 input size, for walks over all of it.
+    pub ipa_limit: u64,
+    pub setup: VcpuSetup,
+    /// Its RAM (identity mapped: IPA = PA).
+    pub ram: ArrayVec<PhysRange, MAX_GUEST_RAM_RANGES>,
+    pub vcpus: Vcpus,
+    /// The host's memory, to name what a guest access outside its memory was after.
+    pub host: HostMemoryMap,
+    /// The IPA range a MEM_PROTECT is changing, for the fault handler.
+    pub change_window: ChangeWindow,
+    pub stats: VmStats,
+}
+
+impl Vm {
+    /// Whether `ipa` is in the guest's RAM.
+    pub fn owns_ram(&self, ipa: u64) -> bool {
+        self.ram.iter().any(|r| r.contains(ipa))
+    }
+}
