@@ -5,7 +5,7 @@ use std::num::NonZeroU32;
 
 use log::LevelFilter;
 use platform::bootargs::{
-    self, CrashKernel, Diagnostic, HypervisorArgs, MAX_DIAGNOSTICS, MappingMode, SplitStrategy,
+    self, CrashKernel, Diagnostic, HypervisorArgs, MAX_DIAGNOSTICS, MappingMode, SplitRequest,
 };
 use proptest::prelude::*;
 
@@ -34,9 +34,9 @@ fn hypervisor_args() -> impl Strategy<Value = HypervisorArgs> {
             (size(), prop::option::of(size())).prop_map(|(size, base)| CrashKernel { size, base }),
         ),
         prop_oneof![
-            Just(SplitStrategy::Auto),
-            Just(SplitStrategy::Bbml2),
-            Just(SplitStrategy::Bbm)
+            Just(SplitRequest::Auto),
+            Just(SplitRequest::Bbml2),
+            Just(SplitRequest::Bbm)
         ],
         prop_oneof![Just(MappingMode::Blocks), Just(MappingMode::Pages)],
         prop::option::of(any::<NonZeroU32>()),

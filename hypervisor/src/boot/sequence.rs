@@ -7,7 +7,7 @@ use crate::mm::memory_plan::{
     self, CrashRequest, Exclusion, ExclusionKind, Layout, MAX_EXCLUSIONS,
 };
 use arrayvec::ArrayVec;
-use pgtable::Capabilities;
+use pgtable::{Capabilities, MapFlags};
 use platform::bootargs::{HypervisorArgs, MappingMode};
 use platform::info::{ModuleKind, PhysRange, PlatformInfo};
 
@@ -97,6 +97,7 @@ fn bring_up_memory(
     cpu: &CpuFacts,
     args: &HypervisorArgs,
     layout: &Layout,
+    flags: MapFlags,
 ) {
     // SAFETY: the pool is RAM that plan_layout kept out of every other use; identity
     // mapped (MMU off now, the EL2 direct map later).
@@ -111,7 +112,6 @@ fn bring_up_memory(
     }
     // The boot CPU's features until the others report theirs (`share_with_every_cpu`).
     let caps = mm::el2_map::capabilities(&cpu.features, args);
-    let flags = mm::el2_map::map_flags(args);
     let (table, build) = match mm::el2_map::build(info, layout.crash, caps, flags) {
         Ok(built) => built,
         Err(error) => {
@@ -195,7 +195,10 @@ pub fn after_boot(
     args: &HypervisorArgs,
 ) -> ! {
     let layout = plan_memory(info, args);
-    bring_up_memory(info, cpu, args, &layout);
+    // What the command line allows the mappings, decided once for the EL2 map, the heap
+    // and the guest's stage 2.
+    let flags = mm::el2_map::map_flags(args);
+    bring_up_memory(info, cpu, args, &layout, flags);
     let caps = share_with_every_cpu(info, args);
     heap_smoke_check();
     if args.panic_on_boot {
@@ -213,14 +216,7 @@ pub fn after_boot(
         log::info!("no guest kernel module in /chosen: nothing to run");
         boot::stop(Outcome::Success);
     }
-    let guest = crate::vm::build::prepare(
-        info,
-        host_dtb,
-        &layout,
-        cpu,
-        caps,
-        mm::el2_map::map_flags(args),
-    );
+    let guest = crate::vm::build::prepare(info, host_dtb, &layout, cpu, caps, flags);
     if args.selftest {
         crate::selftest::protect_bench::run(guest.vm);
         crate::selftest::run_stage2(guest.vm);

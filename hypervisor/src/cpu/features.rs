@@ -11,6 +11,14 @@ pub struct IdRegisters {
     pub id_aa64mmfr2: u64,
     pub id_aa64isar0: u64,
     pub id_aa64pfr0: u64,
+    pub id_aa64pfr1: u64,
+    pub id_aa64mmfr3: u64,
+    pub id_aa64isar2: u64,
+    pub id_aa64smfr0: u64,
+    pub id_aa64dfr0: u64,
+    /// PMCR_EL0.N, bits [15:11]: the PMU's event counters (0 without a PMUv3). Not an ID
+    /// register, but as fixed a fact of the core, read with them.
+    pub pmu_counters: u8,
 }
 
 /// What the hypervisor needs to know about the CPU.
@@ -52,7 +60,9 @@ impl CpuFeatures {
     pub fn decode(ids: &IdRegisters) -> Self {
         Self {
             bbm_level: field(ids.id_aa64mmfr2, 52),
-            tlbi_range: field(ids.id_aa64isar0, 56) == 0b0010,
+            // 0b0010 is FEAT_TLBIRANGE (with FEAT_TLBIOS); as everywhere in the ID scheme a
+            // larger value includes it.
+            tlbi_range: field(ids.id_aa64isar0, 56) >= 0b0010,
             // An unknown PARange is treated as the smallest size: safe for stage 2.
             pa_bits: pa_range_bits(field(ids.id_aa64mmfr0, 0)).unwrap_or(32),
             vhe: field(ids.id_aa64mmfr1, 8) != 0,
@@ -84,6 +94,65 @@ impl CpuFeatures {
 pub fn common_features<'a>(mut cpus: impl Iterator<Item = &'a CpuFeatures>) -> Option<CpuFeatures> {
     let first = *cpus.next()?;
     Some(cpus.fold(first, |all, cpu| all.common_with(cpu)))
+}
+
+/// Features of the CPU that change how EL2 is set up for a guest: which trap controls
+/// exist, which registers the guest may use untrapped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuestFeatures {
+    pub sve: bool,
+    pub sme: bool,
+    pub sme_fa64: bool,
+    pub sme2: bool,
+    pub mte2: bool,
+    /// FEAT_RAS: HCR_EL2.TERR exists (RES0 without it).
+    pub ras: bool,
+    /// FEAT_PMUv3p1: MDCR_EL2.HPMD exists (RES0 without it).
+    pub pmuv3p1: bool,
+    pub fgt: bool,
+    pub hcx: bool,
+    pub tcr2: bool,
+    pub sctlr2: bool,
+    pub s1pie: bool,
+    pub s1poe: bool,
+    pub gcs: bool,
+    pub mops: bool,
+    pub the: bool,
+    /// Event counters the guest may use (MDCR_EL2.HPMN).
+    pub pmu_counters: u64,
+}
+
+impl GuestFeatures {
+    pub fn decode(ids: &IdRegisters) -> Self {
+        let sme = field(ids.id_aa64pfr1, 24);
+        let pmu_version = field(ids.id_aa64dfr0, 8);
+        // PMUVer 0 is no PMU, 0xf an IMPLEMENTATION DEFINED one (not PMUv3).
+        let has_pmu = !matches!(pmu_version, 0 | 0xf);
+        Self {
+            sve: field(ids.id_aa64pfr0, 32) != 0,
+            sme: sme != 0,
+            sme_fa64: ids.id_aa64smfr0 & (1 << 63) != 0,
+            sme2: sme >= 2,
+            mte2: field(ids.id_aa64pfr1, 8) >= 2,
+            ras: field(ids.id_aa64pfr0, 28) != 0,
+            // 0b0100 is PMUv3p1.
+            pmuv3p1: has_pmu && pmu_version >= 4,
+            fgt: field(ids.id_aa64mmfr0, 56) != 0,
+            hcx: field(ids.id_aa64mmfr1, 40) != 0,
+            tcr2: field(ids.id_aa64mmfr3, 0) != 0,
+            sctlr2: field(ids.id_aa64mmfr3, 4) != 0,
+            s1pie: field(ids.id_aa64mmfr3, 8) != 0,
+            s1poe: field(ids.id_aa64mmfr3, 16) != 0,
+            gcs: field(ids.id_aa64pfr1, 44) != 0,
+            mops: field(ids.id_aa64isar2, 16) != 0,
+            the: field(ids.id_aa64pfr1, 48) != 0,
+            pmu_counters: if has_pmu {
+                u64::from(ids.pmu_counters)
+            } else {
+                0
+            },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -175,6 +244,39 @@ mod tests {
             }
             proptest::prop_assert!(cpus.iter().any(|c| c.bbm_level == all.bbm_level));
         }
+    }
+
+    #[test]
+    fn guest_features_follow_the_id_registers() {
+        let none = GuestFeatures::decode(&IdRegisters::default());
+        assert_eq!(none, GuestFeatures::default());
+        let ids = IdRegisters {
+            id_aa64pfr0: (1 << 32) | (1 << 28),
+            id_aa64pfr1: (2 << 24) | (2 << 8),
+            id_aa64dfr0: 4 << 8,
+            pmu_counters: 6,
+            ..IdRegisters::default()
+        };
+        let f = GuestFeatures::decode(&ids);
+        assert!(f.sve && f.ras && f.sme && f.sme2 && f.mte2 && f.pmuv3p1);
+        assert_eq!(f.pmu_counters, 6);
+        // An IMPLEMENTATION DEFINED PMU is no PMUv3: no counters, no HPMD.
+        let imp_def = GuestFeatures::decode(&IdRegisters {
+            id_aa64dfr0: 0xf << 8,
+            pmu_counters: 6,
+            ..IdRegisters::default()
+        });
+        assert!(!imp_def.pmuv3p1);
+        assert_eq!(imp_def.pmu_counters, 0);
+    }
+
+    #[test]
+    fn a_later_tlb_value_still_has_tlbi_range() {
+        let ids = IdRegisters {
+            id_aa64isar0: 3 << 56,
+            ..IdRegisters::default()
+        };
+        assert!(CpuFeatures::decode(&ids).tlbi_range);
     }
 
     #[test]

@@ -39,9 +39,9 @@ pub fn capabilities(features: &CpuFeatures, args: &HypervisorArgs) -> Capabiliti
         tlbi_range: features.tlbi_range,
     };
     match args.split {
-        platform::bootargs::SplitStrategy::Auto => {}
-        platform::bootargs::SplitStrategy::Bbm => caps.split = SplitStrategy::BreakBeforeMake,
-        platform::bootargs::SplitStrategy::Bbml2 => {
+        platform::bootargs::SplitRequest::Auto => {}
+        platform::bootargs::SplitRequest::Bbm => caps.split = SplitStrategy::BreakBeforeMake,
+        platform::bootargs::SplitRequest::Bbml2 => {
             if caps.split != SplitStrategy::Bbml2 {
                 log::warn!("split=bbml2 ignored: this CPU does not implement FEAT_BBM level 2");
             }

@@ -15,9 +15,9 @@ use platform::info::{Conduit, MAX_RESERVED, PhysRange, PlatformInfo};
 use spin::Mutex;
 
 use crate::arch::cache;
-use crate::arch::el2_setup::GuestFeatures;
 use crate::arch::sysreg;
 use crate::boot;
+use crate::cpu::features::GuestFeatures;
 use crate::mm::hw::{TableHw, TlbRegime};
 use crate::mm::image;
 use crate::mm::report;
@@ -265,7 +265,7 @@ pub fn prepare(
     let vm = Vm {
         vmid: FIRST_VMID,
         setup: VcpuSetup {
-            features: GuestFeatures::probe(&ids),
+            features: GuestFeatures::decode(&ids),
             vtcr,
             vttbr: (u64::from(FIRST_VMID) << 48) | table.root().0,
             midr: ids.midr,

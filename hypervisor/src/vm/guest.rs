@@ -11,8 +11,8 @@ use pgtable::PageTable;
 use platform::info::{MAX_CPUS, PhysRange};
 use spin::Mutex;
 
-use crate::arch::aarch64::el2_setup::GuestFeatures;
 use crate::arch::esr::ExceptionClass;
+use crate::cpu::features::GuestFeatures;
 use crate::mm::hw::TableHw;
 use crate::mm::memory_plan::MAX_GUEST_RAM_RANGES;
 use crate::vm::change_window::ChangeWindow;

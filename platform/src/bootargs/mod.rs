@@ -53,7 +53,7 @@ pub struct HypervisorArgs {
     /// `crashkernel=SIZE[@BASE]` as written; whether it fits is for the memory code.
     pub crashkernel: Option<CrashKernel>,
     /// `split=`.
-    pub split: SplitStrategy,
+    pub split: SplitRequest,
     /// `mapping=`.
     pub mapping: MappingMode,
     /// `fail_table_alloc=N`.
@@ -71,9 +71,10 @@ pub struct CrashKernel {
     pub base: Option<u64>,
 }
 
-/// How a live block mapping is split (`split=`).
+/// What the command line asks of live block splits (`split=`): a request, resolved
+/// against what every CPU implements into the engine's `pgtable::SplitStrategy`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum SplitStrategy {
+pub enum SplitRequest {
     /// BBML2 when the CPU has it (ID_AA64MMFR2_EL1.BBM >= 2), else break-before-make.
     #[default]
     Auto,
@@ -225,10 +226,10 @@ const LOG_LEVELS: [(&str, LevelFilter); 5] = [
     ("debug", LevelFilter::Debug),
     ("trace", LevelFilter::Trace),
 ];
-const SPLITS: [(&str, SplitStrategy); 3] = [
-    ("auto", SplitStrategy::Auto),
-    ("bbml2", SplitStrategy::Bbml2),
-    ("bbm", SplitStrategy::Bbm),
+const SPLITS: [(&str, SplitRequest); 3] = [
+    ("auto", SplitRequest::Auto),
+    ("bbml2", SplitRequest::Bbml2),
+    ("bbm", SplitRequest::Bbm),
 ];
 const MAPPINGS: [(&str, MappingMode); 2] = [
     ("blocks", MappingMode::Blocks),
@@ -440,7 +441,7 @@ fn name_of<T: PartialEq>(words: &[(&'static str, T)], item: &T) -> &'static str 
         .map_or("?", |(name, _)| name)
 }
 
-impl fmt::Display for SplitStrategy {
+impl fmt::Display for SplitRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(name_of(&SPLITS, self))
     }
@@ -471,7 +472,7 @@ impl fmt::Display for HypervisorArgs {
         if let Some(crashkernel) = self.crashkernel {
             option(f, format_args!("crashkernel={crashkernel}"))?;
         }
-        if self.split != SplitStrategy::default() {
+        if self.split != SplitRequest::default() {
             option(f, format_args!("split={}", self.split))?;
         }
         if self.mapping != MappingMode::default() {

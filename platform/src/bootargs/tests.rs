@@ -46,7 +46,7 @@ fn every_option() {
         HypervisorArgs {
             log_level: Some(LevelFilter::Debug),
             crashkernel: crash(256 * M, Some(0x6000_0000)),
-            split: SplitStrategy::Bbml2,
+            split: SplitRequest::Bbml2,
             mapping: MappingMode::Pages,
             fail_table_alloc: NonZeroU32::new(3),
             selftest: true,
@@ -161,8 +161,8 @@ fn crashkernel_errors_name_the_problem() {
 
 #[test]
 fn split_and_mapping() {
-    assert_eq!(args("split=auto").split, SplitStrategy::Auto);
-    assert_eq!(args("split=bbm").split, SplitStrategy::Bbm);
+    assert_eq!(args("split=auto").split, SplitRequest::Auto);
+    assert_eq!(args("split=bbm").split, SplitRequest::Bbm);
     assert_eq!(args("mapping=blocks").mapping, MappingMode::Blocks);
     assert_eq!(
         only_problem("split=fast"),
@@ -207,13 +207,13 @@ fn fail_table_alloc_counts_from_one() {
 fn bad_value_keeps_the_default_and_parsing_goes_on() {
     let parsed = parse("split=bbml2 loglevel=loud mapping=pages");
     assert_eq!(parsed.args.log_level, None);
-    assert_eq!(parsed.args.split, SplitStrategy::Bbml2);
+    assert_eq!(parsed.args.split, SplitRequest::Bbml2);
     assert_eq!(parsed.args.mapping, MappingMode::Pages);
     assert_eq!(parsed.diagnostics.as_slice().len(), 1);
     assert!(parsed.diagnostics.has_errors());
     // A bad later value leaves the earlier good one.
     let parsed = parse("split=bbm split=nope");
-    assert_eq!(parsed.args.split, SplitStrategy::Bbm);
+    assert_eq!(parsed.args.split, SplitRequest::Bbm);
 }
 
 #[test]
@@ -257,10 +257,10 @@ fn quotes_as_linux() {
         parsed.diagnostics.as_slice(),
         &[Diagnostic::UnknownOption { name: "foo" }]
     );
-    assert_eq!(parsed.args.split, SplitStrategy::Bbm);
+    assert_eq!(parsed.args.split, SplitRequest::Bbm);
     // An unterminated quote runs to the end of the line.
     let parsed = parse("loglevel=\"debug split=bbm");
-    assert_eq!(parsed.args.split, SplitStrategy::Auto);
+    assert_eq!(parsed.args.split, SplitRequest::Auto);
     assert!(matches!(
         parsed.diagnostics.as_slice(),
         [Diagnostic::BadValue {
@@ -323,7 +323,7 @@ fn display_round_trips() {
     let all = HypervisorArgs {
         log_level: Some(LevelFilter::Trace),
         crashkernel: crash(3 * M + 4096, Some(0x1_2340_0000)),
-        split: SplitStrategy::Bbm,
+        split: SplitRequest::Bbm,
         mapping: MappingMode::Pages,
         fail_table_alloc: NonZeroU32::new(42),
         selftest: true,

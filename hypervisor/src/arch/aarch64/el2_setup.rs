@@ -5,75 +5,9 @@
 //! interrupts go straight to EL1 (HCR_EL2.IMO/FMO = 0). Features the CPU has are opened to
 //! the guest explicitly, because their EL2 trap controls reset to "trap".
 
-use crate::cpu::features::IdRegisters;
+use crate::cpu::features::GuestFeatures;
 
-use super::sysreg::{read_sysreg, write_sysreg};
-
-fn field(value: u64, shift: u32) -> u64 {
-    (value >> shift) & 0xf
-}
-
-/// Features of this CPU that change how EL2 is set up for a guest.
-#[derive(Clone, Copy, Debug)]
-pub struct GuestFeatures {
-    sve: bool,
-    sme: bool,
-    sme_fa64: bool,
-    sme2: bool,
-    mte2: bool,
-    /// FEAT_RAS: HCR_EL2.TERR exists (RES0 without it).
-    ras: bool,
-    /// FEAT_PMUv3p1: MDCR_EL2.HPMD exists (RES0 without it).
-    pmuv3p1: bool,
-    fgt: bool,
-    hcx: bool,
-    tcr2: bool,
-    sctlr2: bool,
-    s1pie: bool,
-    s1poe: bool,
-    gcs: bool,
-    mops: bool,
-    the: bool,
-    pmu_counters: u64,
-}
-
-impl GuestFeatures {
-    pub fn probe(ids: &IdRegisters) -> Self {
-        let pfr1 = read_sysreg!("id_aa64pfr1_el1");
-        let mmfr3 = read_sysreg!("s3_0_c0_c7_3"); // ID_AA64MMFR3_EL1
-        let isar2 = read_sysreg!("s3_0_c0_c6_2"); // ID_AA64ISAR2_EL1
-        let smfr0 = read_sysreg!("s3_0_c0_c4_5"); // ID_AA64SMFR0_EL1
-        let dfr0 = read_sysreg!("id_aa64dfr0_el1");
-        let sme = field(pfr1, 24);
-        let has_pmu = !matches!(field(dfr0, 8), 0 | 0xf);
-        Self {
-            sve: field(ids.id_aa64pfr0, 32) != 0,
-            sme: sme != 0,
-            sme_fa64: smfr0 & (1 << 63) != 0,
-            sme2: sme >= 2,
-            mte2: field(pfr1, 8) >= 2,
-            ras: field(ids.id_aa64pfr0, 28) != 0,
-            // PMUVer (ID_AA64DFR0_EL1[11:8]): 0b0100 is PMUv3p1; 0xf is IMPLEMENTATION
-            // DEFINED (not PMUv3).
-            pmuv3p1: matches!(field(dfr0, 8), 4..=0xe),
-            fgt: field(ids.id_aa64mmfr0, 56) != 0,
-            hcx: field(ids.id_aa64mmfr1, 40) != 0,
-            tcr2: field(mmfr3, 0) != 0,
-            sctlr2: field(mmfr3, 4) != 0,
-            s1pie: field(mmfr3, 8) != 0,
-            s1poe: field(mmfr3, 16) != 0,
-            gcs: field(pfr1, 44) != 0,
-            mops: field(isar2, 16) != 0,
-            the: field(pfr1, 48) != 0,
-            // PMCR_EL0.N, bits [15:11]: event counters the guest may use.
-            pmu_counters: if has_pmu {
-                (read_sysreg!("pmcr_el0") >> 11) & 0x1f
-            } else {
-                0
-            },
-        }
-    }
-}
+use super::sysreg::write_sysreg;
 
 /// HCR_EL2 while the guest runs.
 pub fn guest_hcr(features: &GuestFeatures) -> u64 {

@@ -42,7 +42,23 @@ pub fn id_registers() -> IdRegisters {
         id_aa64mmfr2: ID_AA64MMFR2_EL1.get(),
         id_aa64isar0: ID_AA64ISAR0_EL1.get(),
         id_aa64pfr0: ID_AA64PFR0_EL1.get(),
+        id_aa64pfr1: read_sysreg!("id_aa64pfr1_el1"),
+        id_aa64mmfr3: read_sysreg!("s3_0_c0_c7_3"), // ID_AA64MMFR3_EL1
+        id_aa64isar2: read_sysreg!("s3_0_c0_c6_2"), // ID_AA64ISAR2_EL1
+        id_aa64smfr0: read_sysreg!("s3_0_c0_c4_5"), // ID_AA64SMFR0_EL1
+        id_aa64dfr0: read_sysreg!("id_aa64dfr0_el1"),
+        pmu_counters: pmu_event_counters(),
     }
+}
+
+/// PMCR_EL0.N, bits [15:11], when the CPU has a PMUv3 (ID_AA64DFR0_EL1.PMUVer neither 0
+/// nor 0xf); PMCR_EL0 is not to be read otherwise.
+fn pmu_event_counters() -> u8 {
+    let pmu_version = (read_sysreg!("id_aa64dfr0_el1") >> 8) & 0xf;
+    if matches!(pmu_version, 0 | 0xf) {
+        return 0;
+    }
+    ((read_sysreg!("pmcr_el0") >> 11) & 0x1f) as u8
 }
 
 /// The physical counter. An ISB first so the read is not hoisted above earlier code
