@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use hyp_abi::console::{Line, LineKind, OUTCOME_PREFIX, Outcome};
+
 /// The repository root (the parent of this crate).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -21,35 +23,44 @@ pub struct Run {
 }
 
 impl Run {
-    /// The `key=value` pairs of every `hyp-facts:` line whose first token is `first`
-    /// (or of the main facts line when `first` is `None`).
-    pub fn facts(&self) -> Vec<Vec<(String, String)>> {
+    /// The hypervisor's machine-readable lines of `kind`, in console order.
+    pub fn lines(&self, kind: LineKind) -> impl Iterator<Item = Line<'_>> {
         self.console
             .lines()
-            .filter_map(|line| line.strip_prefix("hyp-facts:"))
-            .map(|rest| {
-                rest.split_whitespace()
-                    .filter_map(|pair| pair.split_once('='))
+            .filter_map(move |line| Line::parse_as(line, kind))
+    }
+
+    /// The `key=value` pairs of every `hyp-facts:` line, line by line.
+    pub fn facts(&self) -> Vec<Vec<(String, String)>> {
+        self.lines(LineKind::Facts)
+            .map(|line| {
+                line.pairs()
                     .map(|(k, v)| (k.to_owned(), v.to_owned()))
                     .collect()
             })
             .collect()
     }
 
-    /// The value of `key` in the first facts line that has it.
+    /// The value of `key` in the first facts line that has it (keys:
+    /// `hyp_abi::console::facts`).
     pub fn fact(&self, key: &str) -> Option<String> {
-        self.facts()
-            .into_iter()
-            .flatten()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+        self.lines(LineKind::Facts)
+            .find_map(|line| line.value(key))
+            .map(str::to_owned)
     }
 
+    /// The last `hyp-exit:` line as printed.
     pub fn outcome_line(&self) -> Option<&str> {
         self.console
             .lines()
             .rev()
-            .find(|l| l.starts_with("hyp-exit:"))
+            .find(|l| l.starts_with(OUTCOME_PREFIX))
+    }
+
+    /// The outcome the last `hyp-exit:` line states (`None` without one, or when it is
+    /// malformed).
+    pub fn outcome(&self) -> Option<Outcome<'_>> {
+        self.outcome_line().and_then(Outcome::parse)
     }
 
     /// Panics with the console attached, so a failing test shows what the guest saw.

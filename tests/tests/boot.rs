@@ -1,6 +1,7 @@
 //! The hypervisor alone (`scripts/run.sh none`): it boots at EL2 from QEMU's Image loader,
 //! reads its device tree, reports the machine, and stops with the outcome marker.
 
+use hyp_abi::console::{Outcome, facts};
 use qemu_tests::run;
 
 #[test]
@@ -11,15 +12,15 @@ fn max_cpu_reports_bbm_level_2_and_the_ram_size() {
     );
     run.assert_success();
     assert_eq!(
-        run.fact("bbm_level").as_deref(),
+        run.fact(facts::BBM_LEVEL).as_deref(),
         Some("2"),
         "{}",
         run.console
     );
-    assert_eq!(run.fact("tlbi_range").as_deref(), Some("1"));
-    assert_eq!(run.fact("ram_bytes").as_deref(), Some("2147483648"));
-    assert_eq!(run.fact("cpus").as_deref(), Some("2"));
-    assert_eq!(run.outcome_line(), Some("hyp-exit: success"));
+    assert_eq!(run.fact(facts::TLBI_RANGE).as_deref(), Some("1"));
+    assert_eq!(run.fact(facts::RAM_BYTES).as_deref(), Some("2147483648"));
+    assert_eq!(run.fact(facts::CPUS).as_deref(), Some("2"));
+    assert_eq!(run.outcome(), Some(Outcome::Success));
 }
 
 #[test]
@@ -40,15 +41,15 @@ fn cortex_a72_reports_bbm_level_0() {
     );
     run.assert_success();
     assert_eq!(
-        run.fact("bbm_level").as_deref(),
+        run.fact(facts::BBM_LEVEL).as_deref(),
         Some("0"),
         "{}",
         run.console
     );
-    assert_eq!(run.fact("tlbi_range").as_deref(), Some("0"));
+    assert_eq!(run.fact(facts::TLBI_RANGE).as_deref(), Some("0"));
     assert_eq!(
-        run.fact("ram_bytes").as_deref(),
+        run.fact(facts::RAM_BYTES).as_deref(),
         Some(&*(3u64 << 30).to_string())
     );
-    assert_eq!(run.fact("cpus").as_deref(), Some("4"));
+    assert_eq!(run.fact(facts::CPUS).as_deref(), Some("4"));
 }

@@ -1,6 +1,7 @@
 //! A device tree the hypervisor cannot accept gives a clear error on the console (when
 //! the DT still names one) and a failure exit, never a hang.
 
+use hyp_abi::console::{Outcome, facts};
 use qemu_tests::{compile_dts as compile, qemu_dts, run};
 
 #[test]
@@ -23,10 +24,7 @@ fn overlapping_reservations_are_reported_and_fail_the_run() {
         "no clear error on the console:\n{}",
         run.console
     );
-    assert_eq!(
-        run.outcome_line(),
-        Some("hyp-exit: failure: invalid device tree")
-    );
+    assert_eq!(run.outcome(), Some(Outcome::Failure("invalid device tree")));
 }
 
 #[test]
@@ -49,10 +47,7 @@ fn a_dtb_without_stdout_path_is_reported_on_the_first_pl011_and_fails() {
         "{}",
         run.console
     );
-    assert_eq!(
-        run.outcome_line(),
-        Some("hyp-exit: failure: invalid device tree")
-    );
+    assert_eq!(run.outcome(), Some(Outcome::Failure("invalid device tree")));
 }
 
 #[test]
@@ -63,5 +58,5 @@ fn a_dtb_from_qemu_dtb_with_nop_tokens_boots() {
     let dtb = dtb.to_string_lossy().into_owned();
     let run = run("nops", &["none", "--timeout", "60", "--", "-dtb", &dtb]);
     run.assert_success();
-    assert_eq!(run.fact("ram_bytes").as_deref(), Some("2147483648"));
+    assert_eq!(run.fact(facts::RAM_BYTES).as_deref(), Some("2147483648"));
 }

@@ -8,6 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use hyp_abi::console::{OUTCOME_PREFIX, Outcome};
 use qemu_tests::repo_root;
 
 fn qmp(stream: &mut UnixStream, reader: &mut BufReader<UnixStream>, command: &str) -> String {
@@ -60,14 +61,14 @@ fn a_panic_leaves_a_decodable_record_in_the_crash_region() {
         let text = std::fs::read_to_string(&log)
             .unwrap_or_default()
             .replace('\r', "");
-        if text.contains("hyp-exit:") {
+        if text.contains(OUTCOME_PREFIX) {
             break text;
         }
         assert!(Instant::now() < deadline, "no outcome line:\n{text}");
         std::thread::sleep(Duration::from_millis(200));
     };
     assert!(
-        console.contains("hyp-exit: failure: hypervisor panic"),
+        console.contains(&Outcome::Failure("hypervisor panic").to_string()),
         "{console}"
     );
     let (base, size) = console

@@ -9,6 +9,7 @@
 //! guest's MEM_PROTECT) are the EL2 selftests `el2_*_without_a_table_*` (tests/selftest.rs):
 //! they check the tables against a ptdump fingerprint taken before the failure.
 
+use hyp_abi::console::{Outcome, facts};
 use qemu_tests::{Run, run};
 
 fn boot(name: &str, hypervisor_args: &str, check: bool) -> Run {
@@ -39,8 +40,8 @@ fn fact(run: &Run, key: &str) -> u32 {
 fn every_boot_table_allocation_can_fail_cleanly() {
     let clean = boot("fault-injection-clean", "loglevel=info", true);
     clean.assert_success();
-    let allocations = fact(&clean, "table_allocations");
-    assert_eq!(fact(&clean, "injected_failures"), 0);
+    let allocations = fact(&clean, facts::TABLE_ALLOCATIONS);
+    assert_eq!(fact(&clean, facts::INJECTED_FAILURES), 0);
     assert!(
         allocations >= 3,
         "implausibly few table allocations at boot: {allocations}"
@@ -61,10 +62,9 @@ fn every_boot_table_allocation_can_fail_cleanly() {
         let outcome = run
             .outcome_line()
             .unwrap_or_else(|| panic!("#{n}: no outcome line\n{console}"));
-        assert!(
-            outcome.starts_with("hyp-exit: failure: "),
-            "#{n}: boot did not stop with a failure: {outcome}\n{console}"
-        );
+        let Some(Outcome::Failure(reason)) = Outcome::parse(outcome) else {
+            panic!("#{n}: boot did not stop with a failure: {outcome}\n{console}");
+        };
         assert_ne!(
             run.status,
             Some(0),
@@ -85,14 +85,7 @@ fn every_boot_table_allocation_can_fail_cleanly() {
             !console.contains("guest: entering at EL1"),
             "#{n}: the guest started on a failed boot\n{console}"
         );
-        reasons
-            .entry(
-                outcome
-                    .trim_start_matches("hyp-exit: failure: ")
-                    .to_string(),
-            )
-            .or_default()
-            .push(n);
+        reasons.entry(reason.to_string()).or_default().push(n);
     }
     // The sweep reached each boot stage that allocates tables.
     for stage in ["EL2 map", "heap", "stage-2"] {
@@ -109,5 +102,5 @@ fn every_boot_table_allocation_can_fail_cleanly() {
         true,
     );
     past.assert_success();
-    assert_eq!(fact(&past, "injected_failures"), 0);
+    assert_eq!(fact(&past, facts::INJECTED_FAILURES), 0);
 }

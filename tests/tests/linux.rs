@@ -2,6 +2,7 @@
 //! hypervisor to userspace, runs the guest checks (nproc, MemTotal against the RAM the
 //! hypervisor gave, a clean kernel log) and powers off through the hypervisor's PSCI.
 
+use hyp_abi::console::{LineKind, TABLE_STAGE2, cpu, facts, map_stats};
 use qemu_tests::run;
 
 fn check_linux(name: &str, cpu: &str, smp: &str, mem: &str, hypervisor_args: &str) {
@@ -36,53 +37,47 @@ fn check_linux(name: &str, cpu: &str, smp: &str, mem: &str, hypervisor_args: &st
         run.console
     );
     // Every CPU runs EL2 with its MMU and caches on, from before the guest starts.
-    let cpus: Vec<&str> = run
-        .console
-        .lines()
-        .filter(|l| l.starts_with("hyp-cpu: "))
-        .collect();
+    let cpus: Vec<_> = run.lines(LineKind::Cpu).collect();
     assert_eq!(cpus.len().to_string(), smp, "{}", run.console);
     for line in cpus {
-        assert!(line.contains("mmu=on dcache=on icache=on"), "{line}");
+        for key in [cpu::MMU, cpu::DCACHE, cpu::ICACHE] {
+            assert_eq!(line.value(key), Some(cpu::ON), "{line}");
+        }
     }
     // Stage 2 is block-mapped: 4K leaves only at the edges of the hypervisor's holes.
     let stage2 = run
-        .console
-        .lines()
-        .find(|l| l.starts_with("map-stats: table=stage2"))
+        .lines(LineKind::MapStats)
+        .find(|line| line.value(map_stats::TABLE) == Some(TABLE_STAGE2))
         .unwrap_or_else(|| panic!("no stage-2 map-stats line\n{}", run.console));
     let field = |key: &str| -> u64 {
         stage2
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+            .value(key)
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("{key} missing in {stage2}"))
     };
-    assert!(field("leaves_2m") > 0, "{stage2}");
+    assert!(field(map_stats::LEAVES_2M) > 0, "{stage2}");
     assert!(
-        field("ram_4k_bytes") < 8 << 20,
+        field(map_stats::RAM_4K_BYTES) < 8 << 20,
         "too much guest RAM at 4K: {stage2}"
     );
     assert_eq!(
-        field("tlbi"),
+        field(map_stats::TLBI),
         0,
         "building a table that is not live needs no TLBI: {stage2}"
     );
     // The IPA space is only as large as the guest needs (QEMU virt's high PCIe windows
     // end at 1 TiB), so the stage-2 walk starts at level 1, where the 1G blocks are.
-    let facts = run
-        .console
-        .lines()
-        .find(|l| l.starts_with("hyp-facts: guest_ram_bytes="))
+    let guest_facts = run
+        .lines(LineKind::Facts)
+        .find(|line| line.value(facts::GUEST_RAM_BYTES).is_some())
         .unwrap_or_else(|| panic!("no guest hyp-facts line\n{}", run.console));
-    let ipa_bits: u32 = facts
-        .split_whitespace()
-        .find_map(|kv| kv.strip_prefix("stage2_ipa_bits="))
+    let ipa_bits: u32 = guest_facts
+        .value(facts::STAGE2_IPA_BITS)
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("stage2_ipa_bits missing in {facts}"));
+        .unwrap_or_else(|| panic!("stage2_ipa_bits missing in {guest_facts}"));
     assert!(
         (35..=43).contains(&ipa_bits),
-        "stage 2 should start at level 1: {facts}"
+        "stage 2 should start at level 1: {guest_facts}"
     );
 }
 

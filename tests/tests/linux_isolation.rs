@@ -5,23 +5,23 @@
 //! synchronous external abort), the guest kernel must stay clean, and the hypervisor must
 //! keep running, log each kind of target once and count every refused access.
 
+use hyp_abi::console::{LineKind, foreign_access};
 use qemu_tests::{Run, run};
 
 /// The `foreign-access:` tally the hypervisor prints at power-off, as (kind, count).
 fn tally(run: &Run) -> Vec<(String, u64)> {
     let line = run
-        .console
-        .lines()
-        .find_map(|l| l.trim_end().strip_prefix("foreign-access: "))
+        .lines(LineKind::ForeignAccess)
+        .next()
         .unwrap_or_else(|| panic!("no foreign-access tally\n{}", run.console));
-    line.split_whitespace()
-        .map(|pair| {
-            let (key, value) = pair
-                .split_once('=')
-                .unwrap_or_else(|| panic!("bad tally entry {pair:?}"));
+    if let Some(word) = line.words().next() {
+        panic!("bad tally entry {word:?}");
+    }
+    line.pairs()
+        .map(|(key, value)| {
             let count = value
                 .parse()
-                .unwrap_or_else(|_| panic!("bad tally count {pair:?}"));
+                .unwrap_or_else(|_| panic!("bad tally count {key}={value}"));
             (key.to_string(), count)
         })
         .collect()
@@ -112,12 +112,15 @@ fn devmem_cannot_reach_the_image_pool_dtb_crash_region_or_beyond_ram_with_bbml2(
     assert_kinds(
         &run,
         &[
-            ("image", "the hypervisor's image"),
-            ("pool", "the hypervisor's pool (heap and page tables)"),
-            ("crash", "the crash region"),
-            ("dtb", "the host device tree"),
+            (foreign_access::IMAGE, "the hypervisor's image"),
             (
-                "outside_ram",
+                foreign_access::POOL,
+                "the hypervisor's pool (heap and page tables)",
+            ),
+            (foreign_access::CRASH, "the crash region"),
+            (foreign_access::DTB, "the host device tree"),
+            (
+                foreign_access::OUTSIDE_RAM,
                 "no RAM (a hole, an unassigned device or beyond the end)",
             ),
         ],
@@ -144,10 +147,10 @@ fn devmem_cannot_reach_a_crash_region_inside_ram_without_bbml2() {
     assert_kinds(
         &run,
         &[
-            ("image", "the hypervisor's image"),
-            ("crash", "the crash region"),
+            (foreign_access::IMAGE, "the hypervisor's image"),
+            (foreign_access::CRASH, "the crash region"),
             (
-                "outside_ram",
+                foreign_access::OUTSIDE_RAM,
                 "no RAM (a hole, an unassigned device or beyond the end)",
             ),
         ],

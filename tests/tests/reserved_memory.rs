@@ -1,20 +1,19 @@
 //! Firmware reservations in the EL2 map: `no-map` memory is never mapped (not even for
 //! speculative accesses), while an ordinary reservation stays in the RAM map.
 
+use hyp_abi::console::{Line, LineKind, TABLE_EL2, facts, parse_hex, ptdump};
 use qemu_tests::{compile_dts, qemu_dts, run};
 
 /// The EL2 `ptdump:` runs as (va, end).
 fn el2_runs(console: &str) -> Vec<(u64, u64)> {
-    let hex = |field: &str, line: &str| -> Option<u64> {
-        let value = line
-            .split_whitespace()
-            .find_map(|token| token.strip_prefix(field))?;
-        u64::from_str_radix(value.trim_start_matches("0x"), 16).ok()
-    };
     console
         .lines()
-        .filter(|line| line.starts_with("ptdump: table=el2 "))
-        .filter_map(|line| Some((hex("va=", line)?, hex("end=", line)?)))
+        .filter_map(|line| Line::parse_as(line, LineKind::Ptdump))
+        .filter(|line| line.value(ptdump::TABLE) == Some(TABLE_EL2))
+        .filter_map(|line| {
+            let hex = |key: &str| line.value(key).and_then(parse_hex);
+            Some((hex(ptdump::VA)?, hex(ptdump::END)?))
+        })
         .collect()
 }
 
@@ -42,7 +41,9 @@ fn no_map_reservations_are_left_out_of_the_el2_map() {
     );
     run.assert_success();
     assert!(
-        run.console.contains("no_map=1"),
+        run.lines(LineKind::Facts).any(|line| {
+            line.group() == Some(facts::RESERVED_LINE) && line.value(facts::NO_MAP) == Some("1")
+        }),
         "the reservation was not read as no-map:\n{}",
         run.console
     );

@@ -3,6 +3,7 @@
 //! the two-vCPU stress run from inside. The run exits 0 only when the combined summary
 //! reports no failure; the stress and isolation counts are checked here too.
 
+use hyp_abi::console::{LineKind, cpu, exits, facts, foreign_access};
 use qemu_tests::run;
 
 /// CPUs every selftest run has: every one runs EL2 with its MMU on.
@@ -69,20 +70,18 @@ fn selftest(name: &str, cpu: &str) -> qemu_tests::Run {
 
 /// One `hyp-cpu:` line per CPU, each with its MMU and caches on and its own features.
 fn check_cpus(run: &qemu_tests::Run, cpus: usize) {
-    let lines: Vec<&str> = run
-        .console
-        .lines()
-        .filter(|l| l.starts_with("hyp-cpu: "))
-        .collect();
+    let lines: Vec<_> = run.lines(LineKind::Cpu).collect();
     assert_eq!(lines.len(), cpus, "hyp-cpu lines:\n{}", run.console);
     for (index, line) in lines.iter().enumerate() {
-        assert!(line.contains(&format!("cpu={index} ")), "{line}");
+        assert_eq!(line.value(cpu::CPU), Some(&*index.to_string()), "{line}");
         assert!(
-            line.contains("mmu=on dcache=on icache=on"),
+            [cpu::MMU, cpu::DCACHE, cpu::ICACHE]
+                .iter()
+                .all(|key| line.value(key) == Some(cpu::ON)),
             "a CPU runs EL2 without its MMU or caches: {line}"
         );
         assert!(
-            line.contains("bbm_level=") && line.contains("tlbi_range="),
+            line.value(cpu::BBM_LEVEL).is_some() && line.value(cpu::TLBI_RANGE).is_some(),
             "{line}"
         );
     }
@@ -92,12 +91,14 @@ fn check_cpus(run: &qemu_tests::Run, cpus: usize) {
 /// FEAT_RAS) trapped to the hypervisor: QEMU would answer most of them the same way
 /// untrapped, so the exit counter is what shows the traps are set.
 fn check_trapped_system_registers(run: &qemu_tests::Run) {
-    let exits = run
-        .console
-        .lines()
-        .find_map(|l| l.strip_prefix("hyp-exits: "))
+    let line = run
+        .lines(LineKind::Exits)
+        .next()
         .unwrap_or_else(|| panic!("no hyp-exits line\n{}", run.console));
-    assert!(number_after(exits, "sysreg=") >= 4, "{exits}");
+    let sysreg = line
+        .number(exits::SYSREG)
+        .unwrap_or_else(|| panic!("no number for {:?} in {line}", exits::SYSREG));
+    assert!(sysreg >= 4, "{line}");
 }
 
 /// The note of a passed test: the text in the parentheses of `selftest: NAME ... ok (...)`.
@@ -155,12 +156,18 @@ fn check_isolation(run: &qemu_tests::Run) {
     // The hypervisor named what the probes hit: with 4 GiB the crash region (placed
     // below 4 GiB) leaves a hole in guest RAM, and the pool sits above it.
     let tally = run
-        .console
-        .lines()
-        .find_map(|l| l.strip_prefix("foreign-access: "))
+        .lines(LineKind::ForeignAccess)
+        .next()
         .unwrap_or_else(|| panic!("no foreign-access tally\n{}", run.console));
-    for kind in ["image", "pool", "crash", "outside_ram"] {
-        let count = number_after(tally, &format!("{kind}="));
+    for kind in [
+        foreign_access::IMAGE,
+        foreign_access::POOL,
+        foreign_access::CRASH,
+        foreign_access::OUTSIDE_RAM,
+    ] {
+        let count = tally
+            .number(kind)
+            .unwrap_or_else(|| panic!("no number for {kind:?} in {tally}"));
         assert!(count >= 2, "{kind}: {tally}");
     }
 }
@@ -188,7 +195,7 @@ fn selftests_pass_on_max_with_bbml2_and_no_transient_faults() {
 #[test]
 fn selftests_pass_on_neoverse_v1_without_range_tlbis() {
     let run = selftest("selftest-v1", "neoverse-v1");
-    assert_eq!(run.fact("tlbi_range").as_deref(), Some("0"));
+    assert_eq!(run.fact(facts::TLBI_RANGE).as_deref(), Some("0"));
     assert_eq!(
         retried_faults(&run),
         0,
@@ -200,7 +207,7 @@ fn selftests_pass_on_neoverse_v1_without_range_tlbis() {
 #[test]
 fn selftests_pass_on_cortex_a57() {
     let run = selftest("selftest-a57", "cortex-a57");
-    assert_eq!(run.fact("bbm_level").as_deref(), Some("0"));
+    assert_eq!(run.fact(facts::BBM_LEVEL).as_deref(), Some("0"));
 }
 
 #[test]

@@ -3,16 +3,17 @@
 //! (`hypervisor::psci::handle`), with every register guest-controlled.
 //!
 //! Each call is compared with a reference written here from the ABI tables in the
-//! modules' docs; for PSCI a fake board records what the handler asked it to do, which
-//! must only be to start a vCPU that is off, at an aligned entry in guest RAM.
+//! modules' docs (function IDs and status codes from `hyp-abi`, the ABI crate); for PSCI
+//! a fake board records what the handler asked it to do, which must only be to start a
+//! vCPU that is off, at an aligned entry in guest RAM.
 
 #![no_main]
 
 use arbitrary::Arbitrary;
-use hypervisor::hypercall::{
-    self, CALL_UID, FEATURES, Hypercall, INVALID_PARAMETER, MEM_PROTECT, MEM_QUERY, NOT_SUPPORTED,
-    Permissions, STATS, StatsGroup,
+use hyp_abi::hypercall::{
+    CALL_UID, DENIED, FEATURES, INVALID_PARAMETER, MEM_PROTECT, MEM_QUERY, NOT_SUPPORTED, STATS,
 };
+use hypervisor::hypercall::{self, Hypercall, Permissions, StatsGroup};
 use hypervisor::psci::{self, CpuPowerState, Followup, PsciPlatform};
 use hypervisor::smccc::{self, FunctionId, Owner};
 use libfuzzer_sys::fuzz_target;
@@ -82,7 +83,7 @@ impl Function {
     }
 }
 
-/// The vendor-hypercall ABI from `hypervisor::hypercall`'s table.
+/// The vendor-hypercall ABI from the table in `hyp_abi::hypercall`'s docs.
 fn reference_decode(id: u32, x: [u64; 3]) -> Result<Option<Hypercall>, i64> {
     if (id >> 24) & 0x3f != 6 {
         return Ok(None);
@@ -367,7 +368,7 @@ fuzz_target!(|input: Input| {
                 "check_ownership({ipa:#x}, {size:#x}, {ram:#x?}, {forbidden:#x?})"
             );
             if let Err(code) = owned {
-                assert_eq!(code, hypercall::DENIED);
+                assert_eq!(code, DENIED);
             }
         }
         // Ownership with raw arguments too: never Ok for a range that is not owned.
@@ -375,8 +376,7 @@ fuzz_target!(|input: Input| {
         match hypercall::check_ownership(ipa, size, &ram, &forbidden) {
             Ok(()) => assert!(reference_owned(ipa, size, &ram, &forbidden)),
             Err(code) => assert!(
-                code == hypercall::DENIED
-                    || (code == INVALID_PARAMETER && ipa.checked_add(size).is_none())
+                code == DENIED || (code == INVALID_PARAMETER && ipa.checked_add(size).is_none())
             ),
         }
         if let Some(permissions) = Permissions::from_bits(x[2]) {

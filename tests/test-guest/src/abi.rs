@@ -1,63 +1,25 @@
 //! The calls the guest makes: the hypervisor's vendor hypercalls and PSCI.
 //!
-//! Copied from the hypervisor, not imported, so that the guest builds on its own for
-//! bare metal (the `hypervisor` library pulls in its allocator, page-table engine and DT
-//! crates). Keep in step with:
-//! - `hypervisor/src/hypercall.rs`: function IDs, UID, permission bits, status codes,
-//!   STATS groups;
-//! - `hypervisor/src/psci.rs`: PSCI function IDs and return codes.
+//! The vendor ABI (function IDs, UID, status codes, permission bits, STATS groups,
+//! FEATURES bits) comes from the `hyp-abi` crate, which the hypervisor uses too, so the
+//! guest checks the numbers the hypervisor decodes with. PSCI is the Arm standard the
+//! hypervisor emulates; its numbers are copied from the hypervisor's `psci.rs` (keep
+//! in step).
 
 use core::fmt;
 
-// ---- vendor hypervisor service (SMCCC owner 6), hypervisor/src/hypercall.rs ----
+pub use hyp_abi::hypercall::{
+    CALL_UID, DENIED, FEATURE_MEM_PROTECT, FEATURE_MEM_QUERY, FEATURE_STATS, FEATURES,
+    INVALID_PARAMETER, MEM_PROTECT, MEM_QUERY, NO_MEMORY, NOT_SUPPORTED, PAGE_SIZE, PERM_ALL,
+    PERM_EXECUTE, PERM_READ, PERM_WRITE, STATS, STATS_COUNTER_NAMES, STATS_GROUPS, STATS_SPLITS,
+    STATS_TABLES, STATS_TLBI, SUCCESS, UID, UidDisplay, leaf_size,
+};
 
-pub const CALL_UID: u32 = 0x8600_ff01;
-pub const FEATURES: u32 = 0xc600_0000;
-pub const MEM_PROTECT: u32 = 0xc600_0001;
-pub const MEM_QUERY: u32 = 0xc600_0002;
-pub const STATS: u32 = 0xc600_0003;
-
-/// `775b0161-be6e-4328-bcb7-6833092ba21d` as SMCCC returns a UID: each of w0..w3 holds
-/// four bytes of the UUID in little-endian order.
-pub const UID: [u32; 4] = [0x6101_5b77, 0x2843_6ebe, 0x3368_b7bc, 0x1da2_2b09];
-
-pub const SUCCESS: i64 = 0;
-pub const NOT_SUPPORTED: i64 = -1;
-pub const INVALID_PARAMETER: i64 = -3;
-pub const DENIED: i64 = -4;
-pub const NO_MEMORY: i64 = -5;
-
-pub const PERM_READ: u64 = 1 << 0;
-pub const PERM_WRITE: u64 = 1 << 1;
-pub const PERM_EXECUTE: u64 = 1 << 2;
-pub const PERM_ALL: u64 = PERM_READ | PERM_WRITE | PERM_EXECUTE;
-
-/// STATS groups, three counters each.
-pub const STATS_SPLITS: u64 = 0; // splits of 1G blocks, splits of 2M blocks, collapses
-pub const STATS_TLBI: u64 = 1; // TLBIs by address, by range, of the whole VMID
-pub const STATS_TABLES: u64 = 2; // table pages in use, descriptors written, BBM unmaps
-pub const STATS_GROUPS: u64 = 3;
-
-pub const STATS_NAMES: [[&str; 3]; 3] = [
-    ["1G splits", "2M splits", "collapses"],
-    ["TLBIs by address", "TLBIs by range", "TLBIs of the VMID"],
-    [
-        "table pages in use",
-        "descriptors written",
-        "break-before-make unmaps",
-    ],
-];
-
-/// FEATURES bits for the function numbers (low 16 bits of the IDs) the guest needs.
-pub const FEATURE_MEM_PROTECT: u64 = 1 << (MEM_PROTECT & 0xffff);
-pub const FEATURE_MEM_QUERY: u64 = 1 << (MEM_QUERY & 0xffff);
-pub const FEATURE_STATS: u64 = 1 << (STATS & 0xffff);
-
-pub const PAGE_SIZE: u64 = 4096;
+/// The guest's block sizes: the leaves of stage-2 levels 2 and 1 (MEM_QUERY's sizes).
 pub const BLOCK_2M: u64 = 2 << 20;
 pub const BLOCK_1G: u64 = 1 << 30;
 
-// ---- PSCI over the DT's conduit, hypervisor/src/psci.rs ----
+// ---- PSCI over the DT's conduit (the hypervisor's psci.rs) ----
 
 pub const PSCI_VERSION: u32 = 0x8400_0000;
 pub const PSCI_CPU_OFF: u32 = 0x8400_0002;
@@ -69,16 +31,13 @@ pub const PSCI_SYSTEM_OFF: u32 = 0x8400_0008;
 pub const AFFINITY_ON: i64 = 0;
 pub const AFFINITY_OFF: i64 = 1;
 
-/// The name of a vendor-call status, for messages.
+/// The name of a vendor-call status, for messages. NOT_REQUIRED is SMCCC's, not the
+/// vendor ABI's, but a broken hypervisor could return it.
 pub fn status_name(code: i64) -> &'static str {
-    match code {
-        SUCCESS => "SUCCESS",
-        NOT_SUPPORTED => "NOT_SUPPORTED",
-        -2 => "NOT_REQUIRED",
-        INVALID_PARAMETER => "INVALID_PARAMETER",
-        DENIED => "DENIED",
-        NO_MEMORY => "NO_MEMORY",
-        _ => "unknown status",
+    match hyp_abi::hypercall::Status::from_raw(code) {
+        Some(status) => status.name(),
+        None if code == -2 => "NOT_REQUIRED",
+        None => "unknown status",
     }
 }
 
@@ -115,23 +74,18 @@ pub struct Perms(pub u64);
 
 impl fmt::Display for Perms {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let p = self.0;
-        let c = |bit: u64, ch: char| if p & bit != 0 { ch } else { '-' };
-        write!(
-            f,
-            "{}{}{}",
-            c(PERM_READ, 'r'),
-            c(PERM_WRITE, 'w'),
-            c(PERM_EXECUTE, 'x')
-        )?;
-        if p & !PERM_ALL != 0 {
-            write!(f, "+{:#x}", p & !PERM_ALL)?;
+        let known = hyp_abi::hypercall::Permissions::from_bits(self.0 & PERM_ALL)
+            .unwrap_or(hyp_abi::hypercall::Permissions::NONE);
+        write!(f, "{known}")?;
+        if self.0 & !PERM_ALL != 0 {
+            write!(f, "+{:#x}", self.0 & !PERM_ALL)?;
         }
         Ok(())
     }
 }
 
-/// The result of MEM_QUERY: x0 status, x1 permissions, x2 leaf level, x3 leaf size.
+/// The result of MEM_QUERY: x0 status, x1 permissions, x2 leaf level, x3 leaf size
+/// (`hyp_abi::hypercall::MemQueryResult` under the guest's shorter names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Query {
     pub status: i64,
@@ -141,22 +95,13 @@ pub struct Query {
 }
 
 impl Query {
-    pub fn from_regs(r: [u64; 4]) -> Self {
+    pub fn from_regs(registers: [u64; 4]) -> Self {
+        let result = hyp_abi::hypercall::MemQueryResult::from_registers(registers);
         Self {
-            status: r[0] as i64,
-            perms: r[1],
-            level: r[2],
-            size: r[3],
-        }
-    }
-
-    /// The leaf size a stage-2 level maps with 4K granules.
-    pub fn size_of_level(level: u64) -> Option<u64> {
-        match level {
-            1 => Some(BLOCK_1G),
-            2 => Some(BLOCK_2M),
-            3 => Some(PAGE_SIZE),
-            _ => None,
+            status: result.status,
+            perms: result.permissions,
+            level: result.level,
+            size: result.leaf_size,
         }
     }
 
@@ -169,7 +114,7 @@ impl Query {
                 Status(self.status)
             ));
         }
-        let size = Query::size_of_level(level).unwrap_or(0);
+        let size = leaf_size(level).unwrap_or(0);
         if self.perms != perms || self.level != level || self.size != size {
             return Err(crate::text!(
                 "MEM_QUERY({ipa:#x}) = {}, level {}, size {:#x}; want {}, level {level}, size {size:#x}",
@@ -199,25 +144,6 @@ impl fmt::Display for Query {
     }
 }
 
-/// A UID in the usual UUID spelling, from the four SMCCC result words.
-pub struct Uuid(pub [u32; 4]);
-
-impl fmt::Display for Uuid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut bytes = [0u8; 16];
-        for (chunk, word) in bytes.chunks_exact_mut(4).zip(self.0) {
-            chunk.copy_from_slice(&word.to_le_bytes());
-        }
-        for (i, b) in bytes.iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                f.write_str("-")?;
-            }
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,9 +151,16 @@ mod tests {
     #[test]
     fn uid_spells_the_projects_uuid() {
         assert_eq!(
-            Uuid(UID).to_string(),
+            UidDisplay(UID).to_string(),
             "775b0161-be6e-4328-bcb7-6833092ba21d"
         );
+    }
+
+    #[test]
+    fn block_sizes_are_the_stage2_leaf_sizes() {
+        assert_eq!(leaf_size(1), Some(BLOCK_1G));
+        assert_eq!(leaf_size(2), Some(BLOCK_2M));
+        assert_eq!(leaf_size(3), Some(PAGE_SIZE));
     }
 
     #[test]
@@ -248,6 +181,8 @@ mod tests {
             "-3 (INVALID_PARAMETER)"
         );
         assert_eq!(Status(-77).to_string(), "-77 (unknown status)");
+        assert_eq!(Status(-2).to_string(), "-2 (NOT_REQUIRED)");
+        assert_eq!(Status(NO_MEMORY).to_string(), "-5 (NO_MEMORY)");
     }
 
     #[test]

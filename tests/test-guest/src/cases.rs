@@ -1,5 +1,5 @@
 //! The hostile-argument cases: calls the hypervisor must refuse with a documented status
-//! (hypervisor/src/hypercall.rs), built from the guest's memory map.
+//! (`hyp-abi`, the hypervisor's ABI crate), built from the guest's memory map.
 
 use crate::abi::*;
 use crate::fixed::List;

@@ -285,8 +285,7 @@ impl Worker<'_> {
         self.counts.queries += 1;
         let want = self.model.perms(page);
         let (low, high) = self.model.level_bounds(page, self.baseline_level);
-        let level_ok =
-            (low..=high).contains(&q.level) && Query::size_of_level(q.level) == Some(q.size);
+        let level_ok = (low..=high).contains(&q.level) && leaf_size(q.level) == Some(q.size);
         if q.status != SUCCESS || q.perms != want || !level_ok {
             return Err(text!(
                 "{step}: MEM_QUERY({address:#x}) = {q}; want {}, level {low}..={high}",

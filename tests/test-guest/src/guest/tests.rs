@@ -202,10 +202,10 @@ fn uid(_env: &Env) -> TestResult {
     ensure!(
         got == UID,
         "UID {} is not the project's {}",
-        Uuid(got),
-        Uuid(UID)
+        UidDisplay(got),
+        UidDisplay(UID)
     );
-    Ok(text!("{}", Uuid(got)))
+    Ok(text!("{}", UidDisplay(got)))
 }
 
 fn features(_env: &Env) -> TestResult {
@@ -470,7 +470,7 @@ fn hostile_arguments(env: &Env) -> TestResult {
                     changed += 1;
                     say!(
                         "{PREFIX}hostile_arguments: STATS {}: {} -> {}",
-                        STATS_NAMES[group][i],
+                        STATS_COUNTER_NAMES[group][i],
                         before[i],
                         after[i]
                     );
