@@ -30,14 +30,3 @@ pub mod mm;
 #[cfg(target_os = "none")]
 mod selftest;
 pub mod vm;
-
-// Transitional: the old paths the fuzz targets and `tests/tests/crash_decode.rs` still
-// use, until they move to the topic paths.
-#[doc(hidden)]
-pub use crash::record as crash_record;
-#[doc(hidden)]
-pub use hypercall::smccc;
-#[doc(hidden)]
-pub use mm::memory_plan;
-#[doc(hidden)]
-pub use vm::psci;

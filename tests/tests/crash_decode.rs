@@ -1,7 +1,7 @@
-//! scripts/crash-decode.py reads back what hypervisor::crash_record writes, and refuses a
+//! scripts/crash-decode.py reads back what hypervisor::crash::record writes, and refuses a
 //! damaged record.
 
-use hypervisor::crash_record::{CrashRegisters, write_record};
+use hypervisor::crash::record::{CrashRegisters, write_record};
 use qemu_tests::repo_root;
 use std::process::Command;
 

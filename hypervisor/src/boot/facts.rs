@@ -7,7 +7,7 @@ use platform::info::{ModuleKind, PlatformInfo, ReservationSource};
 
 use crate::cpu::features::CpuFeatures;
 
-pub const FACTS_PREFIX: &str = "hyp-facts:";
+pub use hyp_abi::console::{CPU_PREFIX, FACTS_PREFIX};
 
 /// The CPU part of the facts.
 #[derive(Clone, Copy, Debug)]
@@ -91,8 +91,6 @@ pub fn write_fact_lines(
         info.dtb.size,
     )
 }
-
-pub const CPU_PREFIX: &str = "hyp-cpu:";
 
 /// One CPU as it came up: what its EL2 runs with, read back from its own SCTLR_EL2, and
 /// its own ID registers' view of the features the table code depends on.

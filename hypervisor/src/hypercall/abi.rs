@@ -16,63 +16,12 @@
 
 use crate::hypercall::smccc::{self, FunctionId};
 
-pub const CALL_UID: u32 = 0x8600_ff01;
-pub const FEATURES: u32 = 0xc600_0000;
-pub const MEM_PROTECT: u32 = 0xc600_0001;
-pub const MEM_QUERY: u32 = 0xc600_0002;
-pub const STATS: u32 = 0xc600_0003;
-
-/// `775b0161-be6e-4328-bcb7-6833092ba21d`, as SMCCC returns a UID: each register holds
-/// four bytes of the UUID in little-endian order.
-pub const UID: [u32; 4] = [0x6101_5b77, 0x2843_6ebe, 0x3368_b7bc, 0x1da2_2b09];
-
-pub const SUCCESS: i64 = smccc::SUCCESS;
-pub const NOT_SUPPORTED: i64 = smccc::NOT_SUPPORTED;
-pub const INVALID_PARAMETER: i64 = smccc::INVALID_PARAMETER;
-pub const DENIED: i64 = -4;
-pub const NO_MEMORY: i64 = -5;
-
-pub const PAGE_SIZE: u64 = 4096;
-
-/// Stage-2 permissions a guest may ask for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Permissions {
-    pub read: bool,
-    pub write: bool,
-    pub execute: bool,
-}
-
-impl Permissions {
-    pub const ALL: Self = Self {
-        read: true,
-        write: true,
-        execute: true,
-    };
-    const KNOWN_BITS: u64 = 0b111;
-
-    pub fn from_bits(bits: u64) -> Option<Self> {
-        (bits & !Self::KNOWN_BITS == 0).then_some(Self {
-            read: bits & 1 != 0,
-            write: bits & 2 != 0,
-            execute: bits & 4 != 0,
-        })
-    }
-
-    pub fn bits(self) -> u64 {
-        u64::from(self.read) | (u64::from(self.write) << 1) | (u64::from(self.execute) << 2)
-    }
-}
-
-/// Counter groups STATS reports, three counters each.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StatsGroup {
-    /// Splits of 1G blocks, splits of 2M blocks, collapses.
-    Splits = 0,
-    /// TLBIs by address, by range, of the whole VMID.
-    Tlbi = 1,
-    /// Table pages in use, descriptors written, transient (break-before-make) unmaps.
-    Tables = 2,
-}
+// The numbers are the ABI crate's, shared with the test guest, the QEMU tests, the fuzz
+// targets and (checked by a test) the Linux module `hypmem.c`.
+pub use hyp_abi::hypercall::{
+    CALL_UID, DENIED, FEATURE_BITMAP, FEATURES, INVALID_PARAMETER, MEM_PROTECT, MEM_QUERY,
+    NO_MEMORY, NOT_SUPPORTED, PAGE_SIZE, Permissions, STATS, SUCCESS, StatsGroup, UID,
+};
 
 /// A decoded, validated call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,9 +40,6 @@ pub enum Hypercall {
         group: StatsGroup,
     },
 }
-
-/// Function numbers FEATURES reports.
-pub const FEATURE_BITMAP: u64 = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3);
 
 /// Decodes a vendor-hypervisor call. `Ok(None)`: not one of ours (another owner).
 ///
@@ -133,12 +79,7 @@ pub fn decode(function: FunctionId, x: [u64; 3]) -> Result<Option<Hypercall>, i6
         }
         STATS => {
             must_be_zero(&x[1..])?;
-            let group = match x[0] {
-                0 => StatsGroup::Splits,
-                1 => StatsGroup::Tlbi,
-                2 => StatsGroup::Tables,
-                _ => return Err(INVALID_PARAMETER),
-            };
+            let group = StatsGroup::from_raw(x[0]).ok_or(INVALID_PARAMETER)?;
             Hypercall::Stats { group }
         }
         _ => return Err(NOT_SUPPORTED),
@@ -267,13 +208,6 @@ mod tests {
             Err(DENIED)
         );
         assert_eq!(check_ownership(0x9000_0000, 0x1000, &[], &[]), Err(DENIED));
-    }
-
-    #[test]
-    fn uid_words_spell_the_uuid() {
-        let bytes: Vec<u8> = UID.iter().flat_map(|w| w.to_le_bytes()).collect();
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, "775b0161be6e4328bcb76833092ba21d");
     }
 
     proptest! {

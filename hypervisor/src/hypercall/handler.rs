@@ -90,20 +90,17 @@ pub fn handle(call: Hypercall, vm: &Vm) -> [u64; 4] {
             {
                 return status(code);
             }
-            match vm.stage2.lock().query(ipa) {
-                Some(leaf) => {
-                    let size = match leaf.level {
-                        1 => 1 << 30,
-                        2 => 2 << 20,
-                        _ => 4096,
-                    };
-                    [
-                        0,
-                        permissions(leaf.attrs.access).bits(),
-                        u64::from(leaf.level),
-                        size,
-                    ]
-                }
+            let leaf = vm.stage2.lock().query(ipa);
+            // A stage-2 leaf is at level 1, 2 or 3, each with its size.
+            match leaf.and_then(|leaf| {
+                Some((leaf, hyp_abi::hypercall::leaf_size(u64::from(leaf.level))?))
+            }) {
+                Some((leaf, size)) => [
+                    0,
+                    permissions(leaf.attrs.access).bits(),
+                    u64::from(leaf.level),
+                    size,
+                ],
                 None => status(hypercall::DENIED),
             }
         }

@@ -11,6 +11,7 @@ use crate::vm::fault::{self, FaultIpa, Stage2Fault};
 use crate::vm::inject::{self, GuestState, SyncException};
 use crate::vm::psci::{self, CpuPowerState, Followup, PsciPlatform};
 use crate::vm::sysreg_trap::{self, ReadValue, SysregAccess, SysregAction};
+use hyp_abi::console::{EXITS_PREFIX, FOREIGN_ACCESS_PREFIX};
 use platform::info::MAX_CPUS;
 
 use crate::arch::aarch64::el2_setup;
@@ -219,10 +220,10 @@ fn smccc_call(vm: &'static Vm, frame: &mut TrapFrame) {
                 vm.stats.tlb_conflicts.load(Ordering::Relaxed)
             );
             crate::console::write_raw(format_args!(
-                "foreign-access: {}\n",
+                "{FOREIGN_ACCESS_PREFIX} {}\n",
                 vm.stats.foreign_accesses
             ));
-            crate::console::write_raw(format_args!("hyp-exits: {}\n", vm.stats));
+            crate::console::write_raw(format_args!("{EXITS_PREFIX} {}\n", vm.stats));
             boot::stop(crate::boot::outcome::Outcome::Success);
         }
         Some(Followup::SystemReset) => {

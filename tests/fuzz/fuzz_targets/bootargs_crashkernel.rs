@@ -1,5 +1,5 @@
 //! The hypervisor's command line (`platform::bootargs::parse`), `crashkernel=` above all,
-//! and where the crash region then goes (`hypervisor::memory_plan`).
+//! and where the crash region then goes (`hypervisor::mm::memory_plan`).
 //!
 //! Input: the command line, optionally followed by a NUL byte and bytes that describe a
 //! RAM layout (banks, image, DTB, modules, firmware reservations); without them the
@@ -15,7 +15,7 @@
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
-use hypervisor::memory_plan::{
+use hypervisor::mm::memory_plan::{
     self, CrashPlacementError, CrashRequest, Exclusion, ExclusionKind, Layout, LayoutError,
     MAX_EXCLUSIONS,
 };

@@ -21,7 +21,7 @@
 use arbitrary::{Arbitrary, Unstructured};
 use guest_loader::guest_dt::MAX_GUEST_DTB_SIZE;
 use guest_loader::{GuestConfig, GuestDtSpec, build_guest_dtb, passthrough_regions, plan_guest};
-use hypervisor::memory_plan::{self, CrashRequest, Exclusion, ExclusionKind};
+use hypervisor::mm::memory_plan::{self, CrashRequest, Exclusion, ExclusionKind};
 use hypervisor_fuzz::{assert_platform_info, fdt_totalsize};
 use libfuzzer_sys::fuzz_target;
 use platform::info::{Conduit, PhysRange, PlatformInfo};

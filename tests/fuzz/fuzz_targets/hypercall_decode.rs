@@ -1,6 +1,6 @@
 //! The guest's calls into the hypervisor: the vendor hypercalls
 //! (`hypervisor::hypercall::decode`, `check_ownership`) and PSCI/SMCCC
-//! (`hypervisor::psci::handle`), with every register guest-controlled.
+//! (`hypervisor::vm::psci::handle`), with every register guest-controlled.
 //!
 //! Each call is compared with a reference written here from the ABI tables in the
 //! modules' docs (function IDs and status codes from `hyp-abi`, the ABI crate); for PSCI
@@ -14,8 +14,8 @@ use hyp_abi::hypercall::{
     CALL_UID, DENIED, FEATURES, INVALID_PARAMETER, MEM_PROTECT, MEM_QUERY, NOT_SUPPORTED, STATS,
 };
 use hypervisor::hypercall::{self, Hypercall, Permissions, StatsGroup};
-use hypervisor::psci::{self, CpuPowerState, Followup, PsciPlatform};
-use hypervisor::smccc::{self, FunctionId, Owner};
+use hypervisor::vm::psci::{self, CpuPowerState, Followup, PsciPlatform};
+use hypervisor::hypercall::smccc::{self, FunctionId, Owner};
 use libfuzzer_sys::fuzz_target;
 
 /// Function IDs worth hitting often (the fuzzer finds the rest by itself).
@@ -214,7 +214,7 @@ impl PsciPlatform for FakeBoard {
     }
 }
 
-/// PSCI 1.1 as the hypervisor implements it (see `hypervisor::psci`).
+/// PSCI 1.1 as the hypervisor implements it (see `hypervisor::vm::psci`).
 fn reference_psci(board: &FakeBoard, id: u32, args: [u64; 3]) -> Option<Followup> {
     const AFFINITY: u64 = 0xff_00ff_ffff;
     let id32 = |v: u64| v & 0xffff_ffff;
