@@ -22,6 +22,7 @@ use crate::mm::hw::{TableHw, TlbRegime};
 use crate::mm::image;
 use crate::mm::report;
 use crate::vm::change_window::ChangeWindow;
+use crate::vm::controls::GuestControls;
 use crate::vm::guest::{Stage2, VcpuSetup, Vcpus, Vm, VmStats};
 
 /// The first guest's VMID (0 is left unused, so a VTTBR_EL2 never set reads as no guest).
@@ -265,7 +266,7 @@ pub fn prepare(
     let vm = Vm {
         vmid: FIRST_VMID,
         setup: VcpuSetup {
-            features: GuestFeatures::decode(&ids),
+            controls: GuestControls::for_features(&GuestFeatures::decode(&ids)),
             vtcr,
             vttbr: (u64::from(FIRST_VMID) << 48) | table.root().0,
             midr: ids.midr,

@@ -12,10 +12,10 @@ use platform::info::{MAX_CPUS, PhysRange};
 use spin::Mutex;
 
 use crate::arch::esr::ExceptionClass;
-use crate::cpu::features::GuestFeatures;
 use crate::mm::hw::TableHw;
 use crate::mm::memory_plan::MAX_GUEST_RAM_RANGES;
 use crate::vm::change_window::ChangeWindow;
+use crate::vm::controls::GuestControls;
 use crate::vm::foreign_access::{ForeignAccessTally, HostMemoryMap};
 use crate::vm::psci::CpuPowerState;
 
@@ -24,7 +24,7 @@ pub type Stage2 = PageTable<TableHw>;
 
 /// What every vCPU's EL2 controls are set from, fixed before the first one runs.
 pub struct VcpuSetup {
-    pub features: GuestFeatures,
+    pub controls: GuestControls,
     pub vtcr: u64,
     pub vttbr: u64,
     /// The MIDR the guest sees (the physical one: one vCPU per physical CPU).

@@ -4,6 +4,7 @@
 //! vCPUs.
 
 pub mod change_window;
+pub mod controls;
 pub mod fault;
 pub mod foreign_access;
 pub mod inject;

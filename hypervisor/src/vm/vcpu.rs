@@ -74,7 +74,7 @@ fn run_vcpu(vm: &Vm, index: usize, entry: u64, x0: u64) -> ! {
     let setup = &vm.setup;
     // MPIDR_EL1 bit 31 is RES1.
     el2_setup::configure_for_guest(
-        &setup.features,
+        &setup.controls,
         setup.vtcr,
         setup.vttbr,
         setup.midr,
