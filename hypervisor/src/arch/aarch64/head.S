@@ -2,6 +2,15 @@
  * Entry of the hypervisor image, per the arm64 Linux boot protocol
  * (Documentation/arch/arm64/booting.rst): x0 = DTB physical address, x1..x3 = 0,
  * MMU off, DAIF masked, entered at EL2 (or, wrongly, at EL1).
+ *
+ * Why the test guest (tests/test-guest/src/guest/head.S) has its own copy rather than
+ * sharing this file: it is the independent witness of the hypervisor's behaviour, and
+ * code shared between the two could carry one bug past both (a wrong frame offset, a
+ * wrong relocation rule). The copies also differ where it matters: exception level
+ * (ELR/SPSR/VBAR of EL2 here, EL1 there), frame layout (the hypervisor saves SP and
+ * asserts its TrapFrame offsets in Rust), and what the entry sets up (EL2 controls,
+ * secondary CPUs' MMU). What is common is only the arm64 Image header and the vector
+ * table's shape, both fixed by the architecture and booting.rst.
  */
 
 /* Image header flags: bit 0 = 0 little-endian, bits 2:1 = 01 4K pages, bit 3 = 1 placement anywhere. */

@@ -2,6 +2,15 @@
  * EL2 exception vectors. Each entry saves x0/x1, passes its slot number and joins
  * trap_common, which saves the full register file as a TrapFrame (see trap.rs) on the
  * EL2 stack, calls el2_trap(frame, slot) and restores the (possibly changed) frame.
+ *
+ * Why the test guest (tests/test-guest/src/guest/vectors.S) has its own copy rather than
+ * sharing this file: it is the independent witness of the hypervisor's behaviour, and
+ * code shared between the two could carry one bug past both (a wrong frame offset, a
+ * wrong relocation rule). The copies also differ where it matters: exception level
+ * (ELR/SPSR/VBAR of EL2 here, EL1 there), frame layout (the hypervisor saves SP and
+ * asserts its TrapFrame offsets in Rust), and what the entry sets up (EL2 controls,
+ * secondary CPUs' MMU). What is common is only the arm64 Image header and the vector
+ * table's shape, both fixed by the architecture and booting.rst.
  */
 
 .equ FRAME_SIZE, 272                    // 31 GPRs + SP + ELR + SPSR, 16-byte multiple

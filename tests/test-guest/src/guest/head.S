@@ -2,6 +2,9 @@
  * Entry of the test guest, per the arm64 Linux boot protocol (booting.rst): x0 = DTB
  * physical address, MMU off, DAIF masked, EL1 (the hypervisor, or QEMU without
  * virtualization=on). Modelled on hypervisor/src/arch/aarch64/head.S.
+ *
+ * Deliberately not shared with the hypervisor's hypervisor/src/arch/aarch64/head.S: see
+ * the note there (the test guest is an independent witness; EL1, not EL2).
  */
 
 /* Image header flags: bit 0 = 0 little-endian, bits 2:1 = 01 4K pages, bit 3 = 1 anywhere. */

@@ -4,6 +4,9 @@
  * may change the saved ELR (to skip a faulting instruction) before the eret.
  *
  * Frame (struct Frame in exceptions.rs): x0..x30 at 0..0xf0, ELR at 0xf8, SPSR at 0x100.
+ *
+ * Deliberately not shared with the hypervisor's hypervisor/src/arch/aarch64/vectors.S: see
+ * the note there (the test guest is an independent witness; EL1, not EL2).
  */
 .equ FRAME_SIZE, 0x110
 
