@@ -144,15 +144,35 @@ impl<H: Hardware> PageTable<H> {
     /// invalid (a table to walk into, a leaf to compare, a pending entry): the general
     /// two-pass path handles it.
     fn map_fast(&mut self, s: Segment) -> Option<Result<OpReport, Error>> {
+        let target = self.find_invalid_spread(&s)?;
+        let mut reservation = match self.reserve(target.tables_needed(&s)) {
+            Ok(reservation) => reservation,
+            Err(e) => return Some(Err(e)),
+        };
+        let result = self.fill_invalid_spread(&s, &target, &mut reservation);
+        if result.is_ok() {
+            self.collapse_fast_path(&target, s.start, s.end);
+        }
+        self.collapse_root_groups(s.start, s.end);
+        self.release(reservation);
+        let transiently_unmapped = self.finish();
+        Some(result.map(|()| OpReport {
+            transiently_unmapped,
+        }))
+    }
+
+    /// The read-only descent of [`map_fast`](Self::map_fast): follows table entries while
+    /// the range lies inside one entry, and stops at the table where it spreads over
+    /// several entries (or meets a non-table entry). `None` unless every entry the range
+    /// overlaps there is invalid.
+    fn find_invalid_spread(&self, s: &Segment) -> Option<FastSpread> {
         let (start, end) = (s.start, s.end);
-        let regime = self.regime();
         let mut table = self.root();
-        let mut level = regime.start_level();
+        let mut level = self.regime().start_level();
         let mut base = 0;
-        // The table entries passed through, root first (at most levels 0 to 2).
         let mut path = [(NonNull::dangling(), 0, 0); 3];
         let mut depth = 0;
-        let (first, last, entries) = loop {
+        loop {
             let shift = level_shift(level);
             // `check_range` keeps the range below the root's limit; below the root it
             // lies inside the entry walked into. So both indexes are in the table.
@@ -179,61 +199,55 @@ impl<H: Hardware> PageTable<H> {
                     return None;
                 }
             }
-            break (first, last, entries);
-        };
-        let size = level_size(level);
-        let addr_of = |index: usize| base + index as u64 * size;
-        let mut tables = tables_for_segment(&s, level, addr_of(first));
-        if last > first {
-            tables += tables_for_segment(&s, level, addr_of(last));
-            if last > first + 1 {
-                tables +=
-                    (last - first - 1) as u64 * tables_for_segment(&s, level, addr_of(first + 1));
-            }
-        }
-        let mut reservation = match self.reserve(tables) {
-            Ok(reservation) => reservation,
-            Err(e) => return Some(Err(e)),
-        };
-        let mut result = Ok(());
-        let mut index = first;
-        while index <= last {
-            let ctx = Ctx {
-                addr: addr_of(index),
+            return Some(FastSpread {
+                entries,
                 level,
-                // SAFETY: as above.
-                slot: unsafe { entries.add(index) },
+                base,
+                first,
+                last,
+                path,
+                depth,
+            });
+        }
+    }
+
+    /// Writes every entry of the spread, as [`MapCommit`] writes invalid entries.
+    fn fill_invalid_spread(
+        &mut self,
+        s: &Segment,
+        target: &FastSpread,
+        reservation: &mut Reservation,
+    ) -> Result<(), Error> {
+        let mut index = target.first;
+        while index <= target.last {
+            let ctx = Ctx {
+                addr: target.addr_of(index),
+                level: target.level,
+                // SAFETY: `index` is between the spread's first and last entries, indexes
+                // of its table (`find_invalid_spread`).
+                slot: unsafe { target.entries.add(index) },
                 old: Descriptor::INVALID,
             };
-            match self.map_into_invalid(&s, &ctx, &mut reservation) {
-                Ok(written) => index += written,
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
+            index += self.map_into_invalid(s, &ctx, reservation)?;
+        }
+        Ok(())
+    }
+
+    /// What the walker's post-order visits of [`MapCommit`] do to the tables passed
+    /// through on the way down, deepest first: collapse what now maps one aligned run.
+    fn collapse_fast_path(&mut self, target: &FastSpread, start: u64, end: u64) {
+        for &(slot, addr, level) in target.path[..target.depth].iter().rev() {
+            let old = self.read(slot);
+            if old.is_table(level) {
+                let ctx = Ctx {
+                    addr,
+                    level,
+                    slot,
+                    old,
+                };
+                self.collapse_entry(&ctx, start, end);
             }
         }
-        if result.is_ok() {
-            // What the walker's post-order visits of `MapCommit` do, deepest first.
-            for &(slot, addr, level) in path[..depth].iter().rev() {
-                let old = self.read(slot);
-                if old.is_table(level) {
-                    let ctx = Ctx {
-                        addr,
-                        level,
-                        slot,
-                        old,
-                    };
-                    self.collapse_entry(&ctx, start, end);
-                }
-            }
-        }
-        self.collapse_root_groups(start, end);
-        self.release(reservation);
-        let transiently_unmapped = self.finish();
-        Some(result.map(|()| OpReport {
-            transiently_unmapped,
-        }))
     }
 
     /// Maps `s` into the invalid entry `ctx`: a leaf (with the whole contiguous group when
@@ -299,5 +313,40 @@ impl<H: Hardware> PageTable<H> {
             // SAFETY: the group lies inside this table.
             self.read(unsafe { ctx.slot.add(j) }) == Descriptor::INVALID
         })
+    }
+}
+
+/// Where [`PageTable::map_fast`] writes: entries `first..=last` of the table at `entries`
+/// (at `level`, translating from `base`), all invalid, and the table entries passed
+/// through on the way down (root first).
+struct FastSpread {
+    entries: NonNull<u64>,
+    level: u8,
+    base: u64,
+    first: usize,
+    last: usize,
+    path: [(NonNull<u64>, u64, u8); 3],
+    depth: usize,
+}
+
+impl FastSpread {
+    fn addr_of(&self, index: usize) -> u64 {
+        self.base + index as u64 * level_size(self.level)
+    }
+
+    /// The tables the spread needs, from the range alone: the first and last entries may
+    /// be partial, every entry between them is wholly inside the segment with the same
+    /// alignment and so needs the same number of tables.
+    fn tables_needed(&self, s: &Segment) -> u64 {
+        let (first, last) = (self.first, self.last);
+        let mut tables = tables_for_segment(s, self.level, self.addr_of(first));
+        if last > first {
+            tables += tables_for_segment(s, self.level, self.addr_of(last));
+            if last > first + 1 {
+                tables += (last - first - 1) as u64
+                    * tables_for_segment(s, self.level, self.addr_of(first + 1));
+            }
+        }
+        tables
     }
 }
