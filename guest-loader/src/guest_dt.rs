@@ -135,7 +135,38 @@ pub enum GuestDtError {
 }
 
 impl fmt::Display for GuestDtError {
+    /// Sends each variant to the helper for its family (the groups of
+    /// [`build_guest_dtb`]'s error list), so that adding a variant fails to compile until
+    /// it is given a family (and so a message).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::HostDtbTooShort { .. }
+            | Self::HostDtbBadMagic { .. }
+            | Self::HostDtbTruncated { .. }
+            | Self::HostDtbMalformed { .. } => self.write_host_blob_error(f),
+            Self::NoCpusNode
+            | Self::UnsupportedCells { .. }
+            | Self::MalformedProperty { .. }
+            | Self::CpuMapTooDeep { .. } => self.write_host_tree_error(f),
+            Self::NoGuestMemory
+            | Self::GuestMemoryOverlap { .. }
+            | Self::GuestMemoryIncludesHidden { .. }
+            | Self::InitrdOutsideGuestMemory { .. }
+            | Self::AddressTooWide { .. }
+            | Self::BootargsContainNul
+            | Self::NoVcpus
+            | Self::TooManyVcpus { .. } => self.write_spec_error(f),
+            Self::HiddenRangeInDevice { .. } | Self::Write { .. } | Self::TooLarge { .. } => {
+                self.write_output_error(f)
+            }
+        }
+    }
+}
+
+impl GuestDtError {
+    /// Words a host DTB that cannot be opened at all (too short, bad magic, truncated,
+    /// failing validation): the blob's bytes are at fault, not any node.
+    fn write_host_blob_error(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::HostDtbTooShort { len } => write!(
                 f,
@@ -150,35 +181,15 @@ impl fmt::Display for GuestDtError {
                 "host DTB header says {totalsize} bytes but only {len} are there"
             ),
             Self::HostDtbMalformed { detail } => write!(f, "host DTB is malformed: {detail}"),
-            Self::NoGuestMemory => f.write_str("guest DT spec lists no guest RAM"),
-            Self::GuestMemoryOverlap { first, second } => write!(
-                f,
-                "guest RAM ranges {} and {} overlap",
-                RangeDisplay(*first),
-                RangeDisplay(*second)
-            ),
-            Self::GuestMemoryIncludesHidden { memory, hidden } => write!(
-                f,
-                "guest RAM range {} covers hidden range {}",
-                RangeDisplay(*memory),
-                RangeDisplay(*hidden)
-            ),
-            Self::InitrdOutsideGuestMemory { initrd } => write!(
-                f,
-                "initrd {} is not inside guest RAM",
-                RangeDisplay(*initrd)
-            ),
-            Self::BootargsContainNul => {
-                f.write_str("guest bootargs contain a NUL byte, which a DT string cannot hold")
-            }
-            Self::NoVcpus => f.write_str("the guest needs at least one vCPU"),
-            Self::TooManyVcpus {
-                requested,
-                available,
-            } => write!(
-                f,
-                "{requested} vCPUs requested but the host DT describes only {available} CPUs"
-            ),
+            other => other.write_misrouted(f),
+        }
+    }
+
+    /// Words a well-formed host DTB whose content the guest DT cannot be derived from:
+    /// no `/cpus`, cells or property lengths we cannot decode, a `cpu-map` too deep.
+    /// Each names the host node at fault.
+    fn write_host_tree_error(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             Self::NoCpusNode => f.write_str("host DT has no /cpus node"),
             Self::UnsupportedCells {
                 path,
@@ -197,26 +208,80 @@ impl fmt::Display for GuestDtError {
                 f,
                 "{path}: property {property} has a malformed length of {len} bytes"
             ),
+            Self::CpuMapTooDeep { path } => write!(
+                f,
+                "{path}: cpu-map nests deeper than {MAX_CPU_MAP_DEPTH} levels"
+            ),
+            other => other.write_misrouted(f),
+        }
+    }
+
+    /// Words a [`GuestDtSpec`] that cannot describe a bootable guest: its RAM, initrd,
+    /// bootargs or vCPU count. These are the caller's values, so they are quoted as given.
+    fn write_spec_error(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoGuestMemory => f.write_str("guest DT spec lists no guest RAM"),
+            Self::GuestMemoryOverlap { first, second } => write!(
+                f,
+                "guest RAM ranges {} and {} overlap",
+                RangeDisplay(*first),
+                RangeDisplay(*second)
+            ),
+            Self::GuestMemoryIncludesHidden { memory, hidden } => write!(
+                f,
+                "guest RAM range {} covers hidden range {}",
+                RangeDisplay(*memory),
+                RangeDisplay(*hidden)
+            ),
+            Self::InitrdOutsideGuestMemory { initrd } => write!(
+                f,
+                "initrd {} is not inside guest RAM",
+                RangeDisplay(*initrd)
+            ),
             Self::AddressTooWide { value, cells } => write!(
                 f,
                 "guest RAM value {value:#x} does not fit the root's {cells} cell(s)"
             ),
+            Self::BootargsContainNul => {
+                f.write_str("guest bootargs contain a NUL byte, which a DT string cannot hold")
+            }
+            Self::NoVcpus => f.write_str("the guest needs at least one vCPU"),
+            Self::TooManyVcpus {
+                requested,
+                available,
+            } => write!(
+                f,
+                "{requested} vCPUs requested but the host DT describes only {available} CPUs"
+            ),
+            other => other.write_misrouted(f),
+        }
+    }
+
+    /// Words a guest DT that cannot be written as derived: a copied device would show
+    /// hidden memory, the writer refused a node, or the result is over booting.rst's
+    /// 2 MiB.
+    fn write_output_error(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             Self::HiddenRangeInDevice { path, reg, hidden } => write!(
                 f,
                 "{path}: reg {} overlaps hidden range {}, which the guest must not see",
                 RangeDisplay(*reg),
                 RangeDisplay(*hidden)
             ),
-            Self::CpuMapTooDeep { path } => write!(
-                f,
-                "{path}: cpu-map nests deeper than {MAX_CPU_MAP_DEPTH} levels"
-            ),
             Self::Write { path, error } => write!(f, "cannot write guest DT node {path}: {error}"),
             Self::TooLarge { size } => write!(
                 f,
                 "guest DTB is {size} bytes, over the {MAX_GUEST_DTB_SIZE}-byte limit of booting.rst"
             ),
+            other => other.write_misrouted(f),
         }
+    }
+
+    /// The fallback arm of the family helpers above. `fmt` never sends a variant to a
+    /// helper of another family; should that change, the variant's `Debug` form still
+    /// says what went wrong, where a panic or an empty message would not.
+    fn write_misrouted(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
     }
 }
 
@@ -625,6 +690,34 @@ enum Decision {
     },
 }
 
+impl Decision {
+    /// Keeps a node under `name`, its properties written as `properties` says and its
+    /// children treated as `scope` says.
+    fn keep(name: String, properties: Properties, scope: Scope) -> Self {
+        Self::Keep {
+            name,
+            properties,
+            scope,
+        }
+    }
+
+    /// Keeps a node with no role of its own in the guest DT: its properties copied (a
+    /// PSCI node's rewritten to the guest's conduit) and its children plain nodes.
+    fn keep_plain(node: &FdtNode<'_>, name: String) -> Self {
+        let properties = if is_psci_node(node) {
+            Properties::Psci
+        } else {
+            Properties::Copy
+        };
+        Self::keep(name, properties, Scope::Plain)
+    }
+
+    /// `decision` when `condition` holds; otherwise the node is dropped.
+    fn keep_if(condition: bool, decision: Self) -> Self {
+        if condition { decision } else { Self::Drop }
+    }
+}
+
 /// A node being written, with the children still to visit.
 struct Frame<'a> {
     children: alloc::vec::IntoIter<FdtNode<'a>>,
@@ -718,62 +811,48 @@ impl Builder<'_> {
         child: &FdtNode<'_>,
     ) -> Result<Decision, GuestDtError> {
         let name = child.name().to_string();
-        let keep = |name: String, properties: Properties, scope: Scope| Decision::Keep {
-            name,
-            properties,
-            scope,
-        };
-        let generic = |child: &FdtNode<'_>, name: String| {
-            let properties = if is_psci_node(child) {
-                Properties::Psci
-            } else {
-                Properties::Copy
-            };
-            keep(name, properties, Scope::Plain)
-        };
-        let keep_if = |condition: bool, decision: Decision| {
-            if condition { decision } else { Decision::Drop }
-        };
         Ok(match frame.scope {
             Scope::Root if is_memory_node(child) => Decision::ReplaceWithGuestMemory,
             // Host RAM described deeper (`platform::dt` takes it for RAM too) never shows.
             _ if is_ram_below_root(child) => Decision::Drop,
-            Scope::Root if name == "chosen" => keep(name, Properties::Chosen, Scope::Chosen),
-            Scope::Root if name == "cpus" => keep(name, Properties::Copy, Scope::Cpus),
+            Scope::Root if name == "chosen" => {
+                Decision::keep(name, Properties::Chosen, Scope::Chosen)
+            }
+            Scope::Root if name == "cpus" => Decision::keep(name, Properties::Copy, Scope::Cpus),
             Scope::Root if child.name_without_address() == "reserved-memory" => {
                 let scope = Scope::ReservedMemory(self.reserved_memory_cells(child)?);
-                keep(name, Properties::Copy, scope)
+                Decision::keep(name, Properties::Copy, scope)
             }
             Scope::Root => {
                 self.check_not_hidden(child)?;
-                generic(child, name)
+                Decision::keep_plain(child, name)
             }
             Scope::Chosen if is_hypervisor_only(child) => Decision::Drop,
             Scope::Cpus if is_cpu_node(child) => {
                 self.cpus_seen += 1;
-                keep_if(
+                Decision::keep_if(
                     self.cpus_seen <= self.cpus.keep,
-                    keep(name, Properties::Cpu, Scope::Plain),
+                    Decision::keep(name, Properties::Cpu, Scope::Plain),
                 )
             }
             Scope::Cpus if looks_like_cpu_node(child) => Decision::Drop,
-            Scope::Cpus if name == "cpu-map" => keep_if(
+            Scope::Cpus if name == "cpu-map" => Decision::keep_if(
                 self.has_kept_cpu(child, 0)?,
-                keep(name, Properties::Copy, Scope::CpuMap),
+                Decision::keep(name, Properties::Copy, Scope::CpuMap),
             ),
             Scope::CpuMap => {
                 if self.has_kept_cpu(child, 0)? {
                     let name = renumbered_cpu_map_name(&name, &mut frame.cpu_map_numbers);
-                    keep(name, Properties::Copy, Scope::CpuMap)
+                    Decision::keep(name, Properties::Copy, Scope::CpuMap)
                 } else {
                     Decision::Drop
                 }
             }
-            Scope::ReservedMemory(cells) => keep_if(
+            Scope::ReservedMemory(cells) => Decision::keep_if(
                 self.reserved_child_inside_guest_ram(child, cells)?,
-                generic(child, name),
+                Decision::keep_plain(child, name),
             ),
-            Scope::Chosen | Scope::Cpus | Scope::Plain => generic(child, name),
+            Scope::Chosen | Scope::Cpus | Scope::Plain => Decision::keep_plain(child, name),
         })
     }
 

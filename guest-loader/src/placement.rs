@@ -180,27 +180,11 @@ pub fn place_guest(request: &PlacementRequest<'_>) -> Result<Placement, Placemen
         ram: &ram,
         reserved: request.reserved,
     };
-
-    // First try to keep the initrd where it is; if that leaves the kernel nowhere to go
-    // (the window rule), move the initrd too.
     let initrd_in_place = request
         .initrd
         .filter(|initrd| ram.iter().any(|region| region.contains_range(initrd)));
-    let kernel_entry = match place_kernel(request, &space, initrd_in_place) {
-        Some(entry) => Some(entry),
-        None if initrd_in_place.is_some() => place_kernel(request, &space, None),
-        None => None,
-    }
-    .ok_or(PlacementError::KernelDoesNotFit {
-        image_size: image.image_size,
-        text_offset: image.text_offset,
-    })?;
-    // Cannot fail: place_kernel only returns entries whose footprint end fits in u64.
-    let kernel_footprint =
-        PhysRange::new(kernel_entry, image.image_size).ok_or(PlacementError::KernelDoesNotFit {
-            image_size: image.image_size,
-            text_offset: image.text_offset,
-        })?;
+    let kernel_footprint = place_kernel_footprint(request, &space, initrd_in_place)?;
+    let kernel_entry = kernel_footprint.base;
 
     let mut copies = Vec::new();
     if kernel_entry != request.kernel.base {
@@ -211,30 +195,15 @@ pub fn place_guest(request: &PlacementRequest<'_>) -> Result<Placement, Placemen
             len: request.kernel.size,
         });
     }
-
     let initrd = match request.initrd {
         None => None,
         Some(current)
-            if initrd_in_place == Some(current)
-                && !current.overlaps(&kernel_footprint)
-                && shares_window(&kernel_footprint, &current) =>
+            if initrd_in_place == Some(current) && initrd_may_stay(&current, &kernel_footprint) =>
         {
             Some(current)
         }
         Some(current) => {
-            let mut avoid = Vec::from([kernel_footprint, request.kernel]);
-            avoid.extend_from_slice(request.reserved);
-            let space = FreeSpace {
-                ram: &ram,
-                reserved: &avoid,
-            };
-            let dst = windows_covering(&kernel_footprint)
-                .filter_map(|window| space.lowest_fit(window, current.size, INITRD_ALIGN, 0, &[]))
-                .min()
-                .ok_or(PlacementError::InitrdDoesNotFit {
-                    initrd_size: current.size,
-                    kernel_footprint,
-                })?;
+            let dst = relocated_initrd_base(request, &ram, current.size, &kernel_footprint)?;
             copies.push(ModuleCopy {
                 module: GuestModuleRole::Ramdisk,
                 src: current.base,
@@ -245,16 +214,7 @@ pub fn place_guest(request: &PlacementRequest<'_>) -> Result<Placement, Placemen
         }
     };
 
-    // The DTB avoids every piece's final place and every source, so it can be written
-    // before or after the copies.
-    let mut taken = Vec::from([kernel_footprint, request.kernel]);
-    taken.extend(request.initrd);
-    taken.extend(initrd);
-    let dtb_base = space
-        .lowest_fit(EVERYTHING, DTB_SLOT_SIZE, DTB_SLOT_SIZE, 0, &taken)
-        .ok_or(PlacementError::DtbDoesNotFit)?;
-    let dtb = PhysRange::new(dtb_base, DTB_SLOT_SIZE).ok_or(PlacementError::DtbDoesNotFit)?;
-
+    let dtb = place_dtb(request, &space, &kernel_footprint, initrd)?;
     Ok(Placement {
         kernel_base: kernel_entry - image.text_offset,
         entry: kernel_entry,
@@ -263,6 +223,78 @@ pub fn place_guest(request: &PlacementRequest<'_>) -> Result<Placement, Placemen
         dtb,
         copies: order_copies(copies)?,
     })
+}
+
+/// The kernel's footprint, `[entry, entry + image_size)`. The kernel is first placed
+/// keeping the initrd where it is (in guest RAM); if the window rule then leaves the
+/// kernel nowhere to go, it is placed as if the initrd were free to move, and
+/// [`place_guest`] moves the initrd next to it.
+fn place_kernel_footprint(
+    request: &PlacementRequest<'_>,
+    space: &FreeSpace<'_>,
+    initrd_in_place: Option<PhysRange>,
+) -> Result<PhysRange, PlacementError> {
+    let image = &request.image;
+    let does_not_fit = PlacementError::KernelDoesNotFit {
+        image_size: image.image_size,
+        text_offset: image.text_offset,
+    };
+    let entry = match place_kernel(request, space, initrd_in_place) {
+        Some(entry) => Some(entry),
+        None if initrd_in_place.is_some() => place_kernel(request, space, None),
+        None => None,
+    }
+    .ok_or(does_not_fit)?;
+    // Cannot fail: place_kernel only returns entries whose footprint end fits in u64.
+    PhysRange::new(entry, image.image_size).ok_or(does_not_fit)
+}
+
+/// Whether an initrd already inside guest RAM may stay where it is: the kernel's
+/// final footprint must not cover it, and both must share a 1 GiB-aligned 32 GiB
+/// window (booting.rst).
+fn initrd_may_stay(initrd: &PhysRange, kernel_footprint: &PhysRange) -> bool {
+    !initrd.overlaps(kernel_footprint) && shares_window(kernel_footprint, initrd)
+}
+
+/// Where a moved initrd of `size` bytes goes: the lowest free page in any window it can
+/// share with the kernel, clear of reserved memory, the kernel's final footprint and the
+/// kernel's source (so that neither copy writes over what the other still reads).
+fn relocated_initrd_base(
+    request: &PlacementRequest<'_>,
+    ram: &[PhysRange],
+    size: u64,
+    kernel_footprint: &PhysRange,
+) -> Result<u64, PlacementError> {
+    let mut avoid = Vec::from([*kernel_footprint, request.kernel]);
+    avoid.extend_from_slice(request.reserved);
+    let space = FreeSpace {
+        ram,
+        reserved: &avoid,
+    };
+    windows_covering(kernel_footprint)
+        .filter_map(|window| space.lowest_fit(window, size, INITRD_ALIGN, 0, &[]))
+        .min()
+        .ok_or(PlacementError::InitrdDoesNotFit {
+            initrd_size: size,
+            kernel_footprint: *kernel_footprint,
+        })
+}
+
+/// The DTB's 2 MiB slot: the lowest free 2 MiB-aligned one clear of every piece's final
+/// place and every source, so the DTB can be written before or after the copies.
+fn place_dtb(
+    request: &PlacementRequest<'_>,
+    space: &FreeSpace<'_>,
+    kernel_footprint: &PhysRange,
+    initrd: Option<PhysRange>,
+) -> Result<PhysRange, PlacementError> {
+    let mut taken = Vec::from([*kernel_footprint, request.kernel]);
+    taken.extend(request.initrd);
+    taken.extend(initrd);
+    let dtb_base = space
+        .lowest_fit(EVERYTHING, DTB_SLOT_SIZE, DTB_SLOT_SIZE, 0, &taken)
+        .ok_or(PlacementError::DtbDoesNotFit)?;
+    PhysRange::new(dtb_base, DTB_SLOT_SIZE).ok_or(PlacementError::DtbDoesNotFit)
 }
 
 /// The whole physical address space (as `within` for unconstrained searches).

@@ -328,7 +328,44 @@ impl fmt::Display for Range {
 }
 
 impl fmt::Display for DtError {
+    /// Sends each variant to the helper for its family, so that adding a variant fails to
+    /// compile until it is given a family (and so a message).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadMagic { .. }
+            | Self::Truncated { .. }
+            | Self::UnsupportedVersion { .. }
+            | Self::BadHeader { .. }
+            | Self::TooLarge { .. }
+            | Self::Structure { .. } => self.write_blob_defect(f),
+            Self::NoMemory
+            | Self::OverlappingMemory { .. }
+            | Self::OverlappingReservations { .. }
+            | Self::RangeOverflow { .. }
+            | Self::EmptyRange { .. } => self.write_memory_defect(f),
+            Self::CellsOutOfRange { .. }
+            | Self::MalformedReg { .. }
+            | Self::UntranslatableAddress { .. }
+            | Self::MalformedInterrupts { .. }
+            | Self::MalformedProperty { .. }
+            | Self::MissingProperty { .. }
+            | Self::TooMany { .. } => self.write_property_defect(f),
+            Self::NoConsole
+            | Self::StdoutPathUnresolvable { .. }
+            | Self::ConsoleUnsupported { .. }
+            | Self::MissingGicV3
+            | Self::NoCpus
+            | Self::DuplicateMpidr { .. }
+            | Self::BadPsciMethod { .. } => self.write_device_defect(f),
+        }
+    }
+}
+
+impl DtError {
+    /// Words a defect of the blob's layout: its header (magic, sizes, version) or its
+    /// structure block. These come before any node is read, so they name offsets and
+    /// header fields rather than node paths.
+    fn write_blob_defect(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::BadMagic { found } => {
                 write!(f, "bad FDT magic {found:#010x} (expected 0xd00dfeed)")
@@ -367,16 +404,17 @@ impl fmt::Display for DtError {
                     "malformed structure block at offset {offset:#x}: {problem}"
                 )
             }
+            other => other.write_misrouted(f),
+        }
+    }
+
+    /// Words a defect of the memory map: no RAM, overlapping banks or reservations, or
+    /// a range that is empty or runs off the address space. Each names the ranges (and
+    /// where a reservation came from) so the clash can be found in the source DT.
+    fn write_memory_defect(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             Self::NoMemory => {
                 f.write_str("no memory: no device_type = \"memory\" node with a non-empty reg")
-            }
-            Self::NoConsole => f.write_str("no console: /chosen/stdout-path is missing"),
-            Self::StdoutPathUnresolvable { stdout_path } => write!(
-                f,
-                "stdout-path \"{stdout_path}\" names no node (neither a path nor an alias)"
-            ),
-            Self::ConsoleUnsupported { node, reason } => {
-                write!(f, "console {node} is unsupported: {reason}")
             }
             Self::OverlappingReservations { first, second } => {
                 write!(f, "reserved ranges overlap: {first} and {second}")
@@ -387,6 +425,20 @@ impl fmt::Display for DtError {
                 Range(*first),
                 Range(*second)
             ),
+            Self::RangeOverflow { node, base, size } => write!(
+                f,
+                "{node}: range at {base:#x} of {size:#x} bytes overflows the address space"
+            ),
+            Self::EmptyRange { node, base } => write!(f, "{node}: empty range at {base:#x}"),
+            other => other.write_misrouted(f),
+        }
+    }
+
+    /// Words a property that cannot be decoded (cells, `reg`, `interrupts`, others), is
+    /// missing, or lists more entries than the fixed tables hold. Each starts with the
+    /// node's path, since the same property name appears on many nodes.
+    fn write_property_defect(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             Self::CellsOutOfRange {
                 node,
                 address_cells,
@@ -406,6 +458,11 @@ impl fmt::Display for DtError {
                 "{node}: reg of {len} bytes is not a multiple of one entry \
                  (#address-cells = {address_cells}, #size-cells = {size_cells})"
             ),
+            Self::UntranslatableAddress { node } => write!(
+                f,
+                "{node}: reg is not a CPU physical address (a parent bus has no empty \
+                 `ranges`; address translation is not supported)"
+            ),
             Self::MalformedInterrupts { node, problem } => {
                 write!(f, "{node}: bad interrupts: {problem}")
             }
@@ -418,6 +475,22 @@ impl fmt::Display for DtError {
                 write!(f, "{node}: missing {property}")
             }
             Self::TooMany { what, limit } => write!(f, "too many {what} (at most {limit})"),
+            other => other.write_misrouted(f),
+        }
+    }
+
+    /// Words a device the hypervisor needs that is missing or unusable: the console,
+    /// the GICv3, the CPUs and their PSCI method.
+    fn write_device_defect(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoConsole => f.write_str("no console: /chosen/stdout-path is missing"),
+            Self::StdoutPathUnresolvable { stdout_path } => write!(
+                f,
+                "stdout-path \"{stdout_path}\" names no node (neither a path nor an alias)"
+            ),
+            Self::ConsoleUnsupported { node, reason } => {
+                write!(f, "console {node} is unsupported: {reason}")
+            }
             Self::MissingGicV3 => f.write_str("no GICv3: no node compatible with arm,gic-v3"),
             Self::NoCpus => f.write_str("no CPUs: no /cpus/cpu@* node with device_type = \"cpu\""),
             Self::DuplicateMpidr { node, mpidr } => {
@@ -427,17 +500,15 @@ impl fmt::Display for DtError {
                 f,
                 "{node}: PSCI method \"{method}\" is neither \"smc\" nor \"hvc\""
             ),
-            Self::RangeOverflow { node, base, size } => write!(
-                f,
-                "{node}: range at {base:#x} of {size:#x} bytes overflows the address space"
-            ),
-            Self::EmptyRange { node, base } => write!(f, "{node}: empty range at {base:#x}"),
-            Self::UntranslatableAddress { node } => write!(
-                f,
-                "{node}: reg is not a CPU physical address (a parent bus has no empty \
-                 `ranges`; address translation is not supported)"
-            ),
+            other => other.write_misrouted(f),
         }
+    }
+
+    /// The fallback arm of the family helpers above. `fmt` never sends a variant to a
+    /// helper of another family; should that change, the variant's `Debug` form still
+    /// says what went wrong, where a panic or an empty message would not.
+    fn write_misrouted(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
     }
 }
 
