@@ -32,7 +32,7 @@ pub fn stop(outcome: Outcome<'_>) -> ! {
         CONDUIT_HVC => Conduit::Hvc,
         _ => Conduit::Smc,
     };
-    arch::psci::system_off(conduit);
+    arch::firmware::system_off(conduit);
     // SYSTEM_OFF returned: nothing else to do but stop this CPU.
     arch::halt()
 }

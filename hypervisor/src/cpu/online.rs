@@ -218,7 +218,7 @@ fn firmware_cpu_on(index: usize) -> Result<(), i64> {
     let mut answer = Ok(());
     let settled = wait_until(
         || {
-            answer = arch::psci::cpu_on(mpidr, entry, index as u64);
+            answer = arch::firmware::cpu_on(mpidr, entry, index as u64);
             !matches!(answer, Err(PSCI_ALREADY_ON | PSCI_ON_PENDING))
         },
         OFF_SETTLE_TIMEOUT_US,
@@ -334,7 +334,7 @@ pub fn power_off_this_cpu(then: fn(usize)) -> ! {
     };
     CPUS[index].state.store(OFF, Ordering::Release);
     then(index);
-    arch::psci::cpu_off();
+    arch::firmware::cpu_off();
     // CPU_OFF does not return on success.
     log::error!("cpu{index}: firmware CPU_OFF failed; parking");
     arch::halt()

@@ -135,11 +135,11 @@ impl PsciPlatform for Firmware {
     }
 
     fn firmware_arch_features(&mut self, function: u32) -> i64 {
-        crate::arch::aarch64::psci::arch_features(function)
+        crate::arch::aarch64::firmware::arch_features(function)
     }
 
     fn firmware_workaround(&mut self, function: u32, arg: u64) -> i64 {
-        crate::arch::aarch64::psci::arch_workaround(function, arg as u32)
+        crate::arch::aarch64::firmware::arch_workaround(function, arg as u32)
     }
 
     fn cpu_off(&mut self) {
@@ -228,7 +228,7 @@ fn smccc_call(vm: &'static Vm, frame: &mut TrapFrame) {
         }
         Some(Followup::SystemReset) => {
             log::info!("guest: PSCI SYSTEM_RESET");
-            crate::arch::aarch64::psci::system_reset();
+            crate::arch::aarch64::firmware::system_reset();
             boot::stop(crate::boot::outcome::Outcome::Success);
         }
         None => match crate::hypercall::decode(function, args) {

@@ -4,7 +4,7 @@ pub mod cache;
 pub mod conflict;
 pub mod el2_setup;
 
-pub mod psci;
+pub mod firmware;
 pub mod sysreg;
 pub mod trap;
 

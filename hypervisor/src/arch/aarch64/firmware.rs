@@ -1,5 +1,5 @@
-//! Calls into PSCI firmware through the conduit the device tree names. At EL2 that is
-//! SMC: an HVC would trap to the hypervisor itself.
+//! Calls into firmware (PSCI, and the SMCCC architecture calls), over SMC: at EL2, an
+//! HVC would trap to the hypervisor itself. (What the guest is offered is `vm::psci`.)
 
 use platform::info::Conduit;
 use smccc::{Hvc, Smc};
