@@ -26,8 +26,9 @@ Options:
                 fetched with apt-get download into .cache/xen)
   --out DIR     where reports go (default bench-report/ in the repository)
 
-Single modes print markdown tables to standard output. QEMU runs one at a time on
--machine virt,virtualization=on,gic-version=3 -nographic -nic none.
+Single modes print markdown tables to standard output. QEMU runs one at a time, each
+command line the one scripts/run.sh would run (its --print-qemu, setup and builds skipped
+after bench.py's own): -machine virt,virtualization=on,gic-version=3 -nographic -nic none.
 """
 import argparse
 import hashlib

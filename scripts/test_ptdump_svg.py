@@ -1,9 +1,9 @@
-"""Tests of scripts/ptdump-svg.py on a synthetic boot log.
+"""Tests of scripts/benchlib/ptdump_svg.py and its command scripts/ptdump-svg.py on a
+synthetic boot log.
 
-    python3 -m unittest scripts/test_ptdump_svg.py      (from the repository)
+    python3 -m unittest discover -s scripts -p 'test_*.py'     (from the repository)
     cd scripts && python3 -m unittest test_ptdump_svg
 """
-import importlib.util
 import io
 import os
 import subprocess
@@ -14,10 +14,11 @@ import xml.etree.ElementTree as ET
 from contextlib import redirect_stderr
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from benchlib import ptdump_svg  # noqa: E402
+from benchlib.common import BenchError, DumpShape, minimal_cover  # noqa: E402
+
 SCRIPT = os.path.join(HERE, "ptdump-svg.py")
-_spec = importlib.util.spec_from_file_location("ptdump_svg", SCRIPT)
-ptdump_svg = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ptdump_svg)
 
 G, M = 1 << 30, 1 << 20
 
@@ -42,7 +43,8 @@ SYNTHETIC = "\r\n".join([
     "ptdump: table=el2 va=0x80000000 end=0xbc000000 pa=0x80000000 size=0x3c000000 level=2 leaves=480 cont=1 attrs=rw- normal",
     "ptdump: table=el2 va=0x100000000 end=0x300000000 pa=0x100000000 size=0x200000000 level=1 leaves=8 cont=0 attrs=rw- normal",
     "ptdump: table=el2 va=0x300000000 end=0x300001000 pa=0x300000000 size=0x1000 level=9 leaves=1 cont=0 attrs=rw- normal",
-    "map-stats: table=el2 table_pages=7 leaves_1g=8 leaves_2m=498 leaves_4k=529 descriptors=1040 build_us=99",
+    "map-stats: table=el2 table_pages=7 leaves_1g=8 leaves_2m=498 leaves_4k=529 descriptors=1040 "
+    "minimal_descriptors=1041 minimal_tlb_entries=89 tlbi=0 build_us=99",
     "ptdump: table=stage2 va=0x40000000 end=0x80000000 pa=0x40000000 size=0x40000000 level=1 leaves=1 cont=0 attrs=rwx normal",
     "map-stats: table=stage2 table_pages=2 leaves_1g=1 leaves_2m=0 leaves_4k=0 descriptors=2 build_us=1",
     "hyp-exit: success",
@@ -144,24 +146,29 @@ class RenderTest(unittest.TestCase):
 
 
 class MinimalCoverTest(unittest.TestCase):
-    """scripts/benchlib/minimal.py, which bench.py applies to the same ptdump runs."""
+    """The minimal cover is the engine's count (pgtable::MinimalCover), read from the
+    map-stats line; the leaves the dump shows are counted from the ptdump lines."""
 
-    def test_synthetic_el2(self):
-        sys.path.insert(0, HERE)
-        from benchlib import minimal
-        runs = ptdump_svg.parse_log(SYNTHETIC).dumps["el2"]
-        best = minimal.minimal_cover(runs)
-        # rw- 0x40210000..0x40400000 merges with the 2M run after it: 496 pages + 16 blocks.
-        self.assertEqual(best.by_level, {1: 8, 2: 1 + 16 + 480, 3: 16 + 1 + 16 + 496})
-        self.assertEqual(best.leaves, 1034)
-        # Contiguous: the device pages, the r-x pages, the 496 rw- pages and the 480 blocks
-        # (the 16 blocks at 0x40400000 straddle 32 MiB groups).
-        self.assertEqual(best.contiguous, 16 + 16 + 496 + 480)
-        self.assertEqual(best.tables, 1 + 3 + 3)
-        self.assertEqual(best.descriptors, 1041)
-        self.assertEqual(best.tlb_entries, 26 + 63)
-        ours = minimal.actual_shape(runs)
+    def test_minimal_fields_of_map_stats(self):
+        log = ptdump_svg.parse_log(SYNTHETIC)
+        self.assertEqual(minimal_cover(log.map_stats["el2"], "el2"), (1041, 89))
+        self.assertEqual(log.map_stats["el2"]["descriptors"], 1040)
+        self.assertEqual(log.map_stats["el2"]["build_us"], 99)
+
+    def test_a_line_without_them_is_a_clear_error(self):
+        log = ptdump_svg.parse_log(SYNTHETIC)
+        with self.assertRaises(BenchError) as caught:
+            minimal_cover(log.map_stats["stage2"], "stage2")
+        self.assertIn("minimal_descriptors", str(caught.exception))
+        self.assertIn("table=stage2", str(caught.exception))
+
+    def test_dump_shape(self):
+        ours = DumpShape(ptdump_svg.parse_log(SYNTHETIC).dumps["el2"])
+        self.assertEqual(ours.by_level, {1: 8, 2: 1 + 16 + 480, 3: 16 + 1 + 16 + 496})
         self.assertEqual(ours.leaves, 1034)
+        self.assertEqual(ours.contiguous, 16 + 16 + 16 + 480)
+        # 1034 leaves, 528 of them in 33 groups of 16.
+        self.assertEqual(ours.tlb_entries, 1034 - 528 + 33)
 
 
 class CommandLineTest(unittest.TestCase):

@@ -1,19 +1,21 @@
-"""Running QEMU once, parsing the hypervisor's machine-readable console lines, and the
-median (min-max) formatting every table uses."""
-import importlib.util
+"""QEMU command lines (from scripts/run.sh --print-qemu), running QEMU once, parsing the
+hypervisor's machine-readable console lines, and the median (min-max) formatting every
+table uses."""
 import os
 import re
+import shlex
 import statistics
 import subprocess
 import sys
 import threading
 import time
 
+from . import ptdump_svg
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target"))
 QEMU = "qemu-system-aarch64"
-MACHINE_OPTS = "virt,virtualization=on,gic-version=3"
-MACHINE = ["-machine", MACHINE_OPTS, "-nographic", "-nic", "none"]
+RUN_SH = os.path.join(REPO, "scripts", "run.sh")
 
 
 class BenchError(Exception):
@@ -32,12 +34,69 @@ class QemuResult:
         self.started = started  # what on_start returned
 
 
-def run_qemu(args, timeout=300, log=None, on_start=None):
-    """Runs QEMU with `args` (stdin closed, console captured): wall time, this child's
-    own peak RSS (os.wait4), the console with each line's arrival time, the exit code.
-    `log` also gets the console; `on_start(proc, start)` runs once QEMU is started."""
+# ---------------------------------------------------------------------------------------
+# QEMU command lines: scripts/run.sh is the one place that knows the recipe (machine,
+# CPUs, memory, loaders, console); the benchmarks ask it with --print-qemu.
+
+def parse_print_qemu(text):
+    """The argv in the output of `run.sh --print-qemu`: exactly one non-empty line, each
+    argument in POSIX shell quoting (shlex.split reads it back), starting with QEMU."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) != 1:
+        raise BenchError("run.sh --print-qemu printed %d lines, not one QEMU command line:\n%s" % (
+            len(lines), tail(text, 1000)))
+    try:
+        argv = shlex.split(lines[0])
+    except ValueError as error:
+        raise BenchError("run.sh --print-qemu printed a line shlex cannot split (%s): %s" % (error, lines[0]))
+    if not argv or os.path.basename(argv[0]) != QEMU:
+        raise BenchError("run.sh --print-qemu printed no %s command line: %s" % (QEMU, lines[0]))
+    return argv
+
+
+_commands = {}
+
+
+def qemu_command(mode, *options, extra=()):
+    """The QEMU argv `scripts/run.sh MODE OPTIONS -- EXTRA` would run, from its
+    --print-qemu, with setup and builds skipped (bench.py did both first) and the console
+    log to /dev/null (run_qemu captures the console itself). Cached per arguments."""
+    cmd = [RUN_SH, mode, "--print-qemu", "--skip-setup", "--log", os.devnull] + list(options)
+    if extra:
+        cmd += ["--"] + list(extra)
+    key = tuple(cmd)
+    if key not in _commands:
+        try:
+            result = subprocess.run(cmd, cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        except OSError as error:
+            raise BenchError("cannot start %s: %s" % (RUN_SH, error))
+        if result.returncode != 0:
+            raise BenchError("%s failed (exit %d):\n%s" % (
+                " ".join(shlex.quote(c) for c in cmd), result.returncode, tail(result.stderr, 1500)))
+        _commands[key] = parse_print_qemu(result.stdout)
+    return list(_commands[key])
+
+
+def machine_summary(argv):
+    """`-machine ... -nographic -nic none`: the machine options of a QEMU argv, for the
+    report's header."""
+    out = []
+    for i, arg in enumerate(argv):
+        if arg == "-machine" and i + 1 < len(argv):
+            out += [arg, argv[i + 1]]
+        elif arg == "-nographic":
+            out.append(arg)
+        elif arg == "-nic" and i + 1 < len(argv):
+            out += [arg, argv[i + 1]]
+    return " ".join(out)
+
+
+def run_qemu(argv, timeout=300, log=None, on_start=None):
+    """Runs the QEMU command line `argv` (stdin closed, console captured): wall time, this
+    child's own peak RSS (os.wait4), the console with each line's arrival time, the exit
+    code. `log` also gets the console; `on_start(proc, start)` runs once QEMU is started."""
     start = time.monotonic()
-    proc = subprocess.Popen([QEMU] + args, stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     timed_out = []
 
@@ -63,16 +122,16 @@ def run_qemu(args, timeout=300, log=None, on_start=None):
         os.makedirs(os.path.dirname(log), exist_ok=True)
         with open(log, "w") as f:
             f.write(console)
-    return QemuResult(args, wall, usage.ru_maxrss / 1024, console, proc.returncode, bool(timed_out),
+    return QemuResult(argv, wall, usage.ru_maxrss / 1024, console, proc.returncode, bool(timed_out),
                       lines, started)
 
 
-def command_line(args):
+def command_line(argv):
     """A shell-readable QEMU command line for the report (paths relative to the repo)."""
     def quote(a):
         a = a.replace(REPO + "/", "")
         return "'%s'" % a if re.search(r"[\s,=\"]", a) and not a.startswith("-") else a
-    return " ".join([QEMU] + [quote(a) for a in args])
+    return " ".join([os.path.basename(argv[0])] + [quote(a) for a in argv[1:]])
 
 
 def tail(console, n=2500):
@@ -119,25 +178,42 @@ def guest_memtotal_kb(console):
     return int(m[-1]) if m else None
 
 
-_ptdump_svg = None
-
-
-def ptdump_svg():
-    """scripts/ptdump-svg.py as a module (its parser and renderer)."""
-    global _ptdump_svg
-    if _ptdump_svg is None:
-        path = os.path.join(REPO, "scripts", "ptdump-svg.py")
-        spec = importlib.util.spec_from_file_location("ptdump_svg", path)
-        _ptdump_svg = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(_ptdump_svg)
-    return _ptdump_svg
-
-
 def ptdump_runs(console, table):
-    runs = ptdump_svg().parse_log(console).dumps.get(table)
+    runs = ptdump_svg.parse_log(console).dumps.get(table)
     if not runs:
         raise BenchError("no 'ptdump: table=%s' lines in the console" % table)
     return runs
+
+
+CONT_ENTRIES = 16
+
+
+class DumpShape:
+    """The leaves a ptdump shows, by level, and those with the contiguous hint."""
+
+    def __init__(self, runs):
+        self.by_level = {1: 0, 2: 0, 3: 0}
+        self.contiguous = 0
+        for run in runs:
+            self.by_level[run.level] += run.leaves
+            self.contiguous += run.leaves if run.cont else 0
+        self.leaves = sum(self.by_level.values())
+
+    @property
+    def tlb_entries(self):
+        """TLB entries the map needs at most: a contiguous group of 16 leaves is one."""
+        return self.leaves - self.contiguous + self.contiguous // CONT_ENTRIES
+
+
+def minimal_cover(stats, table):
+    """(descriptors, TLB entries) of the minimal cover the engine counted for what its
+    ptdump showed (`minimal_descriptors=`, `minimal_tlb_entries=` of a map-stats line,
+    parsed into `stats`)."""
+    missing = [k for k in ("minimal_descriptors", "minimal_tlb_entries") if k not in stats]
+    if missing:
+        raise BenchError("the 'map-stats: table=%s' line has no %s (a hypervisor built before the engine "
+                         "reported its minimal cover?)" % (table, " or ".join(missing)))
+    return stats["minimal_descriptors"], stats["minimal_tlb_entries"]
 
 
 # ---------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 
-from .common import MACHINE, TARGET, BenchError, median, progress, run_qemu, spread
+from .common import TARGET, BenchError, median, progress, run_qemu, spread
 
 # Messages of the generic arm64 boot path, in the order they appear. A phase runs from one
 # to the next; a marker a kernel does not print is skipped.
@@ -36,15 +36,13 @@ EARLY_ARGS = "console=ttyAMA0 earlycon hyp.check=1 hyp.smp=2"
 SAMPLE_PERIOD = 0.004
 
 
-def _variants(ctx, guest_loader, kernel, initrd, extra=""):
-    from .sections import BOOT_CPU, BOOT_MEM, BOOT_SMP
+def _variants(ctx, kernel, initrd, extra=""):
+    from .sections import direct_linux, hyp_linux
     args = EARLY_ARGS + extra
-    base = MACHINE + ["-cpu", BOOT_CPU, "-smp", BOOT_SMP, "-m", BOOT_MEM]
-    hyp = base + ["-kernel", ctx.hypervisor] + guest_loader(kernel, initrd, args)
     return [
-        ("direct", "direct", base + ["-kernel", kernel, "-initrd", initrd, "-append", args]),
-        ("hyp", "hypervisor, stage-2 blocks", hyp),
-        ("hyp-pages", "hypervisor, stage-2 pages", hyp + ["-append", "mapping=pages"]),
+        ("direct", "direct", direct_linux(kernel, initrd, args)),
+        ("hyp", "hypervisor, stage-2 blocks", hyp_linux(ctx, kernel, initrd, args)),
+        ("hyp-pages", "hypervisor, stage-2 pages", hyp_linux(ctx, kernel, initrd, args, append="mapping=pages")),
     ]
 
 
@@ -68,21 +66,20 @@ def milestones(lines):
 
 
 def _guest_files():
-    from .sections import guest_files, guest_loader
-    kernel, initrd = guest_files()
-    return kernel, initrd, guest_loader
+    from .sections import guest_files
+    return guest_files()
 
 
-def kallsyms(ctx, kernel, initrd, guest_loader):
+def kallsyms(ctx, kernel, initrd):
     """The guest kernel's text symbols at their `nokaslr` addresses: sorted [(addr, name)]."""
     with open(kernel, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()[:16]
     cache = os.path.join(TARGET, "kallsyms-%s.txt" % digest)
     if not os.path.isfile(cache):
         progress("phases: dumping the guest's kallsyms (once per kernel)")
-        from .sections import BOOT_MEM
-        args = MACHINE + ["-cpu", "max", "-m", BOOT_MEM, "-kernel", kernel, "-initrd", initrd,
-                          "-append", "console=ttyAMA0 nokaslr hyp.kallsyms=1"]
+        from .sections import BOOT_MEM, direct_linux
+        args = direct_linux(kernel, initrd, "console=ttyAMA0 nokaslr hyp.kallsyms=1", cpu="max", smp="1",
+                            mem=BOOT_MEM)
         lines, _, _ = stamped_boot(args)
         text = [l for _, l in lines]
         if "guest-kallsyms: end" not in text:
@@ -152,6 +149,7 @@ def sample_pcs(args, window):
             return pcs
 
         # The console is drained by stamped_boot; the sampler runs in a thread meanwhile.
+        # The monitor socket is the sampler's own addition to run.sh's command line.
         holder = {}
 
         def on_start(proc, start):
@@ -165,8 +163,8 @@ def sample_pcs(args, window):
 
 
 def section_phases(ctx):
-    kernel, initrd, guest_loader = _guest_files()
-    variants = _variants(ctx, guest_loader, kernel, initrd)
+    kernel, initrd = _guest_files()
+    variants = _variants(ctx, kernel, initrd)
     stamps = {key: [] for key, _, _ in variants}
     for r in range(ctx.runs):
         for key, _, args in variants:
@@ -211,11 +209,11 @@ def section_phases(ctx):
     # Sample the phase that grew most, in each variant, at its own position in time.
     start_label, end_label = worst.split(" → ")
     try:
-        symbols = kallsyms(ctx, kernel, initrd, guest_loader)
+        symbols = kallsyms(ctx, kernel, initrd)
     except BenchError as error:
         return "\n".join(lines + ["", "PC samples skipped: %s." % error])
     name = _namer(symbols)
-    sampled = _variants(ctx, guest_loader, kernel, initrd, " nokaslr")
+    sampled = _variants(ctx, kernel, initrd, " nokaslr")
     lines += ["", "PC samples of CPU 0 during *%s* (every %.0f ms through QEMU's monitor; guest "
               "booted with `nokaslr`, named by its kallsyms):" % (worst, SAMPLE_PERIOD * 1000), "",
               "| variant | samples | where CPU 0 was |", "|---|---|---|"]

@@ -6,8 +6,8 @@ import platform
 import subprocess
 import time
 
-from . import phases, sections
-from .common import MACHINE_OPTS, QEMU, REPO, BenchError, progress, ptdump_svg
+from . import phases, ptdump_svg, sections
+from .common import QEMU, REPO, BenchError, machine_summary, progress, qemu_command
 
 
 def _out(cmd, strip=True):
@@ -41,13 +41,19 @@ def header(ctx, started, load_start):
     kp = os.path.join(REPO, ".cache/guest/kernel-package")
     if os.path.exists(kp):
         kernel = open(kp).read().strip()
+    # The machine options of run.sh's recipe, which every boot here uses.
+    try:
+        options = ["--hypervisor", ctx.hypervisor] if ctx.hypervisor else []
+        machine = "`%s`" % machine_summary(qemu_command("none", *options))
+    except BenchError as error:
+        machine = "unknown (%s)" % str(error).splitlines()[0]
     rows = [
         ("date (UTC)", started.strftime("%Y-%m-%d %H:%M:%S")),
         ("git commit", "`%s` %s (working tree: %s)" % (commit[:12], subject, state)),
         ("binaries", "built from that tree at the start and copied, so every boot uses the same one: %s" % ", ".join(
             "`%s` sha256 `%s`" % (name, digest[:16]) for name, digest in ctx.binaries.items())),
         ("QEMU", qemu),
-        ("machine", "`-machine %s -nographic -nic none`, `-smp 2`, TCG" % MACHINE_OPTS),
+        ("machine", "%s (`scripts/run.sh --print-qemu`), `-smp 2`, TCG" % machine),
         ("CPU models", "boot and map: `-cpu max` (FEAT_BBM level 2); MEM_PROTECT: `-cpu max` and `-cpu cortex-a72` (no FEAT_BBML2)"),
         ("RAM", "boot: %s; direct map: %s; MEM_PROTECT: %s" % (
             sections.BOOT_MEM, ", ".join(ctx.ram_sizes), sections.PROTECT_MEM)),
@@ -72,7 +78,7 @@ PICTURES = (
 
 
 def pictures(outdir):
-    svg = ptdump_svg()
+    svg = ptdump_svg
     lines = [
         "Drawn by `scripts/ptdump-svg.py` from the console logs of this run (in `logs/`); redraw "
         "one with e.g. `scripts/ptdump-svg.py logs/boot-hyp-run1.log --table stage2 -o x.svg`. One "

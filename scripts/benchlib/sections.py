@@ -6,16 +6,15 @@ import re
 import subprocess
 import time
 
-from . import minimal
-from .xen import XEN_ARGS, ensure_xen
-from .common import (MACHINE, REPO, TARGET, BenchError, command_line, find_line, guest_memtotal_kb,
-                     heap_stats, kv_ints, hyp_exit_ok, map_stats, median, progress, ptdump_runs, ratio, run_qemu,
-                     same, spread, tail)
+from .xen import XEN_ARGS, ensure_xen, xen_options
+from .common import (REPO, TARGET, BenchError, DumpShape, command_line, guest_memtotal_kb, heap_stats,
+                     hyp_exit_ok, map_stats, median, minimal_cover, progress, ptdump_runs, qemu_command, ratio,
+                     run_qemu, same, spread, tail)
 
+# The guest's whole command line in every Linux boot here (run.sh --guest-cmdline): no
+# earlycon, unlike run.sh's default, except in the phases benchmark.
 GUEST_ARGS = "console=ttyAMA0 hyp.check=1 hyp.smp=2"
-XEN_DOM0_ARGS = "console=hvc0 hyp.check=1 hyp.smp=2"
 BOOT_CPU, BOOT_SMP, BOOT_MEM = "max", "2", "2G"
-KERNEL_ADDR = 0x50000000
 
 
 class Context:
@@ -54,29 +53,43 @@ def guest_files():
     return kernel, initrd
 
 
-def guest_loader(kernel, initrd, bootargs):
-    # QEMU's option syntax: a comma inside a value is written twice.
-    bootargs = bootargs.replace(",", ",,")
-    initrd_addr = (KERNEL_ADDR + os.path.getsize(kernel) + 0x3fffff) & ~0x1fffff
-    return ["-device", "guest-loader,addr=0x%x,kernel=%s,bootargs=%s" % (KERNEL_ADDR, kernel, bootargs),
-            "-device", "guest-loader,addr=0x%x,initrd=%s" % (initrd_addr, initrd)]
+def machine_options(cpu=BOOT_CPU, smp=BOOT_SMP, mem=BOOT_MEM):
+    return ["--cpu", cpu, "--smp", smp, "--mem", mem]
+
+
+def guest_options(kernel, initrd, cmdline):
+    """run.sh options for the Linux guest: these files, this whole command line."""
+    return ["--kernel", kernel, "--initrd", initrd, "--guest-cmdline", cmdline]
+
+
+def hyp_linux(ctx, kernel, initrd, cmdline, append="", cpu=BOOT_CPU, smp=BOOT_SMP, mem=BOOT_MEM):
+    """QEMU argv of Linux under this run's copy of the hypervisor (`run.sh linux`), with
+    `append` as the hypervisor's command line."""
+    options = machine_options(cpu, smp, mem) + ["--hypervisor", ctx.hypervisor]
+    if append:
+        options += ["--append", append]
+    return qemu_command("linux", *(options + guest_options(kernel, initrd, cmdline)))
+
+
+def direct_linux(kernel, initrd, cmdline, cpu=BOOT_CPU, smp=BOOT_SMP, mem=BOOT_MEM):
+    """QEMU argv of Linux booted directly by QEMU (`run.sh direct`)."""
+    return qemu_command("direct", *(machine_options(cpu, smp, mem) + guest_options(kernel, initrd, cmdline)))
 
 
 def boot_variants(ctx):
     kernel, initrd = guest_files()
-    base = MACHINE + ["-cpu", BOOT_CPU, "-smp", BOOT_SMP, "-m", BOOT_MEM]
-    hyp = base + ["-kernel", ctx.hypervisor] + guest_loader(kernel, initrd, GUEST_ARGS)
     variants = [
-        ("direct", "Linux booted directly by QEMU (baseline)",
-         base + ["-kernel", kernel, "-initrd", initrd, "-append", GUEST_ARGS]),
-        ("hyp", "Linux under the hypervisor (blocks, default)", hyp),
-        ("hyp-pages", "Linux under the hypervisor, `mapping=pages`", hyp + ["-append", "mapping=pages"]),
+        ("direct", "Linux booted directly by QEMU (baseline)", direct_linux(kernel, initrd, GUEST_ARGS)),
+        ("hyp", "Linux under the hypervisor (blocks, default)", hyp_linux(ctx, kernel, initrd, GUEST_ARGS)),
+        ("hyp-pages", "Linux under the hypervisor, `mapping=pages`",
+         hyp_linux(ctx, kernel, initrd, GUEST_ARGS, append="mapping=pages")),
     ]
     if ctx.with_xen:
         ctx.xen = ctx.xen or ensure_xen()
-        variants.append(("xen", "Linux as dom0 under Xen %s" % ctx.xen[1],
-                         base + ["-kernel", ctx.xen[0], "-append", XEN_ARGS]
-                         + guest_loader(kernel, initrd, XEN_DOM0_ARGS)))
+        # run.sh's linux recipe with Xen's differences: its image, its command line, dom0's console.
+        xen_opts, dom0_args = xen_options(ctx.xen[0])
+        variants.append(("xen", "Linux as dom0 under Xen %s" % ctx.xen[1], qemu_command(
+            "linux", *(machine_options() + xen_opts + guest_options(kernel, initrd, dom0_args)))))
     return variants
 
 
@@ -108,8 +121,7 @@ def run_boot(ctx):
 def run_crash(ctx):
     """One boot under the hypervisor with crashkernel=64M, for the pictures."""
     kernel, initrd = guest_files()
-    args = MACHINE + ["-cpu", BOOT_CPU, "-smp", BOOT_SMP, "-m", BOOT_MEM, "-kernel", ctx.hypervisor,
-                      "-append", "crashkernel=64M"] + guest_loader(kernel, initrd, GUEST_ARGS)
+    args = hyp_linux(ctx, kernel, initrd, GUEST_ARGS, append="crashkernel=64M")
     progress("boot hyp with crashkernel=64M (pictures)")
     result = run_qemu(args, timeout=300, log=ctx.log("boot-hyp-crashkernel.log"))
     check_boot("hyp crashkernel=64M", result)
@@ -145,25 +157,17 @@ def section_boot(ctx):
     return "\n".join(lines)
 
 
-def stage2_start_level(console):
-    """Where this boot's stage-2 walk starts, from the guest facts (level 0 if absent)."""
-    facts = find_line(console, "hyp-facts: guest_ram_bytes=")
-    bits = kv_ints(facts).get("stage2_ipa_bits") if facts else None
-    return minimal.stage2_start_level(bits) if bits else 0
-
-
 def stage2_row(label, samples):
     stats = [map_stats(s.console, "stage2") for s in samples]
-    runs = ptdump_runs(samples[0].console, "stage2")
-    ours = minimal.actual_shape(runs)
-    best = minimal.minimal_cover(runs, stage2_start_level(samples[0].console))
+    ours = DumpShape(ptdump_runs(samples[0].console, "stage2"))
+    best_descriptors, best_tlb = minimal_cover(stats[0], "stage2")
     written = [s["descriptors"] for s in stats]
     pages = [s["table_pages"] for s in stats]
-    return (label, pages, stats, ours, best, written), "| %s | %s | %s | %d / %d / %d | %d | %s | %d | %s | %d / %d | %s |" % (
+    return (label, pages, stats, written), "| %s | %s | %s | %d / %d / %d | %d | %s | %d | %s | %d / %d | %s |" % (
         label, same(pages), same([p * 4 for p in pages]),
         ours.by_level[1], ours.by_level[2], ours.by_level[3], ours.contiguous,
-        same(written), best.descriptors, ratio(median(written), best.descriptors),
-        ours.tlb_entries, best.tlb_entries, spread([s["build_us"] for s in stats], "{:.0f}"))
+        same(written), best_descriptors, ratio(median(written), best_descriptors),
+        ours.tlb_entries, best_tlb, spread([s["build_us"] for s in stats], "{:.0f}"))
 
 
 def section_stage2(ctx):
@@ -172,7 +176,8 @@ def section_stage2(ctx):
         "The guest's stage 2 as built for the Linux boots above (`map-stats: table=stage2`, "
         "`ptdump: table=stage2`): table pages (4 KiB each) ours against a forced-4K stage 2 of the "
         "same guest (`mapping=pages`). *Minimal* is the fewest descriptors for the same ranges and "
-        "attributes with 1G/2M/4K leaves, computed from the ptdump (scripts/benchlib/minimal.py); "
+        "attributes with 1G/2M/4K leaves, counted by the engine over what the ptdump shows "
+        "(`minimal_descriptors=` of `map-stats:`, `pgtable::MinimalCover`); "
         "*TLB entries* counts a contiguous group of 16 leaves as one. `mapping=pages` forces 4K "
         "pages for RAM only: the MMIO ranges keep their 1G and 2M blocks in both rows.",
         "",
@@ -203,8 +208,8 @@ def run_map(ctx):
         for mem in ctx.ram_sizes:
             for mapping in ("blocks", "pages"):
                 progress("map %s mapping=%s, run %d/%d" % (mem, mapping, r + 1, ctx.runs))
-                args = MACHINE + ["-cpu", "max", "-smp", "2", "-m", mem, "-kernel", ctx.hypervisor,
-                                  "-append", "mapping=" + mapping]
+                args = qemu_command("none", *(machine_options("max", "2", mem)
+                                              + ["--hypervisor", ctx.hypervisor, "--append", "mapping=" + mapping]))
                 log = ctx.log("map-%s-%s.log" % (mem, mapping)) if r == 0 else None
                 result = run_qemu(args, timeout=600, log=log)
                 if not hyp_exit_ok(result.console):
@@ -221,8 +226,9 @@ def section_map(ctx):
         "(W^X by section) and the devices, built before the MMU is on (no TLB maintenance). "
         "`build µs` is the hypervisor's own CNTPCT measurement of the whole build; table pages, "
         "descriptors and leaves are from `map-stats: table=el2`. *Minimal* is the fewest descriptors "
-        "for the same ranges and attributes with 1G/2M/4K leaves, computed from the ptdump "
-        "(scripts/benchlib/minimal.py, the rule of the engine's checker); *TLB entries* counts a "
+        "for the same ranges and attributes with 1G/2M/4K leaves, counted by the engine over what "
+        "the ptdump shows (`minimal_descriptors=` of `map-stats:`, `pgtable::MinimalCover`, the rule "
+        "of the engine's checker); *TLB entries* counts a "
         "contiguous group of 16 leaves as one. `mapping=pages` forces 4K pages for RAM and the image; "
         "the devices keep their 2M blocks. Under TCG the counter runs on the host's clock while "
         "QEMU also translates the code it meets for the first time, so the times are QEMU's, not a "
@@ -237,8 +243,8 @@ def section_map(ctx):
         for mapping in ("blocks", "pages"):
             samples = ctx.map[(mem, mapping)]
             stats = [map_stats(s.console, "el2") for s in samples]
-            runs = ptdump_runs(samples[0].console, "el2")
-            ours, best = minimal.actual_shape(runs), minimal.minimal_cover(runs)
+            ours = DumpShape(ptdump_runs(samples[0].console, "el2"))
+            best_descriptors, best_tlb = minimal_cover(stats[0], "el2")
             build = [s["build_us"] for s in stats]
             written = [s["descriptors"] for s in stats]
             if mapping == "blocks":
@@ -246,9 +252,9 @@ def section_map(ctx):
             lines.append("| %s | %s | %s | %s | %s | %s | %d | %s | %d / %d / %d | %d / %d |" % (
                 mem, "blocks (ours)" if mapping == "blocks" else "`pages` (baseline)",
                 spread(build, "{:.0f}"), "–" if mapping == "blocks" else ratio(median(build), blocks_build, "{:.1f}"),
-                same([s["table_pages"] for s in stats]), same(written), best.descriptors,
-                ratio(median(written), best.descriptors), ours.by_level[1], ours.by_level[2], ours.by_level[3],
-                ours.tlb_entries, best.tlb_entries))
+                same([s["table_pages"] for s in stats]), same(written), best_descriptors,
+                ratio(median(written), best_descriptors), ours.by_level[1], ours.by_level[2], ours.by_level[3],
+                ours.tlb_entries, best_tlb))
     return "\n".join(lines)
 
 
@@ -317,9 +323,8 @@ def section_protect(ctx):
             name = "protect-%s%s-run%d.log" % (cpu, "-" + bootargs.replace("=", "-") if bootargs else "", r + 1)
             # The hypervisor's selftest mode with run.sh's crashkernel=32M; the guest is Linux with
             # its checks (the EL1 test guest adds a 45 s concurrency test and nothing here).
-            args = MACHINE + ["-cpu", cpu, "-smp", "2", "-m", PROTECT_MEM, "-kernel", ctx.hypervisor,
-                              "-append", "crashkernel=32M%s selftest" % (" " + bootargs if bootargs else "")] \
-                + guest_loader(kernel, initrd, GUEST_ARGS)
+            args = hyp_linux(ctx, kernel, initrd, GUEST_ARGS, cpu=cpu, smp="2", mem=PROTECT_MEM,
+                             append="crashkernel=32M%s selftest" % (" " + bootargs if bootargs else ""))
             result = run_qemu(args, timeout=300, log=ctx.log(name))
             ctx.commands.setdefault("protect", command_line(args))
             console = result.console

@@ -3,8 +3,11 @@
 Fetched, never installed: `dpkg --add-architecture arm64` (when missing) and
 `apt-get update`, then `apt-get download xen-hypervisor-4.17-arm64:arm64` into
 .cache/xen/ and `dpkg-deb -x`; the hypervisor is the package's /boot/xen-4.17-arm64, an
-arm64 Image QEMU's -kernel starts at EL2. Dom0 is the same kernel and initramfs as the
-other boot rows, loaded by the same two guest-loader devices, with console=hvc0.
+arm64 Image QEMU's -kernel starts at EL2. The QEMU command line is run.sh's linux recipe
+(`scripts/run.sh linux --print-qemu`) with Xen's differences given as options
+(xen_options): Xen's image instead of the hypervisor's, Xen's own command line, and
+dom0's console. Dom0 is the same kernel and initramfs as the other boot rows, loaded by
+the same two guest-loader devices.
 """
 import glob
 import os
@@ -19,6 +22,14 @@ CACHE = os.path.join(REPO, ".cache", "xen")
 # Xen's own command line: its console on the DT's PL011; everything else Xen's defaults
 # (dom0 gets 512 MiB and one vCPU per physical CPU; Xen scrubs free memory at boot).
 XEN_ARGS = "console=dtuart"
+# Dom0's whole command line: its console is Xen's (hvc0), not the PL011.
+XEN_DOM0_ARGS = "console=hvc0 hyp.check=1 hyp.smp=2"
+
+
+def xen_options(image):
+    """The run.sh options that make its linux recipe a Xen boot, and dom0's command line
+    (for --guest-cmdline)."""
+    return ["--hypervisor", image, "--append", XEN_ARGS], XEN_DOM0_ARGS
 
 
 def _as_root(cmd):

@@ -411,6 +411,11 @@ pub mod map_stats {
     pub const RAM_4K_BYTES: &str = "ram_4k_bytes";
     /// Descriptors written.
     pub const DESCRIPTORS: &str = "descriptors";
+    /// Descriptors of the minimal cover of what the ptdump showed (the engine's
+    /// `MinimalCover`): the fewest any engine could write for the same translations.
+    pub const MINIMAL_DESCRIPTORS: &str = "minimal_descriptors";
+    /// TLB entries of that cover (a contiguous group of 16 leaves counted once).
+    pub const MINIMAL_TLB_ENTRIES: &str = "minimal_tlb_entries";
     /// TLB invalidations of any kind.
     pub const TLBI: &str = "tlbi";
     pub const DSB: &str = "dsb";

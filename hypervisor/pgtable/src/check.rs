@@ -19,6 +19,7 @@ use std::string::String;
 use std::vec::Vec;
 
 use crate::attrs::{self, Access, MEMORY_TYPE_MASK};
+use crate::cover::cover_range;
 use crate::descriptor::{Descriptor, SW_NO_BLOCK, SW_NO_CONT};
 use crate::hw::{Barrier, DescriptorWrite, Hardware, PhysAddr, SplitStrategy, TlbInvalidation};
 use crate::regime::{CONT_ENTRIES, ENTRIES, RegimeKind, cont_allowed, level_shift, level_size};
@@ -540,10 +541,10 @@ impl Shape {
 
 /// The shape of the minimal cover of the mapping `runs` (input start, input end, output
 /// start, leaf attribute bits; sorted, disjoint, each with one attribute value) in a tree
-/// whose root is at `start_level`: the greedy cover with the largest leaf that input
-/// alignment, output alignment, the remaining length and the mapping flags allow, the
-/// tables those leaves need, and the contiguous hint on every aligned group of 16 leaves
-/// of one level (2 or 3) with output aligned to the group.
+/// whose root is at `start_level`, and its leaves (address, level, hint): the rule of
+/// [`crate::MinimalCover`] (one implementation, `cover::cover_range`), here with the
+/// mapping flags the software bits record (`NO_BLOCK_MAPPINGS`: pages only;
+/// `NO_CONT_MAPPINGS`: no hint), as the engine must honour them.
 pub fn minimal_cover(
     start_level: u8,
     runs: &[(u64, u64, u64, u64)],
@@ -552,39 +553,28 @@ pub fn minimal_cover(
     let mut leaves = HashSet::new();
     let mut tables = HashSet::new();
     for &(start, end, oa, bits) in runs {
-        let mut addr = start;
-        while addr < end {
-            let out = oa + (addr - start);
-            let level = (start_level.max(1)..=3)
-                .find(|&level| {
-                    let size = level_size(level);
-                    (level == 3 || bits & SW_NO_BLOCK == 0)
-                        && addr % size == 0
-                        && out % size == 0
-                        && addr + size <= end
-                })
-                .unwrap_or(3);
-            let size = level_size(level);
-            let group = size * CONT_ENTRIES as u64;
-            let group_start = addr & !(group - 1);
-            let cont = cont_allowed(level)
-                && bits & SW_NO_CONT == 0
-                && group_start >= start
-                && group_start + group <= end
-                && (oa + (group_start - start)).is_multiple_of(group)
-                && (level == 3 || bits & SW_NO_BLOCK == 0);
-            // The greedy chose `level` at `addr`, so the parent leaf did not fit: every entry
-            // of the group is a leaf of this level too.
-            leaves.insert((addr, level, cont));
-            shape.leaves += 1;
-            if cont {
-                shape.contiguous += 1;
-            }
-            for table_level in start_level + 1..=level {
-                tables.insert((table_level, addr >> level_shift(table_level - 1)));
-            }
-            addr += size;
-        }
+        let blocks = bits & SW_NO_BLOCK == 0;
+        let cont = bits & SW_NO_CONT == 0;
+        cover_range(
+            start_level,
+            start,
+            end,
+            oa,
+            blocks,
+            cont,
+            |addr, level, hinted| {
+                // The greedy chose `level` at `addr`, so the parent leaf did not fit: every
+                // entry of the group is a leaf of this level too.
+                leaves.insert((addr, level, hinted));
+                shape.leaves += 1;
+                if hinted {
+                    shape.contiguous += 1;
+                }
+                for table_level in start_level + 1..=level {
+                    tables.insert((table_level, addr >> level_shift(table_level - 1)));
+                }
+            },
+        );
     }
     shape.tables = tables.len() as u64;
     (shape, leaves)

@@ -29,7 +29,9 @@
 //!   `change_attrs` do this by themselves on the tables they touched (Linux never does,
 //!   so its linear map degrades towards pages).
 //! - [`PageTable::query`] and [`PageTable::mappings`] (ptdump-style merged runs) read the
-//!   tables back.
+//!   tables back; [`PageTable::minimal_cover`] (or [`MinimalCover`] fed those runs) counts
+//!   the fewest descriptors any engine could write for the same translations, for
+//!   reports that compare the descriptors written with it.
 //!
 //! # Live changes and split strategies
 //!
@@ -106,6 +108,7 @@ mod change;
 pub mod check;
 mod collapse;
 mod counters;
+mod cover;
 mod descriptor;
 mod dump;
 mod error;
@@ -126,6 +129,7 @@ mod walk;
 
 pub use attrs::{Access, Attributes, MapFlags, MemoryType};
 pub use counters::Counters;
+pub use cover::{CoverShape, MinimalCover};
 pub use dump::{MappedRange, Mappings, Translation};
 pub use error::Error;
 pub use hw::{

@@ -4,7 +4,10 @@
 
 use core::fmt;
 
-use pgtable::{Access, Attributes, Hardware, MapFlags, MemoryType, PageTable};
+use hyp_abi::console::{HEAP_STATS_PREFIX, MAP_STATS_PREFIX, PTDUMP_PREFIX};
+use pgtable::{
+    Access, Attributes, CoverShape, Hardware, MapFlags, MemoryType, MinimalCover, PageTable,
+};
 use platform::info::PhysRange;
 
 /// `rw- normal`, `r-x normal`, `rw- device`.
@@ -79,16 +82,20 @@ pub fn fingerprint<H: Hardware>(table: &PageTable<H>, limit: u64) -> Fingerprint
     }
 }
 
-/// Leaf counts by level and the bytes of RAM mapped with 4K pages.
+/// Leaf counts by level, the bytes of RAM mapped with 4K pages, and the minimal cover of
+/// what the dump showed (the engine's count of the fewest descriptors any engine could
+/// write for the same translations).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LeafStats {
     pub leaves_1g: u64,
     pub leaves_2m: u64,
     pub leaves_4k: u64,
     pub ram_4k_bytes: u64,
+    pub minimal: CoverShape,
 }
 
-/// Prints the ptdump lines of `table` over `[0, limit)` and returns the leaf counts.
+/// Prints the ptdump lines of `table` over `[0, limit)` and returns the leaf counts and
+/// the minimal cover, both from the same walk.
 pub fn ptdump<H: Hardware>(
     table: &PageTable<H>,
     name: &str,
@@ -96,7 +103,9 @@ pub fn ptdump<H: Hardware>(
     ram: &[PhysRange],
 ) -> LeafStats {
     let mut stats = LeafStats::default();
+    let mut cover = MinimalCover::new(&table.regime());
     for run in table.mappings(0..limit) {
+        cover.add(&run);
         match run.level {
             1 => stats.leaves_1g += run.leaves,
             2 => stats.leaves_2m += run.leaves,
@@ -115,7 +124,7 @@ pub fn ptdump<H: Hardware>(
             }
         }
         crate::console::write_raw(format_args!(
-            "ptdump: table={name} va={:#x} end={:#x} pa={:#x} size={:#x} level={} leaves={} cont={} attrs={}\n",
+            "{PTDUMP_PREFIX} table={name} va={:#x} end={:#x} pa={:#x} size={:#x} level={} leaves={} cont={} attrs={}\n",
             run.ia.start,
             run.ia.end,
             run.pa.0,
@@ -126,20 +135,24 @@ pub fn ptdump<H: Hardware>(
             AttrsDisplay(run.attrs)
         ));
     }
+    stats.minimal = cover.finish();
     stats
 }
 
-/// Prints the `map-stats:` line.
+/// Prints the `map-stats:` line; `minimal_descriptors` and `minimal_tlb_entries` are the
+/// minimal cover of what [`ptdump`] showed (`leaves`), next to the descriptors written.
 pub fn map_stats<H: Hardware>(table: &PageTable<H>, name: &str, leaves: &LeafStats, build_us: u64) {
     let counters = table.counters();
     crate::console::write_raw(format_args!(
-        "map-stats: table={name} table_pages={} leaves_1g={} leaves_2m={} leaves_4k={} ram_4k_bytes={} descriptors={} tlbi={} dsb={} splits_1g={} splits_2m={} collapses={} build_us={build_us}\n",
+        "{MAP_STATS_PREFIX} table={name} table_pages={} leaves_1g={} leaves_2m={} leaves_4k={} ram_4k_bytes={} descriptors={} minimal_descriptors={} minimal_tlb_entries={} tlbi={} dsb={} splits_1g={} splits_2m={} collapses={} build_us={build_us}\n",
         counters.tables_allocated - counters.tables_freed,
         leaves.leaves_1g,
         leaves.leaves_2m,
         leaves.leaves_4k,
         leaves.ram_4k_bytes,
         counters.descriptors_written,
+        leaves.minimal.descriptors(),
+        leaves.minimal.tlb_entries(),
         counters.tlbi_total(),
         counters.dsb,
         counters.splits_1g,
@@ -152,7 +165,7 @@ pub fn map_stats<H: Hardware>(table: &PageTable<H>, name: &str, leaves: &LeafSta
 pub fn heap_stats() {
     let (counters, (start, end)) = crate::mm::heap::stats();
     crate::console::write_raw(format_args!(
-        "heap-stats: bytes={} leaves_2m={} leaves_4k={} fallbacks={} window={start:#x}\n",
+        "{HEAP_STATS_PREFIX} bytes={} leaves_2m={} leaves_4k={} fallbacks={} window={start:#x}\n",
         end - start,
         counters.chunks_2m,
         counters.pages_4k,

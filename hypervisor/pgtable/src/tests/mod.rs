@@ -4,6 +4,7 @@ mod support;
 
 mod basics;
 mod change;
+mod cover;
 mod failure;
 mod fast;
 mod model;
