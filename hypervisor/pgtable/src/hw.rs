@@ -80,15 +80,17 @@ pub enum SplitStrategy {
     /// (RDDMVT): invalid entry, DSB, TLBI, DSB, new entry, DSB. The range of the broken
     /// entry is transiently unmapped.
     BreakBeforeMake,
-    /// FEAT_BBM level 2: the size changes directly (the new subtable is built off-line
-    /// and written over the live block), followed by one TLBI for the range and one DSB
-    /// before the operation returns (IHYQMB: stale entries may raise TLB conflict aborts
-    /// until invalidated, so Linux trusts only "no-abort" CPUs for this).
+    /// FEAT_BBM level 2: the size changes directly and alone (the new subtable, built
+    /// off-line, repeats the block's output addresses and attributes and is written over
+    /// the live block: RKFLJB, RPVTFW); a permission change follows in place, then one
+    /// invalidation pass and one DSB before the operation returns (IHYQMB: stale entries
+    /// may raise TLB conflict aborts until invalidated, so Linux trusts only "no-abort"
+    /// CPUs for this, and the hypervisor handles the aborts).
     Bbml2,
 }
 
-/// What the CPUs offer, as read from the ID registers, overridable for tests and
-/// benchmarks.
+/// What every CPU offers (decided by the caller from the ID registers), overridable for
+/// tests and benchmarks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Capabilities {
     /// How size changes of live entries are done.
@@ -97,23 +99,9 @@ pub struct Capabilities {
     pub tlbi_range: bool,
 }
 
+/// The caller decides these from what every CPU implements (the hypervisor: from its one
+/// decoder of the ID registers, `hypervisor::cpu::features`), or forces them.
 impl Capabilities {
-    /// From the system-wide (lowest over all CPUs) ID_AA64MMFR2_EL1 and ID_AA64ISAR0_EL1
-    /// values: BBM is MMFR2 bits 55:52 (2 or more selects [`SplitStrategy::Bbml2`]), TLB is
-    /// ISAR0 bits 59:56 (0b0010 = TLBI range instructions).
-    pub const fn from_id_registers(id_aa64mmfr2: u64, id_aa64isar0: u64) -> Self {
-        let bbm = (id_aa64mmfr2 >> 52) & 0xf;
-        let tlb = (id_aa64isar0 >> 56) & 0xf;
-        Capabilities {
-            split: if bbm >= 2 {
-                SplitStrategy::Bbml2
-            } else {
-                SplitStrategy::BreakBeforeMake
-            },
-            tlbi_range: tlb >= 2,
-        }
-    }
-
     /// The most conservative choice: break-before-make, no range TLBIs.
     pub const BASELINE: Capabilities = Capabilities {
         split: SplitStrategy::BreakBeforeMake,

@@ -106,7 +106,7 @@ fn bring_up_memory(
             .lock()
             .add_range(layout.pool.base, layout.pool.end())
     };
-    mm::hw::inject_table_allocation_failure(args.fail_table_alloc);
+    mm::table_hw::inject_table_allocation_failure(args.fail_table_alloc);
     if args.mapping == MappingMode::Pages {
         mm::heap::grow_with_4k_pages_only(true);
     }
@@ -169,7 +169,7 @@ fn bring_up_memory(
 /// strategy here, before anything changes it live again.
 fn share_with_every_cpu(info: &PlatformInfo<'_>, args: &HypervisorArgs) -> Capabilities {
     let common = crate::cpu::bring_up(info);
-    mm::hw::allow_range_tlbi(common.tlbi_range);
+    mm::table_hw::allow_range_tlbi(common.tlbi_range);
     let caps = mm::el2_map::capabilities(&common, args);
     if let Some(table) = mm::el2_map::EL2_TABLE.lock().as_mut()
         && table.capabilities() != caps

@@ -11,8 +11,8 @@ use crate::vm::fault::AccessKind;
 use pgtable::{Access, Attributes, MemoryType};
 use platform::info::PhysRange;
 
-use crate::mm::hw::fault_injection_armed;
 use crate::mm::report::fingerprint;
+use crate::mm::table_hw::fault_injection_armed;
 use crate::vm::guest::Vm;
 
 fn attributes(permissions: Permissions) -> Attributes {

@@ -16,8 +16,8 @@ use platform::bootargs::{HypervisorArgs, MappingMode};
 use platform::info::{PhysRange, PlatformInfo};
 use spin::Mutex;
 
-use super::hw::{TableHw, TlbRegime};
 use super::image::{ImageSections, image_sections};
+use super::table_hw::{TableHw, TlbRegime};
 use crate::arch::sysreg::{read_sysreg, write_sysreg};
 
 pub type Table = PageTable<TableHw>;

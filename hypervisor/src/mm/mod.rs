@@ -17,11 +17,11 @@ pub mod el2_map;
 #[cfg(target_os = "none")]
 pub mod heap;
 #[cfg(target_os = "none")]
-pub mod hw;
-#[cfg(target_os = "none")]
 pub mod image;
 #[cfg(target_os = "none")]
 pub mod report;
+#[cfg(target_os = "none")]
+pub mod table_hw;
 
 /// Every free frame of the hypervisor's pool (identity-mapped, so PA = VA).
 #[cfg(target_os = "none")]

@@ -18,8 +18,8 @@ use crate::hypercall::{self, Hypercall, Permissions};
 
 use crate::arch::trap::expect_fault;
 use crate::mm::el2_map::EL2_TABLE;
-use crate::mm::hw::{disarm_fault_injection, fail_allocation_after};
 use crate::mm::report::{Fingerprint, fingerprint};
+use crate::mm::table_hw::{disarm_fault_injection, fail_allocation_after};
 use crate::vm::guest::Vm;
 use core::sync::atomic::Ordering;
 

@@ -7,7 +7,7 @@ use pgtable::{Access, Attributes, Capabilities, MemoryType, PageTable, SplitStra
 use platform::info::PhysRange;
 
 use crate::arch::sysreg;
-use crate::mm::hw::TableHw;
+use crate::mm::table_hw::TableHw;
 use crate::vm::guest::Vm;
 
 const ITERATIONS: u64 = 200;

@@ -18,9 +18,9 @@ use crate::arch::cache;
 use crate::arch::sysreg;
 use crate::boot;
 use crate::cpu::features::GuestFeatures;
-use crate::mm::hw::{TableHw, TlbRegime};
 use crate::mm::image;
 use crate::mm::report;
+use crate::mm::table_hw::{TableHw, TlbRegime};
 use crate::vm::change_window::ChangeWindow;
 use crate::vm::controls::GuestControls;
 use crate::vm::guest::{Stage2, VcpuSetup, Vcpus, Vm, VmStats};
@@ -292,8 +292,8 @@ pub fn prepare(
         placement.entry,
         placement.dtb.base,
         regime.ia_bits(),
-        crate::mm::hw::table_allocations(),
-        crate::mm::hw::injected_failures()
+        crate::mm::table_hw::table_allocations(),
+        crate::mm::table_hw::injected_failures()
     ));
     PreparedGuest {
         // The guest lives as long as the hypervisor.

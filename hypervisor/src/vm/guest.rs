@@ -12,8 +12,8 @@ use platform::info::{MAX_CPUS, PhysRange};
 use spin::Mutex;
 
 use crate::arch::esr::ExceptionClass;
-use crate::mm::hw::TableHw;
 use crate::mm::memory_plan::MAX_GUEST_RAM_RANGES;
+use crate::mm::table_hw::TableHw;
 use crate::vm::change_window::ChangeWindow;
 use crate::vm::controls::GuestControls;
 use crate::vm::foreign_access::{ForeignAccessTally, HostMemoryMap};
