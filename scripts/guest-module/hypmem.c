@@ -26,6 +26,16 @@
 #define HYP_MEM_QUERY	0xc6000002
 #define HYP_STATS	0xc6000003
 
+/* Status codes (x0), STATS groups (x1) and FEATURES bits: hyp-abi's, checked by its tests. */
+#define HYP_SUCCESS		0
+#define HYP_NOT_SUPPORTED	(-1)
+#define HYP_INVALID_PARAMETER	(-3)
+#define HYP_DENIED		(-4)
+#define HYP_NO_MEMORY		(-5)
+#define HYP_STATS_SPLITS	0
+#define HYP_FEATURE_MEM_PROTECT	BIT(1)
+#define HYP_FEATURE_MEM_QUERY	BIT(2)
+
 #define PERM_R		1
 #define PERM_W		2
 #define PERM_X		4
@@ -88,7 +98,7 @@ static void show_leaf(const char *when, phys_addr_t ipa, struct leaf l)
 
 static void show_stats(const char *when)
 {
-	struct arm_smccc_res s = hyp_call(HYP_STATS, 0, 0, 0);
+	struct arm_smccc_res s = hyp_call(HYP_STATS, HYP_STATS_SPLITS, 0, 0);
 
 	pr_info("STATS %s: status=%ld splits_1g=%lu splits_2m=%lu collapses=%lu\n",
 		when, (long)s.a0, s.a1, s.a2, s.a3);
@@ -129,7 +139,8 @@ static const char *hypmem_test(void)
 
 	res = hyp_call(HYP_FEATURES, 0, 0, 0);
 	pr_info("FEATURES: %#lx\n", res.a0);
-	if ((long)res.a0 < 0 || !(res.a0 & BIT(1)) || !(res.a0 & BIT(2)))
+	if ((long)res.a0 < 0 || !(res.a0 & HYP_FEATURE_MEM_PROTECT) ||
+	    !(res.a0 & HYP_FEATURE_MEM_QUERY))
 		return "FEATURES lacks MEM_PROTECT or MEM_QUERY";
 
 	page = (u64 *)__get_free_page(GFP_KERNEL);
@@ -151,21 +162,21 @@ static const char *hypmem_test(void)
 	before = mem_query(ipa);
 	show_leaf("before", ipa, before);
 	show_stats("before");
-	if (before.status || (before.perms & PERM_RWX) != PERM_RWX) {
+	if (before.status != HYP_SUCCESS || (before.perms & PERM_RWX) != PERM_RWX) {
 		why = "MEM_QUERY before protecting did not report RWX";
 		goto free;
 	}
 
 	status = mem_protect(ipa, PAGE_SIZE, PERM_R);
 	pr_info("MEM_PROTECT(ipa=%pa, size=%#lx, perms=r--) = %ld\n", &ipa, PAGE_SIZE, status);
-	if (status) {
+	if (status != HYP_SUCCESS) {
 		why = "MEM_PROTECT read-only failed";
 		goto free;
 	}
 
 	ro = mem_query(ipa);
 	show_leaf("read-only", ipa, ro);
-	if (ro.status || ro.perms != PERM_R || ro.level != 3 || ro.size != PAGE_SIZE)
+	if (ro.status != HYP_SUCCESS || ro.perms != PERM_R || ro.level != 3 || ro.size != PAGE_SIZE)
 		why = "MEM_QUERY after MEM_PROTECT is not a read-only level-3 4K leaf";
 
 	/* The write must fault at stage 2; the nofault helper's fixup returns -EFAULT. */
@@ -188,7 +199,7 @@ static const char *hypmem_test(void)
 
 	status = mem_protect(ipa, PAGE_SIZE, PERM_RWX);
 	pr_info("MEM_PROTECT(ipa=%pa, size=%#lx, perms=rwx) = %ld\n", &ipa, PAGE_SIZE, status);
-	if (status) {
+	if (status != HYP_SUCCESS) {
 		/* Leave the page allocated: it must never be reused while read-only. */
 		pr_info("leaking the page, it stays read-only\n");
 		return why ?: "MEM_PROTECT restoring RWX failed";
@@ -197,7 +208,7 @@ static const char *hypmem_test(void)
 	after = mem_query(ipa);
 	show_leaf("restored", ipa, after);
 	show_stats("after");
-	if (!why && (after.status || after.perms != PERM_RWX))
+	if (!why && (after.status != HYP_SUCCESS || after.perms != PERM_RWX))
 		why = "MEM_QUERY after restoring is not RWX";
 	if (!why && (after.level != before.level || after.size != before.size))
 		why = "restoring RWX did not collapse the leaf back to its original size";
