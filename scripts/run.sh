@@ -14,7 +14,11 @@
 # Options
 #   --cpu MODEL             QEMU CPU model (default max; cortex-a72 has no FEAT_BBML2)
 #   --smp N                 CPUs (default 2)
-#   --mem SIZE              RAM, QEMU syntax (default 2G)
+#   --mem SIZE              RAM: a number with M, G or T (default 2G). Above 16G the RAM is
+#                           a non-reserving backend (reserve=off): the host commits only
+#                           what the machine touches, so 64G, 256G and 1T machines start
+#                           on a host with far less (the hypervisor alone touches its pool
+#                           and tables; a Linux guest its memmap, ~1.6% of its RAM).
 #   --append "ARGS"         the hypervisor's command line (/chosen/bootargs), e.g.
 #                           "loglevel=debug crashkernel=64M"
 #   --guest-append "ARGS"   the guest kernel's command line
@@ -122,7 +126,7 @@ while [ $# -gt 0 ]; do
 done
 
 [[ "$smp" =~ ^[1-9][0-9]*$ ]] || die_usage "--smp wants a positive number, not '$smp'"
-[[ "$mem" =~ ^[1-9][0-9]*[MG]?$ ]] || die_usage "--mem wants a size like 512M or 2G, not '$mem'"
+[[ "$mem" =~ ^[1-9][0-9]*[MGT]$ ]] || die_usage "--mem wants a size like 512M, 2G or 1T, not '$mem'"
 if [ -n "$timeout_s" ]; then
     [[ "$timeout_s" =~ ^[1-9][0-9]*$ ]] || die_usage "--timeout wants seconds, not '$timeout_s'"
 elif [ "$check" -eq 1 ] || { [ "$mode" != linux ] && [ "$mode" != direct ]; } || [ ! -t 0 ]; then
@@ -138,11 +142,15 @@ fi
 
 mem_mib() {
     case "$1" in
+        *T) echo $(( ${1%T} * 1024 * 1024 )) ;;
         *G) echo $(( ${1%G} * 1024 )) ;;
         *M) echo "${1%M}" ;;
         *) echo $(( $1 / 1024 / 1024 )) ;;
     esac
 }
+
+# Above this, RAM is a non-reserving memory backend (see --mem).
+lazy_ram_above_mib=$((16 * 1024))
 
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
 if [ "$skip_setup" -eq 0 ]; then
@@ -165,9 +173,16 @@ if [ "$mode" != direct ]; then
     fi
 fi
 
+machine=virt,virtualization=on,gic-version=3
+memory_backend=()
+if (( $(mem_mib "$mem") > lazy_ram_above_mib )); then
+    machine+=,memory-backend=ram
+    memory_backend=(-object "memory-backend-ram,id=ram,size=$mem,reserve=off")
+fi
 qemu=(qemu-system-aarch64
-    -machine virt,virtualization=on,gic-version=3
+    -machine "$machine"
     -cpu "$cpu" -smp "$smp" -m "$mem"
+    "${memory_backend[@]}"
     -nographic -nic none)
 [ "$mode" = direct ] || qemu+=(-kernel "$hypervisor")
 [ -n "$append" ] && [ "$mode" != selftest ] && qemu+=(-append "$append")

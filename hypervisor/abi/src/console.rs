@@ -334,6 +334,15 @@ pub mod facts {
     pub const KIND: &str = "kind";
     pub const NAME: &str = "name";
 
+    // The memory layout line: the hypervisor's pool, the crash region (when there is
+    // one) and the RAM left for guests.
+    pub const POOL_BASE: &str = "pool_base";
+    pub const POOL_SIZE: &str = "pool_size";
+    pub const CRASH_BASE: &str = "crash_base";
+    pub const CRASH_SIZE: &str = "crash_size";
+    /// RAM the layout leaves for guests, in bytes.
+    pub const GUEST_RAM_AVAILABLE: &str = "guest_ram_available";
+
     // The console, GIC, PSCI and DTB line.
     pub const CONSOLE: &str = "console";
     pub const CONSOLE_BASE: &str = "console_base";

@@ -7,6 +7,8 @@ use crate::mm::memory_plan::{
     self, CrashRequest, Exclusion, ExclusionKind, Layout, MAX_EXCLUSIONS,
 };
 use arrayvec::ArrayVec;
+use hyp_abi::console::FACTS_PREFIX;
+use hyp_abi::console::facts::{CRASH_BASE, CRASH_SIZE, GUEST_RAM_AVAILABLE, POOL_BASE, POOL_SIZE};
 use pgtable::{Capabilities, MapFlags};
 use platform::bootargs::{HypervisorArgs, MappingMode};
 use platform::info::{ModuleKind, PhysRange, PlatformInfo};
@@ -87,6 +89,17 @@ fn plan_memory(info: &PlatformInfo<'_>, args: &HypervisorArgs) -> Layout {
         guest_bytes >> 20,
         layout.guest_ram.len()
     );
+    crate::console::write_raw(format_args!(
+        "{FACTS_PREFIX} {POOL_BASE}={:#x} {POOL_SIZE}={:#x} {GUEST_RAM_AVAILABLE}={guest_bytes}",
+        layout.pool.base, layout.pool.size
+    ));
+    if let Some(region) = layout.crash {
+        crate::console::write_raw(format_args!(
+            " {CRASH_BASE}={:#x} {CRASH_SIZE}={:#x}",
+            region.base, region.size
+        ));
+    }
+    crate::console::write_raw(format_args!("\n"));
     layout
 }
 

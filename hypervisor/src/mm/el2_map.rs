@@ -167,14 +167,19 @@ fn map_image(
             flags,
         )?;
     }
-    table.map(
-        image.writable.clone(),
-        PhysAddr(image.writable.start),
-        Attributes::RW,
-        flags,
-    )?;
+    // The writable sections between the stack guard pages (sorted: the boot stack's guard
+    // comes before the secondary slots): mapped around them rather than mapped and then
+    // unmapped, so the engine writes exactly the minimal cover.
+    let mut cursor = image.writable.start;
     for guard in super::image::stack_guard_pages(cpus) {
-        table.unmap(guard)?;
+        if guard.start > cursor {
+            table.map(cursor..guard.start, PhysAddr(cursor), Attributes::RW, flags)?;
+        }
+        cursor = cursor.max(guard.end);
+    }
+    if cursor < image.writable.end {
+        let rest = cursor..image.writable.end;
+        table.map(rest.clone(), PhysAddr(rest.start), Attributes::RW, flags)?;
     }
     Ok(())
 }
