@@ -57,7 +57,11 @@ fn plan_memory(info: &PlatformInfo<'_>, args: &HypervisorArgs) -> Layout {
         size: c.size,
         base: c.base,
     });
-    let layout = match memory_plan::plan_layout(&info.memory, &exclusions(info), request) {
+    let needs = memory_plan::PoolNeeds {
+        el2_in_pages: args.mapping == MappingMode::Pages,
+        selftests: args.selftest,
+    };
+    let layout = match memory_plan::plan_layout(&info.memory, &exclusions(info), request, needs) {
         Ok(layout) => layout,
         Err(error) => {
             log::error!("memory: {error}");

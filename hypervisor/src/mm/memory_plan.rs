@@ -266,12 +266,83 @@ fn push_page_aligned(
             .is_ok()
 }
 
-/// The hypervisor's own pool (page tables, heap, stacks): 1/32 of RAM, at least 32 MiB
-/// and at most 512 MiB, in whole 2 MiB blocks.
-pub fn pool_size(ram_bytes: u64) -> u64 {
-    const MIN: u64 = 32 << 20;
-    const MAX: u64 = 512 << 20;
-    (ram_bytes / 32).clamp(MIN, MAX) & !(CRASH_ALIGN - 1)
+/// What the pool must be able to give, besides the tables a guest's stage 2 can need.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolNeeds {
+    /// The EL2 map holds RAM with 4K pages (`mapping=pages`, the benchmarks' baseline)
+    /// rather than blocks.
+    pub el2_in_pages: bool,
+    /// The EL2 selftests run: their heap and EL2-map tests take more heap.
+    pub selftests: bool,
+}
+
+const TABLE_BYTES: u64 = 4096;
+/// The heap's share of the pool, grown in 2 MiB blocks: the boot-time heap check (3 MiB,
+/// a 4 MiB buddy block, freed and reused), the guest's DTB while it is built and its
+/// `Vm` (well under 1 MiB for QEMU's board), and slack.
+pub const HEAP_BYTES: u64 = 6 << 20;
+/// What the EL2 selftests add to the heap (a 6 MiB buffer, an 8 MiB buddy block; a
+/// 2 MiB growth in 4K pages; the split tests' pages).
+pub const SELFTEST_HEAP_BYTES: u64 = 12 << 20;
+/// Tables of the EL2 map with blocks beyond the per-range ones: the roots, the image's
+/// W^X and stack-guard pages, the devices, the heap window's and the crash map's tables,
+/// and the selftests' splits.
+const EL2_BLOCK_MAP_TABLES: u64 = 48;
+
+/// Bytes of tables mapping `bytes` of address space with 4K pages, made of `ranges`
+/// separate pieces, at most: per piece, one table at each level for every span it
+/// touches (level 3: 2 MiB, level 2: 1 GiB, level 1: 512 GiB, level 0: 256 TiB, each
+/// piece touching one more than it fills), plus up to 16 concatenated stage-2 roots.
+pub fn tables_for_4k_mapping(bytes: u64, ranges: u64) -> u64 {
+    const SPANS: [u64; 4] = [2 << 20, 1 << 30, 512 << 30, 256 << 40];
+    const ROOTS: u64 = 16;
+    let tables: u64 = SPANS
+        .iter()
+        .map(|&span| bytes.div_ceil(span) + ranges)
+        .sum();
+    (tables + ROOTS) * TABLE_BYTES
+}
+
+/// The hypervisor's own pool (page tables and heap), in whole 2 MiB blocks: sized from
+/// what can be asked of it rather than a share of RAM. Its largest part is the worst case
+/// of one guest's stage 2, all of RAM mapped with 4K pages (every MEM_PROTECT split as
+/// far as it goes), about RAM/512, so a guest's stage 2 can never find the pool empty;
+/// then the EL2 map (a few tables with blocks, RAM/512 again with `mapping=pages`), the
+/// heap, and `ranges` (RAM banks and excluded ranges) for the pieces' edges. A 2 GiB
+/// machine's pool is 12 MiB.
+pub fn pool_size(ram_bytes: u64, ranges: u64, needs: PoolNeeds) -> u64 {
+    let shares = PoolShares::new(ram_bytes, ranges, needs);
+    (shares.stage2 + shares.el2 + shares.heap).next_multiple_of(CRASH_ALIGN)
+}
+
+/// What [`pool_size`] sets aside for each user, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolShares {
+    /// One guest's stage 2 at its worst: all of RAM at 4K.
+    pub stage2: u64,
+    /// The EL2 map (and the crash map, the heap window's tables, the selftests' splits).
+    pub el2: u64,
+    pub heap: u64,
+}
+
+impl PoolShares {
+    pub fn new(ram_bytes: u64, ranges: u64, needs: PoolNeeds) -> Self {
+        let el2 = if needs.el2_in_pages {
+            tables_for_4k_mapping(ram_bytes, ranges)
+        } else {
+            (EL2_BLOCK_MAP_TABLES + 4 * ranges + ram_bytes.div_ceil(512 << 30)) * TABLE_BYTES
+        };
+        Self {
+            stage2: tables_for_4k_mapping(ram_bytes, ranges),
+            el2,
+            heap: HEAP_BYTES
+                + if needs.selftests {
+                    SELFTEST_HEAP_BYTES
+                } else {
+                    0
+                },
+        }
+    }
 }
 
 /// Who gets which RAM.
@@ -335,6 +406,7 @@ pub fn plan_layout(
     ram: &[PhysRange],
     exclusions: &[Exclusion],
     crash_request: Option<CrashRequest>,
+    needs: PoolNeeds,
 ) -> Result<Layout, LayoutError> {
     // Room for the pool and the crash region in every list below.
     let limit = MAX_EXCLUSIONS - 2;
@@ -357,7 +429,10 @@ pub fn plan_layout(
             kind: ExclusionKind::CrashRegion,
         });
     }
-    let size = pool_size(ram.iter().map(|bank| bank.size).sum());
+    // Every bank and every excluded range (the crash region and the pool among them)
+    // can cut guest RAM into one more piece.
+    let ranges = (ram.len() + taken.len() + 1) as u64;
+    let size = pool_size(ram.iter().map(|bank| bank.size).sum(), ranges, needs);
     let free = free_ranges(ram, &taken);
     let pool = highest_fit(&free, size, u64::MAX).ok_or(LayoutError::NoRoomForPool { size })?;
 
@@ -536,9 +611,13 @@ mod tests {
                 size: 64 * MIB,
                 base: None,
             }),
+            PoolNeeds::default(),
         )
         .expect("layout");
-        assert_eq!(layout.pool, range(0xc000_0000 - 128 * MIB, 64 * MIB));
+        assert_eq!(
+            layout.pool,
+            range(0xc000_0000 - 64 * MIB - 12 * MIB, 12 * MIB)
+        );
         assert_eq!(layout.crash, Some(range(0xc000_0000 - 64 * MIB, 64 * MIB)));
         assert_eq!(layout.crash_error, None);
         // The module stays inside guest RAM; image, DTB, crash region and pool do not.
@@ -547,7 +626,7 @@ mod tests {
             &[
                 range(0x4000_0000, 2 * MIB),
                 range(0x4040_0000, 0x4800_0000 - 0x4040_0000),
-                range(0x4810_0000, 0xc000_0000 - 128 * MIB - 0x4810_0000),
+                range(0x4810_0000, 0xc000_0000 - 76 * MIB - 0x4810_0000),
             ]
         );
     }
@@ -562,6 +641,7 @@ mod tests {
                 size: 0,
                 base: None,
             }),
+            PoolNeeds::default(),
         )
         .expect("layout");
         assert_eq!(layout.crash, None);
@@ -570,17 +650,101 @@ mod tests {
 
     #[test]
     fn pool_size_scales_with_ram_within_bounds() {
-        assert_eq!(pool_size(GIB), 32 * MIB);
-        assert_eq!(pool_size(8 * GIB), 256 * MIB);
-        assert_eq!(pool_size(64 * GIB), 512 * MIB);
+        let normal = PoolNeeds::default();
+        // A 2 GiB machine (one bank, image, DTB, pool): its guest gets all but 16 MiB.
+        assert_eq!(pool_size(2 * GIB, 4, normal), 12 * MIB);
+        assert_eq!(pool_size(GIB, 4, normal), 10 * MIB);
+        // RAM/512 of stage-2 tables dominate on large machines: 2 GiB for 1 TiB.
+        let tib = pool_size(1 << 40, 4, normal);
+        assert!((2048 * MIB..2070 * MIB).contains(&tib), "{tib:#x}");
+        // The benchmarks' mapping=pages needs the EL2 map at 4K too.
+        let pages = PoolNeeds {
+            el2_in_pages: true,
+            ..normal
+        };
+        assert_eq!(pool_size(2 * GIB, 4, pages), 16 * MIB);
+    }
+
+    /// The tables mapping `pieces` with 4K pages, counted exactly: one per distinct
+    /// 2 MiB, 1 GiB and 512 GiB region any piece touches, plus 16 roots.
+    fn exact_4k_tables(pieces: &[PhysRange]) -> u64 {
+        let mut tables = 16;
+        for span in [2u64 << 20, 1 << 30, 512 << 30] {
+            let mut regions: Vec<u64> = pieces
+                .iter()
+                .flat_map(|r| (r.base / span)..=((r.end() - 1) / span))
+                .collect();
+            regions.sort_unstable();
+            regions.dedup();
+            tables += regions.len() as u64;
+        }
+        tables * TABLE_BYTES
+    }
+
+    proptest! {
+        /// The pool's stage-2 share covers the guest's whole RAM at 4K, counted exactly,
+        /// for any bank layout, exclusions and crash region: a guest's MEM_PROTECTs can
+        /// never find the pool empty, whatever the machine's size.
+        #[test]
+        fn the_pool_holds_the_guests_worst_case_stage2(
+            banks in proptest::collection::vec((0u64..64, 1u64..4096), 1..6),
+            holes in proptest::collection::vec((0u64..4096, 1u64..64), 0..8),
+            crash in proptest::option::of(1u64..512),
+        ) {
+            // Banks of whole MiB, 1 GiB apart at least, starting at 1 GiB.
+            let ram: Vec<PhysRange> = banks
+                .iter()
+                .enumerate()
+                .map(|(i, &(gap, mib))| {
+                    range((1 + i as u64 * 5 + gap % 4) * GIB, mib * MIB)
+                })
+                .collect();
+            let exclusions: Vec<Exclusion> = holes
+                .iter()
+                .map(|&(at, mib)| Exclusion {
+                    range: range(GIB + at * MIB, mib * MIB),
+                    kind: ExclusionKind::Module,
+                })
+                .collect();
+            let request = crash.map(|mib| CrashRequest { size: mib * MIB, base: None });
+            let needs = PoolNeeds::default();
+            let Ok(layout) = plan_layout(&ram, &exclusions, request, needs) else {
+                return Ok(());
+            };
+            let ranges = (ram.len() + exclusions.len() + usize::from(layout.crash.is_some()) + 1) as u64;
+            let shares = PoolShares::new(ram.iter().map(|r| r.size).sum(), ranges, needs);
+            prop_assert!(layout.pool.size >= shares.stage2 + shares.el2 + shares.heap);
+            let stage2_share = shares.stage2;
+            prop_assert!(
+                exact_4k_tables(&layout.guest_ram) <= stage2_share,
+                "guest RAM at 4K needs {:#x}, the pool's share is {:#x}",
+                exact_4k_tables(&layout.guest_ram),
+                stage2_share
+            );
+        }
+    }
+
+    /// The goal: a 2 GiB machine laid out as QEMU's (image, DTB) gives its guest all but
+    /// at most 16 MiB (with RAM/32 it was 66 MiB).
+    #[test]
+    fn a_2g_guest_gets_all_but_16m() {
+        let ram = [range(0x4000_0000, 2 * GIB)];
+        let layout =
+            plan_layout(&ram, &qemu_exclusions()[..2], None, PoolNeeds::default()).unwrap();
+        let guest: u64 = layout.guest_ram.iter().map(|r| r.size).sum();
+        assert!(
+            guest >= 2 * GIB - 16 * MIB,
+            "guest gets {} MiB",
+            guest >> 20
+        );
     }
 
     #[test]
     fn a_machine_too_small_for_the_pool_is_an_error() {
-        let ram = [range(0x4000_0000, 16 * MIB)];
+        let ram = [range(0x4000_0000, 6 * MIB)];
         assert_eq!(
-            plan_layout(&ram, &[], None),
-            Err(LayoutError::NoRoomForPool { size: 32 * MIB })
+            plan_layout(&ram, &[], None, PoolNeeds::default()),
+            Err(LayoutError::NoRoomForPool { size: 8 * MIB })
         );
     }
 
@@ -601,11 +765,11 @@ mod tests {
                 .collect()
         };
         let fits = excluded_in_banks(MAX_GUEST_RAM_RANGES - 8);
-        let layout = plan_layout(&ram, &fits, None).expect("below the limit");
+        let layout = plan_layout(&ram, &fits, None, PoolNeeds::default()).expect("below the limit");
         assert!(layout.guest_ram.len() >= MAX_GUEST_RAM_RANGES - 4);
         let too_many = excluded_in_banks(MAX_EXCLUSIONS - 2);
         assert_eq!(
-            plan_layout(&ram, &too_many, None),
+            plan_layout(&ram, &too_many, None, PoolNeeds::default()),
             Err(LayoutError::TooManyGuestRamRanges {
                 limit: MAX_GUEST_RAM_RANGES
             })
@@ -625,7 +789,7 @@ mod tests {
         };
         let full = [image; MAX_EXCLUSIONS];
         assert_eq!(
-            plan_layout(&ram, &full, None),
+            plan_layout(&ram, &full, None, PoolNeeds::default()),
             Err(LayoutError::TooManyExclusions {
                 count: MAX_EXCLUSIONS,
                 limit: MAX_EXCLUSIONS - 2
@@ -639,6 +803,7 @@ mod tests {
                 size: 64 * MIB,
                 base: None,
             }),
+            PoolNeeds::default(),
         )
         .expect("layout");
         let crash = layout.crash.expect("crash region");

@@ -358,7 +358,10 @@ fn reference_layout(m: &Machine) -> Result<Layout, LayoutError> {
     let crash = placed.and_then(Result::ok);
     let crash_error = placed.and_then(Result::err);
     let total: u64 = m.ram.iter().map(|r| r.size).sum();
-    let pool_size = (total / 32).clamp(32 * MIB, 512 * MIB) / CRASH_ALIGN * CRASH_ALIGN;
+    // The pool's size rule is memory_plan's own (its proptest checks it against an exact
+    // table count); this reference checks where the pool and the rest go.
+    let ranges = (m.ram.len() + taken.len() + usize::from(crash.is_some()) + 1) as u64;
+    let pool_size = memory_plan::pool_size(total, ranges, memory_plan::PoolNeeds::default());
     let mut blocked: Vec<PhysRange> = taken.iter().map(|e| e.range).collect();
     blocked.extend(crash);
     let pool = reference_fit(&reference_free(&m.ram, &blocked), pool_size, u64::MAX)
@@ -403,7 +406,12 @@ fn check_layout(m: &Machine) {
             assert!(error.to_string().starts_with("crashkernel: "));
         }
     }
-    let layout = memory_plan::plan_layout(&m.ram, &m.exclusions, m.request);
+    let layout = memory_plan::plan_layout(
+        &m.ram,
+        &m.exclusions,
+        m.request,
+        memory_plan::PoolNeeds::default(),
+    );
     assert_eq!(layout, reference_layout(m), "layout of {m:x?}");
     let Ok(layout) = layout else {
         return;

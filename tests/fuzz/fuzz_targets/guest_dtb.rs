@@ -337,7 +337,12 @@ fn boot(info: &PlatformInfo<'_>, host_dtb: &[u8]) {
         size: c.size,
         base: c.base,
     });
-    let Ok(layout) = memory_plan::plan_layout(&info.memory, &exclusions, request) else {
+    let Ok(layout) = memory_plan::plan_layout(
+        &info.memory,
+        &exclusions,
+        request,
+        memory_plan::PoolNeeds::default(),
+    ) else {
         return;
     };
     let reserved: Vec<PhysRange> = info.reserved.iter().map(|r| r.range).collect();
