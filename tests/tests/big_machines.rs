@@ -117,3 +117,39 @@ big_machine_tests! {
     ram_1t_crash_low: 1024, "512M", None;
     ram_1t_crash_high: 1024, "4G@0xf000000000", Some(0xf0_0000_0000);
 }
+
+/// The selftests on a 64 GiB machine: the EL2 8 GiB range invalidation and the test
+/// guest's permission changes in every GiB and in 8 GiB windows, on a CPU with
+/// FEAT_TLBIRANGE, one without, and one without FEAT_BBM level 2.
+fn selftest_64g(name: &str, cpu: &str) {
+    let run = run(
+        name,
+        &["selftest", "--cpu", cpu, "--mem", "64G", "--timeout", "300"],
+    );
+    run.assert_success();
+    for test in [
+        "el2_8g_range_invalidation_covers_it_all",
+        "protect_every_gib_then_restore_at_once",
+    ] {
+        assert!(
+            run.console.contains(&format!("selftest: {test} ... ok")),
+            "{test} did not pass on {cpu}\n{}",
+            run.console
+        );
+    }
+}
+
+#[test]
+fn selftests_on_64g_max() {
+    selftest_64g("selftest-64g-max", "max");
+}
+
+#[test]
+fn selftests_on_64g_neoverse_v1_without_range_tlbis() {
+    selftest_64g("selftest-64g-v1", "neoverse-v1");
+}
+
+#[test]
+fn selftests_on_64g_cortex_a72_with_break_before_make() {
+    selftest_64g("selftest-64g-a72", "cortex-a72");
+}

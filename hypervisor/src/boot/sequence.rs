@@ -226,7 +226,7 @@ pub fn after_boot(
         .iter()
         .any(|m| matches!(m.kind, ModuleKind::Kernel | ModuleKind::Unspecified));
     if args.selftest {
-        let (passed, failed) = crate::selftest::run(info, layout.pool, layout.crash);
+        let (passed, failed) = crate::selftest::run(info, &layout);
         log::info!("EL2 selftests: {passed} passed, {failed} failed; the test guest follows");
     }
     if !has_kernel {

@@ -3,6 +3,7 @@
 mod concurrent;
 pub(crate) mod console;
 mod cpu;
+mod every_gib;
 mod exceptions;
 mod mmu;
 mod runner;
@@ -43,6 +44,8 @@ pub struct Env {
     /// MEM_QUERY of the test page and of the `outside` page before any test ran.
     pub baseline: Query,
     pub outside_baseline: Option<Query>,
+    /// RAM the guest uses or must not touch: its image, its DTB, the reserved ranges.
+    pub busy: List<Range, { crate::dtinfo::MAX_RESERVED + 2 }>,
 }
 
 fn image_range() -> Range {
@@ -190,6 +193,7 @@ fn setup(info: GuestInfo, image: Range, dtb: Range, mmu: Option<mmu::MmuConfig>)
         own_mpidr: cpu::mpidr(),
         baseline,
         outside_baseline,
+        busy,
     }
 }
 

@@ -44,6 +44,10 @@ pub const TESTS: &[(&str, Test)] = &[
         concurrent::concurrent_split_restore,
     ),
     ("stress_protect_restore", stress::stress_protect_restore),
+    (
+        "protect_every_gib_then_restore_at_once",
+        super::every_gib::protect_every_gib_then_restore_at_once,
+    ),
 ];
 
 /// Generations of [`word`] the single-CPU tests write (the concurrency test uses 0..).
