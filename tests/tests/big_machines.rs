@@ -153,3 +153,50 @@ fn selftests_on_64g_neoverse_v1_without_range_tlbis() {
 fn selftests_on_64g_cortex_a72_with_break_before_make() {
     selftest_64g("selftest-64g-a72", "cortex-a72");
 }
+
+/// A Linux guest with all of a large machine's RAM: it boots to its checks (TCG
+/// initialises its memmap, about 1.6% of its RAM, which the lazy backend commits).
+fn linux_on(name: &str, cpu: &str, mem: &str, hypervisor_args: &str) {
+    let run = run(
+        name,
+        &[
+            "linux",
+            "--cpu",
+            cpu,
+            "--mem",
+            mem,
+            "--append",
+            hypervisor_args,
+            "--check",
+            "--timeout",
+            "600",
+        ],
+    );
+    run.assert_success();
+    assert!(run.console.contains("guest-check: pass"), "{}", run.console);
+    let given = run
+        .lines(LineKind::Facts)
+        .find_map(|line| line.number(facts::GUEST_RAM_BYTES))
+        .unwrap_or_else(|| panic!("no guest_ram_bytes\n{}", run.console));
+    let memtotal_kb: u64 = run
+        .console
+        .lines()
+        .find_map(|l| l.strip_prefix("guest-check: memtotal_kb="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no memtotal\n{}", run.console));
+    // The kernel keeps some for itself (its image, memmap, reservations): at least 95%.
+    assert!(
+        memtotal_kb * 1024 >= given / 100 * 95,
+        "MemTotal {memtotal_kb} kB of {given} bytes given"
+    );
+}
+
+#[test]
+fn linux_with_16g() {
+    linux_on("linux-16g", "max", "16G", "");
+}
+
+#[test]
+fn linux_with_64g_and_a_high_crash_region() {
+    linux_on("linux-64g", "max", "64G", "crashkernel=1G@0x800000000");
+}
