@@ -12,7 +12,7 @@ const GIB: u64 = 1 << 30;
 const RAM_BASE: u64 = 0x4000_0000;
 
 fn boot(name: &str, ram_gib: u64, crashkernel: &str) -> qemu_tests::Run {
-    let mem = if ram_gib % 1024 == 0 {
+    let mem = if ram_gib.is_multiple_of(1024) {
         format!("{}T", ram_gib / 1024)
     } else {
         format!("{ram_gib}G")
