@@ -27,11 +27,12 @@ def progress(message):
 
 
 class QemuResult:
-    def __init__(self, args, wall, rss_mib, console, code, timed_out, lines, started):
+    def __init__(self, args, wall, rss_mib, console, code, timed_out, lines, started, stopped=None):
         self.args, self.wall, self.rss_mib = args, wall, rss_mib
         self.console, self.code, self.timed_out = console, code, timed_out
         self.lines = lines      # [(seconds since QEMU started, console line)]
         self.started = started  # what on_start returned
+        self.stopped = stopped  # seconds since start when `stop` ended QEMU early, else None
 
 
 # ---------------------------------------------------------------------------------------
@@ -91,10 +92,13 @@ def machine_summary(argv):
     return " ".join(out)
 
 
-def run_qemu(argv, timeout=300, log=None, on_start=None):
+def run_qemu(argv, timeout=300, log=None, on_start=None, stop=None):
     """Runs the QEMU command line `argv` (stdin closed, console captured): wall time, this
     child's own peak RSS (os.wait4), the console with each line's arrival time, the exit
-    code. `log` also gets the console; `on_start(proc, start)` runs once QEMU is started."""
+    code. `log` also gets the console; `on_start(proc, start)` runs once QEMU is started.
+    `stop(line)`, when given, sees each console line as it arrives: once it returns true,
+    QEMU is terminated (SIGTERM) and the rest of its output read to the end; the result's
+    `stopped` is then the time of that line."""
     start = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -108,13 +112,18 @@ def run_qemu(argv, timeout=300, log=None, on_start=None):
     timer.start()
     started = on_start(proc, start) if on_start else None
     lines = []
+    stopped = None
     try:
         for raw in proc.stdout:
             text = raw.decode("utf-8", "replace").replace("\r", "").rstrip("\n")
             lines.append((time.monotonic() - start, text))
+            if stop is not None and stopped is None and stop(text):
+                stopped = lines[-1][0]
+                proc.terminate()
         _, status, usage = os.wait4(proc.pid, 0)
     finally:
         timer.cancel()
+        proc.stdout.close()
     wall = time.monotonic() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     console = "".join(text + "\n" for _, text in lines)
@@ -123,7 +132,7 @@ def run_qemu(argv, timeout=300, log=None, on_start=None):
         with open(log, "w") as f:
             f.write(console)
     return QemuResult(argv, wall, usage.ru_maxrss / 1024, console, proc.returncode, bool(timed_out),
-                      lines, started)
+                      lines, started, stopped)
 
 
 def command_line(argv):

@@ -30,6 +30,9 @@ class Context:
         self.boot = None           # variant key -> [sample]
         self.boot_variants = None  # [(key, label, args)]
         self.map = None            # (mem, mapping) -> [sample]
+        self.scale = None          # (mem, mapping) -> [scale.Sample]
+        self.scale_sizes = None    # RAM sizes of the scale section (None: scale.SCALE_SIZES)
+        self.goal_failures = []    # goals a section checked and found not met
         self.crash_console = None
         self.commands = {}         # what -> one QEMU command line
         self.cpu_models = set()
