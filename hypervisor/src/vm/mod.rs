@@ -9,6 +9,7 @@ pub mod fault;
 pub mod foreign_access;
 pub mod inject;
 pub mod ipa_size;
+pub mod mmio;
 pub mod psci;
 pub mod sysreg_trap;
 

@@ -9,6 +9,7 @@ use crate::arch::trap_frame::TrapFrame;
 use crate::hypercall::smccc::{self, FunctionId};
 use crate::vm::fault::{self, FaultIpa, Stage2Fault};
 use crate::vm::inject::{self, GuestState, SyncException};
+use crate::vm::mmio::{Attempt, MmioAccess};
 use crate::vm::psci::{self, CpuPowerState, Followup, PsciPlatform};
 use crate::vm::sysreg_trap::{self, ReadValue, SysregAccess, SysregAction};
 use hyp_abi::console::{EXITS_PREFIX, FOREIGN_ACCESS_PREFIX};
@@ -298,10 +299,13 @@ fn stage2_abort(vm: &Vm, frame: &mut TrapFrame, esr: Esr, far: u64) {
     // The guest's IPA space is the identity of the host's physical one.
     let target = vm.host.classify(ipa);
     if vm.stats.foreign_accesses.record(target) {
+        // What the guest tried, when the syndrome says (a plain load or store).
+        let what = Attempt(MmioAccess::decode(esr, ipa));
         log::warn!(
-            "guest access outside its memory refused: {target} at IPA {ipa:#x} (VA {far:#x}, PC {:#x}), {esr}; \
+            "guest access outside its memory refused: {target} at IPA {ipa:#x} (VA {far:#x}, PC {:#x}, {}), {esr}; \
              injecting a synchronous external abort (further accesses to {} are counted, not logged)",
             frame.elr,
+            what,
             target.key()
         );
     }
