@@ -1,6 +1,7 @@
 //! The hypervisor's console: the PL011 the device tree names, the logger, and the ring of
 //! recent lines the crash record keeps.
 
+pub mod guest_output;
 pub mod log_ring;
 
 #[cfg(target_os = "none")]
