@@ -12,6 +12,7 @@ pub mod ipa_size;
 pub mod mmio;
 pub mod psci;
 pub mod sysreg_trap;
+pub mod vpl011;
 
 #[cfg(target_os = "none")]
 pub mod build;
