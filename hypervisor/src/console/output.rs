@@ -91,16 +91,7 @@ const CRASH_LOCK_WAIT_US: u64 = 20_000;
 
 /// Waits until `lock` is free or [`CRASH_LOCK_WAIT_US`] passed. `true` if it is free.
 fn wait_for_unlock<T>(lock: &Mutex<T>) -> bool {
-    let frequency = crate::arch::sysreg::counter_frequency().max(1);
-    let ticks = CRASH_LOCK_WAIT_US * frequency / 1_000_000;
-    let start = crate::arch::sysreg::counter();
-    while lock.is_locked() {
-        if crate::arch::sysreg::counter().wrapping_sub(start) > ticks {
-            return false;
-        }
-        core::hint::spin_loop();
-    }
-    true
+    crate::arch::sysreg::wait_until(|| !lock.is_locked(), CRASH_LOCK_WAIT_US)
 }
 
 /// For the crash path, once it has claimed the crash (other CPUs stop at their next

@@ -186,7 +186,7 @@ pub fn bring_up(info: &PlatformInfo<'_>) -> CpuFeatures {
             slot.state.store(ABSENT, Ordering::Release);
             continue;
         }
-        let arrived = wait_until(
+        let arrived = sysreg::wait_until(
             || slot.state.load(Ordering::Acquire) == OFF,
             ARRIVAL_TIMEOUT_US,
         );
@@ -216,7 +216,7 @@ fn firmware_cpu_on(index: usize) -> Result<(), i64> {
     let mpidr = CPUS[index].mpidr.load(Ordering::Relaxed);
     let entry = secondary_entry as *const () as usize as u64;
     let mut answer = Ok(());
-    let settled = wait_until(
+    let settled = sysreg::wait_until(
         || {
             answer = arch::firmware::cpu_on(mpidr, entry, index as u64);
             !matches!(answer, Err(PSCI_ALREADY_ON | PSCI_ON_PENDING))
@@ -228,21 +228,6 @@ fn firmware_cpu_on(index: usize) -> Result<(), i64> {
     } else {
         Err(PSCI_ALREADY_ON)
     }
-}
-
-/// Calls `ready` until it is true or `timeout_us` passed (a counter deadline: a CPU that
-/// never arrives must not hang the caller).
-fn wait_until(mut ready: impl FnMut() -> bool, timeout_us: u64) -> bool {
-    let frequency = sysreg::counter_frequency().max(1);
-    let start = sysreg::counter();
-    let ticks = timeout_us.saturating_mul(frequency) / 1_000_000;
-    while !ready() {
-        if sysreg::counter().wrapping_sub(start) > ticks {
-            return ready();
-        }
-        core::hint::spin_loop();
-    }
-    true
 }
 
 /// The indexes of the CPUs that came up.
@@ -296,7 +281,7 @@ pub fn run_on(index: usize, work: Work, timeout_us: u64) -> Option<u64> {
     }
     post(index, work).ok()?;
     let slot = &CPUS[index];
-    wait_until(|| slot.done.load(Ordering::Acquire), timeout_us)
+    sysreg::wait_until(|| slot.done.load(Ordering::Acquire), timeout_us)
         .then(|| slot.result.load(Ordering::Acquire))
 }
 

@@ -90,17 +90,8 @@ pub fn another_cpu_crashed() -> bool {
 /// its ISB, then DSB NSH, ISB; Arm ARM D8.16 on changing translation table base).
 fn switch_to_crash_map(root: u64) {
     write_sysreg!("ttbr0_el2", root);
-    // SAFETY: barriers and local TLB maintenance only; the new map covers all code and
-    // data the crash path uses (image, stack, console).
-    unsafe {
-        core::arch::asm!(
-            "isb",
-            "tlbi alle2",
-            "dsb nsh",
-            "isb",
-            options(nostack, preserves_flags)
-        )
-    };
+    // The new map covers all code and data the crash path uses (image, stack, console).
+    crate::arch::aarch64::tlb::invalidate_el2_locally();
 }
 
 /// Writes the record (the caller claimed the crash); logs where it went or why not.

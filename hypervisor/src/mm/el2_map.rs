@@ -3,7 +3,6 @@
 //! Device-nGnRE; the crash region left unmapped. Built while not live (no TLBI at all),
 //! then switched on with one sequence.
 
-use core::arch::asm;
 use core::ops::Range;
 
 use crate::cpu::features::CpuFeatures;
@@ -280,17 +279,9 @@ pub fn enable(
     write_sysreg!("mair_el2", pgtable::MAIR_EL2);
     write_sysreg!("tcr_el2", tcr);
     write_sysreg!("ttbr0_el2", table.root().0);
-    // SAFETY: TLB maintenance and barriers only: drop whatever the TLB held for EL2 before
-    // (its reset contents are UNKNOWN), complete it locally, synchronise the new controls.
-    unsafe {
-        asm!(
-            "isb",
-            "tlbi alle2",
-            "dsb nsh",
-            "isb",
-            options(nostack, preserves_flags)
-        )
-    };
+    // Drop whatever the TLB held for EL2 before (its reset contents are UNKNOWN),
+    // complete it locally, synchronise the new controls.
+    crate::arch::aarch64::tlb::invalidate_el2_locally();
     const SCTLR_M: u64 = 1 << 0;
     const SCTLR_C: u64 = 1 << 2;
     const SCTLR_I: u64 = 1 << 12;

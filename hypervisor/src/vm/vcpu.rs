@@ -320,25 +320,9 @@ pub fn retry_guest_tlb_conflict(vm: &Vm, esr: Esr) -> bool {
     if fault::classify(esr) != Some(Stage2Fault::TlbConflict) {
         return false;
     }
-    invalidate_vmid_locally();
+    crate::arch::aarch64::tlb::invalidate_vmid_locally();
     vm.stats.tlb_conflicts.fetch_add(1, Ordering::Relaxed);
     true
-}
-
-/// Drops this PE's stage-1 and stage-2 TLB entries of the current VMID: enough for a
-/// conflict abort, which is about this PE's TLB only.
-fn invalidate_vmid_locally() {
-    // SAFETY: TLB maintenance and barriers only. DSB NSH completes the invalidation on
-    // this PE before the ISB and the ERET that retries the access (Arm ARM: a TLBI is
-    // only guaranteed complete after a DSB; non-shareable suffices for a local TLBI).
-    unsafe {
-        core::arch::asm!(
-            "tlbi vmalls12e1",
-            "dsb nsh",
-            "isb",
-            options(nostack, preserves_flags)
-        )
-    };
 }
 
 /// The IPA the guest's stage 1 gives `va` now (`AT S1E1R`: stage 1 of the EL1&0 regime

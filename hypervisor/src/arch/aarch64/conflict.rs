@@ -26,16 +26,7 @@ pub fn el2_tlb_conflicts() -> u64 {
 /// entries change while live, never the image or the stacks, so saving the trap frame
 /// could not itself have conflicted. Returns `false` once the bound is reached.
 pub fn retry_el2_tlb_conflict(frame: &TrapFrame) -> bool {
-    // SAFETY: TLB maintenance and barriers only: invalidate this PE's EL2 entries,
-    // complete it (DSB NSH: local), resynchronise before the ERET retries the access.
-    unsafe {
-        core::arch::asm!(
-            "tlbi alle2",
-            "dsb nsh",
-            "isb",
-            options(nostack, preserves_flags)
-        )
-    };
+    super::tlb::invalidate_el2_locally();
     EL2_TLB_CONFLICTS.fetch_add(1, Ordering::Relaxed);
     let cpu = crate::cpu::this_cpu().unwrap_or(0);
     let mut streak = CONFLICT_STREAK[cpu].lock();

@@ -53,13 +53,5 @@ pub fn configure_for_guest(controls: &GuestControls, vtcr: u64, vttbr: u64, midr
     // here): drop them, locally, before the vCPU's first instruction (as KVM does when a
     // VMID is first used on a CPU). TLBI VMALLS12E1 acts on the VMID now in VTTBR_EL2;
     // DSB NSH completes it on this PE, ISB before the ERET.
-    // SAFETY: TLB maintenance and barriers only.
-    unsafe {
-        core::arch::asm!(
-            "tlbi vmalls12e1",
-            "dsb nsh",
-            "isb",
-            options(nostack, preserves_flags)
-        )
-    };
+    super::tlb::invalidate_vmid_locally();
 }

@@ -6,6 +6,7 @@ pub mod el2_setup;
 
 pub mod firmware;
 pub mod sysreg;
+pub mod tlb;
 pub mod trap;
 
 core::arch::global_asm!(include_str!("head.S"));

@@ -79,3 +79,18 @@ pub fn esr_el2() -> u64 {
 pub fn far_el2() -> u64 {
     FAR_EL2.get()
 }
+
+/// Calls `ready` until it is true or `timeout_us` passed by the physical counter (a CPU
+/// or lock holder that never answers must not hang the caller). Whether `ready` held.
+pub fn wait_until(mut ready: impl FnMut() -> bool, timeout_us: u64) -> bool {
+    let frequency = counter_frequency().max(1);
+    let start = counter();
+    let ticks = timeout_us.saturating_mul(frequency) / 1_000_000;
+    while !ready() {
+        if counter().wrapping_sub(start) > ticks {
+            return ready();
+        }
+        core::hint::spin_loop();
+    }
+    true
+}
