@@ -31,9 +31,22 @@
 //! - **Reserved memory**: /memreserve/ entries are clipped to guest RAM;
 //!   `/reserved-memory` children are kept only when every `reg` range lies inside guest
 //!   RAM (children without `reg`, allocated by the guest from its own RAM, are kept).
-//! - **Everything else** (UART, GIC, timer, RTC, virtio-mmio, PCIe, fw-cfg, aliases,
-//!   ...) is copied with its properties and phandles intact. A top-level device whose
-//!   `reg` overlaps a hidden range is an error: the hypervisor's memory would show.
+//! - **Devices**: only what [`crate::devices`] decided the guest gets, as its
+//!   [`DeviceAssignment`] lays out. Kept devices (the emulated PL011, passthrough
+//!   devices, the timer, PMU and PSCI, and the nodes they refer to) are copied with
+//!   their properties and phandles intact (`xen,passthrough` included, so that building
+//!   again from the guest's DT gives the same DT); the emulated GIC is the host's node with the assignment's `reg`
+//!   (distributor + one redistributor region sized for the vCPUs) and without
+//!   `#redistributor-regions`, `redistributor-stride`, `interrupts` (the maintenance
+//!   interrupt), the MBI properties and its ITS. An ancestor of kept nodes that is not kept itself (a
+//!   `simple-bus`, `/firmware`) is a container: it keeps only `compatible`,
+//!   `#address-cells`, `#size-cells`, `ranges`, `dma-ranges`, `device_type`, `phandle`,
+//!   `linux,phandle`, `status`, and `interrupt-parent` when that names a kept node.
+//!   Everything else (fw-cfg, flash, PCIe, virtio-mmio, the ITS, unassigned UARTs, RTCs,
+//!   GPIO blocks, `__symbols__`...) is dropped.
+//! - **/aliases** keeps only the aliases that name a kept device.
+//! - A kept top-level device whose `reg` overlaps a hidden range is an error: the
+//!   hypervisor's memory would show.
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -45,6 +58,9 @@ use dtoolkit::{Node, Property};
 use platform::info::{Conduit, PhysRange};
 use vm_fdt::{FdtReserveEntry, FdtWriter, FdtWriterNode};
 
+use crate::devices::{
+    self, DeviceAssignment, DeviceError, DeviceRequest, GuestTreeLayout, NodeRole,
+};
 use crate::modules::RangeDisplay;
 
 /// booting.rst: the DTB must not exceed 2 MiB.
@@ -132,6 +148,11 @@ pub enum GuestDtError {
     Write { path: String, error: vm_fdt::Error },
     /// The result is over 2 MiB.
     TooLarge { size: usize },
+    /// The devices could not be assigned ([`build_guest_dtb`] assigns them itself).
+    Devices(DeviceError),
+    /// The [`DeviceAssignment`] given to [`build_guest_dtb_for`] was made for another
+    /// host DTB or another vCPU count.
+    AssignmentMismatch { what: &'static str },
 }
 
 impl fmt::Display for GuestDtError {
@@ -159,6 +180,7 @@ impl fmt::Display for GuestDtError {
             Self::HiddenRangeInDevice { .. } | Self::Write { .. } | Self::TooLarge { .. } => {
                 self.write_output_error(f)
             }
+            Self::Devices(_) | Self::AssignmentMismatch { .. } => self.write_device_error(f),
         }
     }
 }
@@ -277,6 +299,18 @@ impl GuestDtError {
         }
     }
 
+    /// Words a guest DT whose devices cannot be decided, or were decided for another DT.
+    fn write_device_error(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Devices(error) => write!(f, "guest devices: {error}"),
+            Self::AssignmentMismatch { what } => write!(
+                f,
+                "the device assignment was made for another {what} than this guest DT's"
+            ),
+            other => other.write_misrouted(f),
+        }
+    }
+
     /// The fallback arm of the family helpers above. `fmt` never sends a variant to a
     /// helper of another family; should that change, the variant's `Debug` form still
     /// says what went wrong, where a panic or an empty message would not.
@@ -285,7 +319,10 @@ impl GuestDtError {
     }
 }
 
-/// Builds the guest's DTB from the host's (see the module docs for the rules).
+/// Builds the guest's DTB from the host's (see the module docs for the rules), with the
+/// devices [`devices::assign_devices`] gives a guest that asks for nothing on the
+/// command line (`xen,passthrough` nodes are still assigned). The hypervisor uses
+/// [`crate::plan::plan_guest_with_passthrough`], which also returns the assignment.
 ///
 /// # Errors
 ///
@@ -298,11 +335,47 @@ impl GuestDtError {
 ///   [`GuestDtError::InitrdOutsideGuestMemory`], [`GuestDtError::BootargsContainNul`],
 ///   [`GuestDtError::NoVcpus`], [`GuestDtError::TooManyVcpus`],
 ///   [`GuestDtError::AddressTooWide`];
+/// - the devices: [`GuestDtError::Devices`];
 /// - the two disagreeing: [`GuestDtError::HiddenRangeInDevice`];
 /// - output problems: [`GuestDtError::Write`], [`GuestDtError::TooLarge`].
 pub fn build_guest_dtb(host_dtb: &[u8], spec: &GuestDtSpec<'_>) -> Result<Vec<u8>, GuestDtError> {
+    check_spec(spec)?;
+    let host = open_host_dtb(host_dtb)?;
+    // The DT's own errors (blob, cells, CPU count) come before any device error.
+    Cells::of(&host.root(), "/")?;
+    CpuSelection::choose(&host.root(), spec.vcpus)?;
+    let request = DeviceRequest {
+        vcpus: spec.vcpus,
+        guest_ram: spec.memory,
+        hidden: spec.hidden,
+        passthrough_paths: &[],
+    };
+    let assignment = devices::assign_opened(&host, &request).map_err(GuestDtError::Devices)?;
+    build_guest_dtb_for(host_dtb, spec, &assignment)
+}
+
+/// Builds the guest's DTB from the host's with the devices `assignment` gives it (made
+/// by [`devices::assign_devices`] from the same host DTB and vCPU count), so that the
+/// DT names exactly the devices the hypervisor emulates and maps.
+///
+/// # Errors
+///
+/// As [`build_guest_dtb`], and [`GuestDtError::AssignmentMismatch`] when `assignment`
+/// was made for another host DTB or vCPU count.
+pub fn build_guest_dtb_for(
+    host_dtb: &[u8],
+    spec: &GuestDtSpec<'_>,
+    assignment: &DeviceAssignment,
+) -> Result<Vec<u8>, GuestDtError> {
     let memory = check_spec(spec)?;
     let host = open_host_dtb(host_dtb)?;
+    let layout = &assignment.layout;
+    if layout.host_fingerprint != devices::host_fingerprint(&host) {
+        return Err(GuestDtError::AssignmentMismatch { what: "host DTB" });
+    }
+    if layout.vcpus != spec.vcpus {
+        return Err(GuestDtError::AssignmentMismatch { what: "vCPU count" });
+    }
     let root = host.root();
     let root_cells = Cells::of(&root, "/")?;
     let cpus = CpuSelection::choose(&root, spec.vcpus)?;
@@ -318,6 +391,7 @@ pub fn build_guest_dtb(host_dtb: &[u8], spec: &GuestDtSpec<'_>) -> Result<Vec<u8
     let mut builder = Builder {
         writer,
         spec,
+        layout,
         memory,
         root_cells,
         cpus,
@@ -343,7 +417,7 @@ pub fn build_guest_dtb(host_dtb: &[u8], spec: &GuestDtSpec<'_>) -> Result<Vec<u8
 
 /// Checks the spec (RAM against itself and the hidden ranges, the initrd, bootargs,
 /// vCPUs) and returns guest RAM sorted by base.
-fn check_spec(spec: &GuestDtSpec<'_>) -> Result<Vec<PhysRange>, GuestDtError> {
+pub(crate) fn check_spec(spec: &GuestDtSpec<'_>) -> Result<Vec<PhysRange>, GuestDtError> {
     let mut memory = spec.memory.to_vec();
     memory.sort_unstable();
     if memory.is_empty() {
@@ -571,7 +645,7 @@ fn is_ram_below_root(node: &FdtNode<'_>) -> bool {
 
 /// A CPU the guest may get: named `cpu` or `cpu@...` with `device_type = "cpu"` (its
 /// first string), the rule `platform::dt` counts the host's CPUs, and so the vCPUs, by.
-fn is_cpu_node(node: &FdtNode<'_>) -> bool {
+pub(crate) fn is_cpu_node(node: &FdtNode<'_>) -> bool {
     let device_type = node.property("device_type").map(|p| bytes_of(&p));
     node.name_without_address() == "cpu"
         && device_type.and_then(|value| value.split(|&b| b == 0).next()) == Some(b"cpu")
@@ -580,7 +654,7 @@ fn is_cpu_node(node: &FdtNode<'_>) -> bool {
 /// What Linux would also take for a CPU (the name or the `device_type` alone). Such a
 /// node that is not an [`is_cpu_node`] CPU is dropped: the guest must see no CPU that
 /// the hypervisor does not give it.
-fn looks_like_cpu_node(node: &FdtNode<'_>) -> bool {
+pub(crate) fn looks_like_cpu_node(node: &FdtNode<'_>) -> bool {
     node.name_without_address() == "cpu" || strings(node, "device_type").any(|s| s == b"cpu")
 }
 
@@ -666,7 +740,11 @@ enum Scope {
     /// `/reserved-memory`; `None` when its children's addresses cannot be checked
     /// (unsupported cells or a non-identity `ranges`): they are all dropped.
     ReservedMemory(Option<Cells>),
+    /// Copied as they are (below `/chosen`, `/cpus` outside `cpu-map`, `/aliases`, and
+    /// kept `/reserved-memory` children).
     Plain,
+    /// Below the root outside the nodes above: kept as the device layout says.
+    Devices,
 }
 
 /// How a kept node's own properties are written.
@@ -676,6 +754,9 @@ enum Properties {
     Chosen,
     Psci,
     Cpu,
+    EmulatedGic,
+    Container,
+    Aliases,
 }
 
 /// What becomes of a host node.
@@ -712,6 +793,18 @@ impl Decision {
         Self::keep(name, properties, Scope::Plain)
     }
 
+    /// A node below the root that only the device layout keeps.
+    fn from_layout(node: &FdtNode<'_>, name: String, role: Option<NodeRole>) -> Self {
+        let properties = match role {
+            None => return Self::Drop,
+            Some(NodeRole::Device) if is_psci_node(node) => Properties::Psci,
+            Some(NodeRole::Device) => Properties::Copy,
+            Some(NodeRole::EmulatedGic) => Properties::EmulatedGic,
+            Some(NodeRole::Container) => Properties::Container,
+        };
+        Self::keep(name, properties, Scope::Devices)
+    }
+
     /// `decision` when `condition` holds; otherwise the node is dropped.
     fn keep_if(condition: bool, decision: Self) -> Self {
         if condition { decision } else { Self::Drop }
@@ -734,6 +827,7 @@ const CPU_MAP_LEVELS: [&str; 4] = ["socket", "cluster", "core", "thread"];
 struct Builder<'s> {
     writer: FdtWriter,
     spec: &'s GuestDtSpec<'s>,
+    layout: &'s GuestTreeLayout,
     memory: Vec<PhysRange>,
     root_cells: Cells,
     cpus: CpuSelection,
@@ -823,10 +917,19 @@ impl Builder<'_> {
                 let scope = Scope::ReservedMemory(self.reserved_memory_cells(child)?);
                 Decision::keep(name, Properties::Copy, scope)
             }
-            Scope::Root => {
-                self.check_not_hidden(child)?;
-                Decision::keep_plain(child, name)
+            Scope::Root if name == "aliases" => {
+                Decision::keep(name, Properties::Aliases, Scope::Plain)
             }
+            Scope::Root => {
+                let role = self.layout.role(&self.path);
+                // The emulated GIC's own frames were checked by the assignment (its
+                // host `reg` is not what the guest sees).
+                if role == Some(NodeRole::Device) {
+                    self.check_not_hidden(child)?;
+                }
+                Decision::from_layout(child, name, role)
+            }
+            Scope::Devices => Decision::from_layout(child, name, self.layout.role(&self.path)),
             Scope::Chosen if is_hypervisor_only(child) => Decision::Drop,
             Scope::Cpus if is_cpu_node(child) => {
                 self.cpus_seen += 1;
@@ -933,6 +1036,40 @@ impl Builder<'_> {
     ) -> Result<(), GuestDtError> {
         match properties {
             Properties::Copy => self.copy_properties(node, |_| true),
+            Properties::EmulatedGic => self.write_emulated_gic_properties(node),
+            Properties::Container => {
+                let layout = self.layout;
+                // A container's `interrupt-parent` is inherited by its kept children:
+                // it stays when it names a node the guest has.
+                let kept_parent = node
+                    .property("interrupt-parent")
+                    .and_then(|p| <[u8; 4]>::try_from(p.value()).ok())
+                    .is_some_and(|phandle| layout.keeps_phandle(u32::from_be_bytes(phandle)));
+                self.copy_properties(node, |name| {
+                    matches!(
+                        name,
+                        "compatible"
+                            | "#address-cells"
+                            | "#size-cells"
+                            | "ranges"
+                            | "dma-ranges"
+                            | "device_type"
+                            | "phandle"
+                            | "linux,phandle"
+                            | "status"
+                    ) || (name == "interrupt-parent" && kept_parent)
+                })
+            }
+            Properties::Aliases => {
+                let layout = self.layout;
+                self.copy_properties_by_value(node, |name, value| {
+                    matches!(name, "phandle" | "linux,phandle")
+                        || value
+                            .strip_suffix(b"\0")
+                            .and_then(|path| core::str::from_utf8(path).ok())
+                            .is_some_and(|path| layout.is_device(path))
+                })
+            }
             Properties::Chosen => self.write_chosen_properties(Some(node)),
             Properties::Psci => {
                 self.write_psci_properties()?;
@@ -964,17 +1101,49 @@ impl Builder<'_> {
         }
     }
 
+    /// The host GIC's properties with the emulated GIC's `reg` in place of its own (at
+    /// the same position) and without what belongs to the physical GIC (see the module
+    /// docs).
+    fn write_emulated_gic_properties(&mut self, node: &FdtNode<'_>) -> Result<(), GuestDtError> {
+        let layout = self.layout;
+        for property in node.properties() {
+            match property.name() {
+                "reg" => self.write(|w| w.property("reg", &layout.gic_reg))?,
+                "#redistributor-regions"
+                | "redistributor-stride"
+                | "interrupts"
+                | "interrupts-extended"
+                | "interrupt-names"
+                | "msi-controller"
+                | "mbi-ranges"
+                | "mbi-alias"
+                | devices::XEN_PASSTHROUGH => {}
+                name => self.write(|w| w.property(name, property.value()))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies the properties `keep` accepts, by name and value.
+    fn copy_properties_by_value(
+        &mut self,
+        node: &FdtNode<'_>,
+        keep: impl Fn(&str, &[u8]) -> bool,
+    ) -> Result<(), GuestDtError> {
+        for property in node.properties() {
+            if keep(property.name(), property.value()) {
+                self.write(|w| w.property(property.name(), property.value()))?;
+            }
+        }
+        Ok(())
+    }
+
     fn copy_properties(
         &mut self,
         node: &FdtNode<'_>,
         keep: impl Fn(&str) -> bool,
     ) -> Result<(), GuestDtError> {
-        for property in node.properties() {
-            if keep(property.name()) {
-                self.write(|w| w.property(property.name(), property.value()))?;
-            }
-        }
-        Ok(())
+        self.copy_properties_by_value(node, |name, _| keep(name))
     }
 
     fn write_chosen_properties(&mut self, host: Option<&FdtNode<'_>>) -> Result<(), GuestDtError> {

@@ -1,7 +1,8 @@
 //! Loading the guest: Xen's multiboot device-tree protocol to find the kernel, initrd
 //! and command line ([`modules`]), the arm64 `Image` header ([`image`]), where the pieces
-//! go in guest RAM ([`placement`]) and the guest's device tree ([`guest_dt`]);
-//! [`plan`] chains the four.
+//! go in guest RAM ([`placement`]), which devices the guest gets ([`devices`], with the
+//! address translation of [`passthrough`]) and the guest's device tree ([`guest_dt`]);
+//! [`plan`] chains them.
 //!
 //! Everything here is portable `no_std` + `alloc` code that never touches memory itself:
 //! the hypervisor reads the kernel header, performs the copies the [`Placement`] lists,
@@ -23,6 +24,7 @@
 
 extern crate alloc;
 
+pub mod devices;
 mod dtb;
 pub mod guest_dt;
 pub mod image;
@@ -31,9 +33,13 @@ pub mod passthrough;
 pub mod placement;
 pub mod plan;
 
-pub use guest_dt::{GuestDtError, GuestDtSpec, build_guest_dtb};
+pub use devices::{
+    DeviceAssignment, DeviceError, DeviceRequest, EmulatedDevice, EmulatedKind, PassthroughDevice,
+    Refusal, RefusedDevice, assign_devices,
+};
+pub use guest_dt::{GuestDtError, GuestDtSpec, build_guest_dtb, build_guest_dtb_for};
 pub use image::{ImageError, ImageHeader};
 pub use modules::{GuestModuleRole, GuestModules, ModuleError, select_modules};
-pub use passthrough::{PassthroughError, passthrough_regions};
+pub use passthrough::{PassthroughError, device_regions, passthrough_regions};
 pub use placement::{ModuleCopy, Placement, PlacementError, PlacementRequest, place_guest};
-pub use plan::{GuestConfig, GuestPlan, LoadError, plan_guest};
+pub use plan::{GuestConfig, GuestPlan, LoadError, plan_guest, plan_guest_with_passthrough};

@@ -1,6 +1,14 @@
-//! The MMIO the guest may reach: the physical ranges its device tree gives devices,
-//! which the hypervisor maps in stage 2 as device memory (every other address outside
-//! guest RAM stays unmapped and faults).
+//! The MMIO regions a device tree gives its devices, translated to CPU physical
+//! addresses, and from them the MMIO a guest reaches directly: the hypervisor maps those
+//! in stage 2 as device memory, and every other address outside guest RAM stays
+//! unmapped and faults (which is how the emulated GIC and PL011 see the guest's
+//! accesses).
+//!
+//! Which devices a guest gets is decided by [`crate::devices`]; its
+//! [`crate::devices::DeviceAssignment::passthrough_regions`] is what stage 2 maps. This
+//! module is the translation that decision uses (`MmioMap`, one entry per
+//! memory-mapped node), plus two whole-tree views: [`device_regions`] (every device of a
+//! tree) and [`passthrough_regions`] (a guest DTB's devices minus the emulated ones).
 //!
 //! The tree is walked from the root with each node's `reg` translated to CPU physical
 //! addresses through every ancestor's `ranges`, as Linux's `of_translate_address` does.
@@ -24,20 +32,27 @@
 //!   every `ranges` window in I/O (space code 0b01, an MMIO window on Arm), 32-bit memory
 //!   (0b10) or 64-bit memory (0b11) space; configuration-space windows (0b00) are not.
 //!   Children are not visited: their `reg` is configuration-space addressing.
-//! - **The GIC** needs no special case: its `reg` entries (distributor, redistributors,
-//!   and GICv2-compatible CPU/hyp/vcpu frames when listed) are regions, and its ITS child
-//!   is translated through the GIC's (usually empty) `ranges`.
+//! - **The GIC** needs no special case in the translation: its `reg` entries
+//!   (distributor, redistributors, and GICv2-compatible CPU/hyp/vcpu frames when listed)
+//!   are regions, and its ITS child is translated through the GIC's (usually empty)
+//!   `ranges`.
 //! - **Skipped** with everything below them: nodes whose `status` is present and not
 //!   `"okay"`/`"ok"` (`"disabled"`, `"reserved"`, `"fail"`...; Linux's
 //!   `of_device_is_available` does not use them either); at the root, `memory` nodes,
 //!   `/reserved-memory`, `/cpus`, `/chosen`, `/aliases` and the unit-address-less
 //!   `/psci`, `/timer` and `/pmu`; anywhere, nodes with `device_type = "memory"` or
-//!   `"cpu"`, PSCI (`arm,psci*`) and the architected system-register timer
+//!   `"cpu"`, PSCI (`arm,psci`, `arm,psci-0.2`, `arm,psci-1.0`: Linux's compatibles, so
+//!   that a device whose compatible merely starts with `arm,psci` stays a device) and
+//!   the architected system-register timer
 //!   (`arm,armv8-timer`, `arm,armv7-timer`). The memory-mapped timer
 //!   (`arm,armv7-timer-mem`) is an ordinary device.
 //! - **Size 0**: a `reg` entry or `ranges` window of size 0 describes no bytes, and the
 //!   DT spec does not forbid it, so it is skipped without error: mapping nothing exposes
 //!   nothing.
+//! - **Errors stay with their node**: `MmioMap` records a node whose `reg` or `ranges`
+//!   cannot be read with its error and does not visit its children, so one bad device
+//!   cannot stop another from being assigned. [`device_regions`] and
+//!   [`passthrough_regions`] report the first such error (in DT order).
 //! - **Result**: each region is rounded out to 4 KiB pages; the regions are then sorted
 //!   by base and overlapping or adjacent ones merged. A range whose end, or whose end
 //!   rounded up to a page, reaches 2^64 is an error (a [`PhysRange`] cannot end there,
@@ -178,9 +193,10 @@ impl fmt::Display for PassthroughError {
 
 impl core::error::Error for PassthroughError {}
 
-/// The physical MMIO ranges the device tree `dtb` lets the guest use (see the module
-/// docs for the rules): page-aligned, sorted by base, with no two overlapping or
-/// touching.
+/// The physical MMIO ranges of every device the device tree `dtb` describes (see the
+/// module docs for the rules): page-aligned, sorted by base, with no two overlapping or
+/// touching. This is the whole tree's view, whatever the guest is given; what a guest
+/// may reach is [`crate::devices::DeviceAssignment::passthrough_regions`].
 ///
 /// # Errors
 ///
@@ -192,52 +208,42 @@ impl core::error::Error for PassthroughError {}
 ///   [`PassthroughError::UnsupportedCells`], [`PassthroughError::PciAddressCells`];
 /// - an entry whose end (rounded up to a page) reaches 2^64: [`PassthroughError::Overflow`];
 /// - an entry its parent bus does not route: [`PassthroughError::OutsideParentRanges`].
-pub fn passthrough_regions(dtb: &[u8]) -> Result<Vec<PhysRange>, PassthroughError> {
+pub fn device_regions(dtb: &[u8]) -> Result<Vec<PhysRange>, PassthroughError> {
     let fdt = open_dtb(dtb)?;
-    let root = fdt.root();
-    let mut walker = Walker {
-        // Index 0: the root's children see CPU physical addresses unchanged.
-        spaces: vec![Space::Identity],
-        regions: Vec::new(),
-        path: String::new(),
-    };
-    let root_cells = walker.cells_of(&root)?;
-    // An explicit stack: the DT is input, and its depth must not decide how much of the
-    // hypervisor's stack is used.
-    let mut stack = vec![Frame {
-        children: root.children(),
-        cells: root_cells,
-        space: 0,
-        parent_path_len: 0,
-        is_root: true,
-    }];
-    while let Some(frame) = stack.last_mut() {
-        let Some(node) = frame.children.next() else {
-            if let Some(done) = stack.pop() {
-                walker.path.truncate(done.parent_path_len);
-            }
-            continue;
-        };
-        let parent_path_len = walker.path.len();
-        walker.path.push('/');
-        walker.path.push_str(node.name());
-        let parent = Parent {
-            cells: frame.cells,
-            space: frame.space,
-            is_root: frame.is_root,
-        };
-        match walker.visit(&node, parent)? {
-            Some((cells, space)) => stack.push(Frame {
-                children: node.children(),
-                cells,
-                space,
-                parent_path_len,
-                is_root: false,
-            }),
-            None => walker.path.truncate(parent_path_len),
-        }
-    }
-    Ok(merge(walker.regions))
+    let map = MmioMap::of(&fdt)?;
+    map.check()?;
+    Ok(merge(
+        map.in_use().flat_map(NodeMmio::page_ranges).collect(),
+    ))
+}
+
+/// The MMIO a guest reaches directly, read back from the guest DTB that
+/// [`crate::guest_dt::build_guest_dtb`] wrote: [`device_regions`] without the devices
+/// the hypervisor emulates (the first `arm,gic-v3` node with everything below it, and
+/// the `arm,pl011` that `/chosen/stdout-path` names), whose frames must stay unmapped so
+/// that every access traps. Such a DTB holds no other MMIO device than its passthrough
+/// ones, so this equals the assignment's
+/// [`crate::devices::DeviceAssignment::passthrough_regions`] (a test checks it); prefer
+/// that one, which does not parse the DTB again.
+///
+/// # Errors
+///
+/// As [`device_regions`].
+pub fn passthrough_regions(guest_dtb: &[u8]) -> Result<Vec<PhysRange>, PassthroughError> {
+    let fdt = open_dtb(guest_dtb)?;
+    let map = MmioMap::of(&fdt)?;
+    map.check()?;
+    let emulated = crate::devices::emulated_device_paths(&fdt);
+    Ok(merge(
+        map.in_use()
+            .filter(|node| {
+                !emulated
+                    .iter()
+                    .any(|root| crate::devices::is_same_or_below(&node.path, root))
+            })
+            .flat_map(NodeMmio::page_ranges)
+            .collect(),
+    ))
 }
 
 /// Validates the blob (sliced to its `totalsize`).
@@ -250,6 +256,164 @@ fn open_dtb(bytes: &[u8]) -> Result<Fdt<'_>, PassthroughError> {
         }
         dtb::OpenError::Malformed { detail } => PassthroughError::DtbMalformed { detail },
     })
+}
+
+/// One `reg` entry or PCI window of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MappedRange {
+    /// The address on the node's parent bus, as the DT writes it.
+    pub bus: u64,
+    /// Where the CPU sees it.
+    pub cpu: PhysRange,
+    /// `cpu` rounded out to [`PASSTHROUGH_PAGE_SIZE`] pages: what stage 2 would map.
+    pub page: PhysRange,
+}
+
+/// What the walk found for one memory-mapped node (see the module docs).
+#[derive(Clone, Debug)]
+pub(crate) struct NodeMmio {
+    /// `/soc/serial@1000`.
+    pub path: String,
+    /// The `reg` entries in order; `None` for an entry of size 0.
+    pub reg: Vec<Option<MappedRange>>,
+    /// A PCI host bridge's I/O and memory windows.
+    pub windows: Vec<MappedRange>,
+    /// Why the node's `reg` or `ranges` could not be read; its children were then not
+    /// visited.
+    pub error: Option<PassthroughError>,
+    /// `status` is absent, `"okay"` or `"ok"`. A node that is not in use is recorded
+    /// (its registers still share pages with its neighbours') but never a region, and
+    /// its children are not visited.
+    pub available: bool,
+    parent: Parent,
+}
+
+impl NodeMmio {
+    /// Every CPU physical range of the node (`reg` entries, then PCI windows).
+    pub(crate) fn cpu_ranges(&self) -> impl Iterator<Item = PhysRange> + '_ {
+        self.mapped().map(|range| range.cpu)
+    }
+
+    /// The same, rounded out to pages.
+    pub(crate) fn page_ranges(&self) -> impl Iterator<Item = PhysRange> + '_ {
+        self.mapped().map(|range| range.page)
+    }
+
+    fn mapped(&self) -> impl Iterator<Item = &MappedRange> + '_ {
+        self.reg.iter().flatten().chain(&self.windows)
+    }
+
+    /// The parent bus's `#address-cells` and `#size-cells`: how a `reg` for this node is
+    /// encoded.
+    pub(crate) fn parent_cells(&self) -> (u32, u32) {
+        (self.parent.cells.address, self.parent.cells.size)
+    }
+}
+
+/// Every memory-mapped node of a tree with its translated `reg` (see the module docs),
+/// in DT order.
+pub(crate) struct MmioMap {
+    nodes: Vec<NodeMmio>,
+    spaces: Vec<Space>,
+}
+
+impl MmioMap {
+    /// Walks the tree.
+    ///
+    /// # Errors
+    ///
+    /// Only for the root's own `#address-cells`/`#size-cells`; every other problem stays
+    /// with its node ([`NodeMmio::error`]).
+    pub(crate) fn of(fdt: &Fdt<'_>) -> Result<Self, PassthroughError> {
+        let root = fdt.root();
+        let mut walker = Walker {
+            // Index 0: the root's children see CPU physical addresses unchanged.
+            spaces: vec![Space::Identity],
+            nodes: Vec::new(),
+            path: String::new(),
+        };
+        let root_cells = walker.cells_of(&root)?;
+        // An explicit stack: the DT is input, and its depth must not decide how much of
+        // the hypervisor's stack is used.
+        let mut stack = vec![Frame {
+            children: root.children(),
+            cells: root_cells,
+            space: 0,
+            parent_path_len: 0,
+            is_root: true,
+        }];
+        while let Some(frame) = stack.last_mut() {
+            let Some(node) = frame.children.next() else {
+                if let Some(done) = stack.pop() {
+                    walker.path.truncate(done.parent_path_len);
+                }
+                continue;
+            };
+            let parent_path_len = walker.path.len();
+            walker.path.push('/');
+            walker.path.push_str(node.name());
+            let parent = Parent {
+                cells: frame.cells,
+                space: frame.space,
+                is_root: frame.is_root,
+            };
+            match walker.visit(&node, parent) {
+                Some((cells, space)) => stack.push(Frame {
+                    children: node.children(),
+                    cells,
+                    space,
+                    parent_path_len,
+                    is_root: false,
+                }),
+                None => walker.path.truncate(parent_path_len),
+            }
+        }
+        Ok(Self {
+            nodes: walker.nodes,
+            spaces: walker.spaces,
+        })
+    }
+
+    /// Every memory-mapped node, in use or not.
+    pub(crate) fn nodes(&self) -> &[NodeMmio] {
+        &self.nodes
+    }
+
+    /// The memory-mapped nodes in use (the devices).
+    pub(crate) fn in_use(&self) -> impl Iterator<Item = &NodeMmio> + '_ {
+        self.nodes.iter().filter(|node| node.available)
+    }
+
+    /// The node at `path`, when it is memory-mapped (in use or not).
+    pub(crate) fn node(&self, path: &str) -> Option<&NodeMmio> {
+        self.nodes.iter().find(|node| node.path == path)
+    }
+
+    /// The first error of a node in use, in DT order.
+    pub(crate) fn check(&self) -> Result<(), PassthroughError> {
+        match self.in_use().find_map(|node| node.error.as_ref()) {
+            Some(error) => Err(error.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Translates one more range written on `node`'s parent bus (e.g. a `reg` entry the
+    /// caller resizes), with the rules of the module docs; `None` for size 0.
+    pub(crate) fn map_for(
+        &self,
+        node: &NodeMmio,
+        bus: u64,
+        size: u64,
+    ) -> Result<Option<MappedRange>, PassthroughError> {
+        map_range(
+            &self.spaces,
+            node.parent.space,
+            bus,
+            size,
+            "reg",
+            &node.path,
+        )
+    }
 }
 
 /// A node being visited, with the children still to visit.
@@ -265,7 +429,7 @@ struct Frame<'a> {
 }
 
 /// What a node needs from its parent.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Parent {
     cells: Cells,
     space: usize,
@@ -294,25 +458,48 @@ struct Walker {
     /// Bus address spaces met so far; frames refer to them by index so that a bus with
     /// empty `ranges` shares its parent's.
     spaces: Vec<Space>,
-    /// CPU physical regions found so far, page-aligned.
-    regions: Vec<PhysRange>,
+    /// Memory-mapped nodes found so far.
+    nodes: Vec<NodeMmio>,
     /// The current node's path ("" for the root).
     path: String,
 }
 
 impl Walker {
-    /// Records `node`'s regions and returns the cells and address space of its children
-    /// when they are to be visited (`None`: skip them).
-    fn visit(
+    /// Records `node` (when it is a device) and returns the cells and address space of
+    /// its children when they are to be visited (`None`: skip them).
+    fn visit(&mut self, node: &FdtNode<'_>, parent: Parent) -> Option<(Cells, usize)> {
+        if is_skipped(node, parent.is_root) {
+            return None;
+        }
+        let available = is_available(node);
+        let mut record = NodeMmio {
+            path: self.display_path(),
+            reg: Vec::new(),
+            windows: Vec::new(),
+            error: None,
+            available,
+            parent,
+        };
+        let children = match self.read(node, parent, &mut record) {
+            Ok(children) => children,
+            Err(error) => {
+                record.error = Some(error);
+                None
+            }
+        };
+        self.nodes.push(record);
+        children.filter(|_| available)
+    }
+
+    /// Fills `record` with the node's regions; returns what [`Self::visit`] does.
+    fn read(
         &mut self,
         node: &FdtNode<'_>,
         parent: Parent,
+        record: &mut NodeMmio,
     ) -> Result<Option<(Cells, usize)>, PassthroughError> {
-        if is_skipped(node, parent.is_root) || !is_available(node) {
-            return Ok(None);
-        }
         if let Some(reg) = node.property("reg") {
-            self.add_reg(reg.value(), parent)?;
+            record.reg = self.reg_entries(reg.value(), parent)?;
         }
         if is_pci_host_bridge(node) {
             let cells = self.cells_of(node)?;
@@ -323,7 +510,7 @@ impl Walker {
                 });
             }
             if let Some(ranges) = node.property("ranges") {
-                self.add_pci_windows(ranges.value(), cells, parent)?;
+                record.windows = self.pci_windows(ranges.value(), cells, parent)?;
             }
             return Ok(None);
         }
@@ -342,32 +529,43 @@ impl Walker {
         Ok(Some((cells, space)))
     }
 
-    /// Adds the node's `reg` entries, translated to CPU physical addresses.
-    fn add_reg(&mut self, reg: &[u8], parent: Parent) -> Result<(), PassthroughError> {
+    /// The node's `reg` entries, translated to CPU physical addresses.
+    fn reg_entries(
+        &self,
+        reg: &[u8],
+        parent: Parent,
+    ) -> Result<Vec<Option<MappedRange>>, PassthroughError> {
         const PROPERTY: &str = "reg";
         let address = self.decodable(PROPERTY, "parent #address-cells", parent.cells.address)?;
         let size = self.decodable(PROPERTY, "parent #size-cells", parent.cells.size)?;
+        let mut entries = Vec::new();
         for entry in self.entries(reg, PROPERTY, address + size)? {
             let (base, rest) = entry.split_at(address * 4);
             let (base, size) = (be_uint(base), be_uint(rest));
-            if let Some(cpu) = self.translate(parent.space, base, size, PROPERTY)? {
-                self.add_region(cpu, size, PROPERTY)?;
-            }
+            entries.push(map_range(
+                &self.spaces,
+                parent.space,
+                base,
+                size,
+                PROPERTY,
+                &self.path,
+            )?);
         }
-        Ok(())
+        Ok(entries)
     }
 
-    /// Adds the CPU side of a PCI host bridge's I/O and memory windows.
-    fn add_pci_windows(
-        &mut self,
+    /// The CPU side of a PCI host bridge's I/O and memory windows.
+    fn pci_windows(
+        &self,
         ranges: &[u8],
         cells: Cells,
         parent: Parent,
-    ) -> Result<(), PassthroughError> {
+    ) -> Result<Vec<MappedRange>, PassthroughError> {
         const PROPERTY: &str = "ranges";
         let parent_address =
             self.decodable(PROPERTY, "parent #address-cells", parent.cells.address)?;
         let size = self.decodable(PROPERTY, "#size-cells", cells.size)?;
+        let mut windows = Vec::new();
         for entry in self.entries(ranges, PROPERTY, 3 + parent_address + size)? {
             let (child, rest) = entry.split_at(3 * 4);
             let (base, size) = rest.split_at(parent_address * 4);
@@ -379,11 +577,16 @@ impl Walker {
             if !matches!(space_code, PCI_SPACE_IO | PCI_SPACE_MEM32 | PCI_SPACE_MEM64) {
                 continue;
             }
-            if let Some(cpu) = self.translate(parent.space, base, size, PROPERTY)? {
-                self.add_region(cpu, size, PROPERTY)?;
-            }
+            windows.extend(map_range(
+                &self.spaces,
+                parent.space,
+                base,
+                size,
+                PROPERTY,
+                &self.path,
+            )?);
         }
-        Ok(())
+        Ok(windows)
     }
 
     /// A bus's non-empty `ranges`, composed with its parent's address space.
@@ -407,63 +610,15 @@ impl Walker {
                 continue;
             }
             if child.checked_add(size).is_none() {
-                return Err(self.overflow(PROPERTY, child, size));
+                return Err(overflow(&self.path, PROPERTY, child, size));
             }
-            if let Some(cpu) = self.translate(parent.space, base, size, PROPERTY)? {
+            if let Some(cpu) =
+                translate(&self.spaces, parent.space, base, size, PROPERTY, &self.path)?
+            {
                 windows.push(Window { child, cpu, size });
             }
         }
         Ok(windows)
-    }
-
-    /// Where `[base, base + size)` of the bus `space` is for the CPU (`None` for size 0).
-    fn translate(
-        &self,
-        space: usize,
-        base: u64,
-        size: u64,
-        property: &'static str,
-    ) -> Result<Option<u64>, PassthroughError> {
-        if size == 0 {
-            return Ok(None);
-        }
-        let Some(end) = base.checked_add(size) else {
-            return Err(self.overflow(property, base, size));
-        };
-        match self.spaces.get(space) {
-            Some(Space::Windows(windows)) => windows
-                .iter()
-                .find(|window| {
-                    // Window ends never overflow (checked when they were made).
-                    base >= window.child && end <= window.child + window.size
-                })
-                .map(|window| Some(window.cpu + (base - window.child)))
-                .ok_or_else(|| PassthroughError::OutsideParentRanges {
-                    path: self.path.clone(),
-                    property,
-                    base,
-                    size,
-                }),
-            Some(Space::Identity) | None => Ok(Some(base)),
-        }
-    }
-
-    /// Records `[base, base + size)` (a CPU physical range, size not zero) rounded out to
-    /// pages.
-    fn add_region(
-        &mut self,
-        base: u64,
-        size: u64,
-        property: &'static str,
-    ) -> Result<(), PassthroughError> {
-        let start = base & !(PASSTHROUGH_PAGE_SIZE - 1);
-        let region = base
-            .checked_add(size)
-            .and_then(|end| end.checked_next_multiple_of(PASSTHROUGH_PAGE_SIZE))
-            .and_then(|end| PhysRange::new(start, end - start))
-            .ok_or_else(|| self.overflow(property, base, size))?;
-        self.regions.push(region);
-        Ok(())
     }
 
     /// Splits a `reg`/`ranges` value into entries of `cells` cells.
@@ -531,21 +686,83 @@ impl Walker {
             })
     }
 
-    fn overflow(&self, property: &'static str, base: u64, size: u64) -> PassthroughError {
-        PassthroughError::Overflow {
-            path: self.display_path(),
-            property,
-            base,
-            size,
-        }
-    }
-
     fn display_path(&self) -> String {
         if self.path.is_empty() {
             "/".to_string()
         } else {
             self.path.clone()
         }
+    }
+}
+
+/// `[bus, bus + size)` of the bus `space`, translated and rounded out to pages (`None`
+/// for size 0). `path` and `property` name the entry in errors.
+fn map_range(
+    spaces: &[Space],
+    space: usize,
+    bus: u64,
+    size: u64,
+    property: &'static str,
+    path: &str,
+) -> Result<Option<MappedRange>, PassthroughError> {
+    let Some(cpu) = translate(spaces, space, bus, size, property, path)? else {
+        return Ok(None);
+    };
+    let page_start = cpu & !(PASSTHROUGH_PAGE_SIZE - 1);
+    let cpu_range = PhysRange::new(cpu, size);
+    let page = cpu
+        .checked_add(size)
+        .and_then(|end| end.checked_next_multiple_of(PASSTHROUGH_PAGE_SIZE))
+        .and_then(|end| PhysRange::new(page_start, end - page_start));
+    match (cpu_range, page) {
+        (Some(cpu), Some(page)) => Ok(Some(MappedRange { bus, cpu, page })),
+        _ => Err(overflow(path, property, cpu, size)),
+    }
+}
+
+/// Where `[base, base + size)` of the bus `space` is for the CPU (`None` for size 0).
+fn translate(
+    spaces: &[Space],
+    space: usize,
+    base: u64,
+    size: u64,
+    property: &'static str,
+    path: &str,
+) -> Result<Option<u64>, PassthroughError> {
+    if size == 0 {
+        return Ok(None);
+    }
+    let Some(end) = base.checked_add(size) else {
+        return Err(overflow(path, property, base, size));
+    };
+    match spaces.get(space) {
+        Some(Space::Windows(windows)) => windows
+            .iter()
+            .find(|window| {
+                // Window ends never overflow (checked when they were made).
+                base >= window.child && end <= window.child + window.size
+            })
+            .map(|window| Some(window.cpu + (base - window.child)))
+            .ok_or_else(|| PassthroughError::OutsideParentRanges {
+                path: path.to_string(),
+                property,
+                base,
+                size,
+            }),
+        Some(Space::Identity) | None => Ok(Some(base)),
+    }
+}
+
+fn overflow(path: &str, property: &'static str, base: u64, size: u64) -> PassthroughError {
+    PassthroughError::Overflow {
+        path: if path.is_empty() {
+            "/".to_string()
+        } else {
+            path.to_string()
+        },
+        property,
+        base,
+        size,
     }
 }
 
@@ -557,7 +774,7 @@ struct Cells {
 }
 
 /// Sorts page-aligned regions and merges overlapping or adjacent ones.
-fn merge(mut regions: Vec<PhysRange>) -> Vec<PhysRange> {
+pub(crate) fn merge(mut regions: Vec<PhysRange>) -> Vec<PhysRange> {
     regions.sort_unstable();
     let mut merged: Vec<PhysRange> = Vec::with_capacity(regions.len());
     for region in regions {
@@ -597,7 +814,14 @@ fn is_skipped(node: &FdtNode<'_>, at_root: bool) -> bool {
     root_skip
         || strings(node, "device_type").any(|s| s == b"memory" || s == b"cpu")
         || strings(node, "compatible").any(|s| {
-            s.starts_with(b"arm,psci") || s == b"arm,armv8-timer" || s == b"arm,armv7-timer"
+            matches!(
+                s,
+                b"arm,psci"
+                    | b"arm,psci-0.2"
+                    | b"arm,psci-1.0"
+                    | b"arm,armv8-timer"
+                    | b"arm,armv7-timer"
+            )
         })
 }
 

@@ -1,13 +1,15 @@
 //! The whole guest-loading decision in one call: which modules, is the kernel bootable,
-//! where everything goes, and the guest's DTB. Each step is also public on its own
-//! ([`crate::modules`], [`crate::image`], [`crate::placement`], [`crate::guest_dt`]).
+//! where everything goes, which devices the guest gets, and the guest's DTB. Each step
+//! is also public on its own ([`crate::modules`], [`crate::image`],
+//! [`crate::placement`], [`crate::devices`], [`crate::guest_dt`]).
 
 use alloc::vec::Vec;
 use core::fmt;
 
 use platform::info::{BootModule, Conduit, PhysRange};
 
-use crate::guest_dt::{GuestDtError, GuestDtSpec, build_guest_dtb};
+use crate::devices::{DeviceAssignment, DeviceError, DeviceRequest, assign_devices};
+use crate::guest_dt::{GuestDtError, GuestDtSpec, build_guest_dtb_for, check_spec};
 use crate::image::{ImageError, ImageHeader};
 use crate::modules::{GuestModules, ModuleError, RangeDisplay, select_modules};
 use crate::placement::{Placement, PlacementError, PlacementRequest, place_guest};
@@ -38,6 +40,9 @@ pub struct GuestPlan<'m> {
     pub placement: Placement,
     /// The guest DTB, to write at `placement.dtb.base` after the copies.
     pub dtb: Vec<u8>,
+    /// The devices the DTB names: what to emulate, what to map in stage 2
+    /// ([`DeviceAssignment::passthrough_regions`]) and which SPIs to route.
+    pub devices: DeviceAssignment,
 }
 
 /// Which step failed.
@@ -49,6 +54,7 @@ pub enum LoadError {
         error: ImageError,
     },
     Placement(PlacementError),
+    Devices(DeviceError),
     GuestDt(GuestDtError),
 }
 
@@ -60,6 +66,7 @@ impl fmt::Display for LoadError {
                 write!(f, "kernel module at {}: {error}", RangeDisplay(*kernel))
             }
             Self::Placement(error) => write!(f, "guest placement: {error}"),
+            Self::Devices(error) => write!(f, "guest devices: {error}"),
             Self::GuestDt(error) => write!(f, "guest device tree: {error}"),
         }
     }
@@ -75,14 +82,35 @@ impl fmt::Display for LoadError {
 /// `placement.dtb.base`, cleans the written ranges to PoC and enters the guest at
 /// `placement.entry` with x0 = `placement.dtb.base`, x1 = x2 = x3 = 0.
 ///
+/// The devices are those of [`plan_guest_with_passthrough`] with no `passthrough=`
+/// paths: the emulated GIC and PL011, and the host nodes marked `xen,passthrough`.
+///
 /// # Errors
 ///
-/// [`LoadError::Modules`], [`LoadError::Image`], [`LoadError::Placement`] or
-/// [`LoadError::GuestDt`], wrapping the failing step's error.
+/// [`LoadError::Modules`], [`LoadError::Image`], [`LoadError::Placement`],
+/// [`LoadError::Devices`] or [`LoadError::GuestDt`], wrapping the failing step's error.
 pub fn plan_guest<'m, 'h>(
     modules: &[BootModule<'m>],
     host_dtb: &[u8],
     config: &GuestConfig<'_>,
+    read_kernel_head: impl FnOnce(PhysRange) -> &'h [u8],
+) -> Result<GuestPlan<'m>, LoadError> {
+    plan_guest_with_passthrough(modules, host_dtb, config, &[], read_kernel_head)
+}
+
+/// [`plan_guest`], also giving the guest the host nodes `passthrough_paths` names (the
+/// hypervisor's `passthrough=` option, `platform::bootargs::ParsedArgs::passthrough`).
+///
+/// # Errors
+///
+/// As [`plan_guest`]; a path that names no node is [`LoadError::Devices`] (a device
+/// that exists but cannot be given is not an error: it is in
+/// [`GuestPlan::devices`]' `refused`).
+pub fn plan_guest_with_passthrough<'m, 'h>(
+    modules: &[BootModule<'m>],
+    host_dtb: &[u8],
+    config: &GuestConfig<'_>,
+    passthrough_paths: &[&str],
     read_kernel_head: impl FnOnce(PhysRange) -> &'h [u8],
 ) -> Result<GuestPlan<'m>, LoadError> {
     let modules = select_modules(modules).map_err(LoadError::Modules)?;
@@ -109,26 +137,37 @@ pub fn plan_guest<'m, 'h>(
     })
     .map_err(LoadError::Placement)?;
 
-    let dtb = build_guest_dtb(
+    let spec = GuestDtSpec {
+        memory: config.guest_ram,
+        bootargs: modules.bootargs,
+        initrd: placement.initrd,
+        vcpus: config.vcpus,
+        psci_conduit: config.psci_conduit,
+        hidden: config.hidden,
+        kaslr_seed: config.kaslr_seed,
+        rng_seed: config.rng_seed,
+    };
+    // The spec's own errors (RAM, initrd, bootargs, vCPUs) first; the DTB is then
+    // written from the assignment it is given.
+    check_spec(&spec).map_err(LoadError::GuestDt)?;
+    let devices = assign_devices(
         host_dtb,
-        &GuestDtSpec {
-            memory: config.guest_ram,
-            bootargs: modules.bootargs,
-            initrd: placement.initrd,
+        &DeviceRequest {
             vcpus: config.vcpus,
-            psci_conduit: config.psci_conduit,
+            guest_ram: config.guest_ram,
             hidden: config.hidden,
-            kaslr_seed: config.kaslr_seed,
-            rng_seed: config.rng_seed,
+            passthrough_paths,
         },
     )
-    .map_err(LoadError::GuestDt)?;
+    .map_err(LoadError::Devices)?;
+    let dtb = build_guest_dtb_for(host_dtb, &spec, &devices).map_err(LoadError::GuestDt)?;
 
     Ok(GuestPlan {
         modules,
         image,
         placement,
         dtb,
+        devices,
     })
 }
 
@@ -251,6 +290,54 @@ mod tests {
         assert_eq!(
             chosen.property("linux,initrd-start").unwrap().as_usize(),
             Some(initrd.base as usize)
+        );
+    }
+
+    #[test]
+    fn the_plan_carries_the_devices_its_dtb_names() {
+        let modules = qemu_modules(0x5000_0000);
+        let plan = plan_guest(&modules, HOST_DTB, &config(), |_| DEBIAN_HEAD).unwrap();
+        assert_eq!(plan.devices.emulated.len(), 2);
+        assert_eq!(plan.devices.passthrough_regions(), []);
+        assert_eq!(
+            crate::passthrough::passthrough_regions(&plan.dtb).unwrap(),
+            []
+        );
+
+        let plan = plan_guest_with_passthrough(
+            &modules,
+            HOST_DTB,
+            &config(),
+            &["/pl031@9010000", "/virtio_mmio@a000000"],
+            |_| DEBIAN_HEAD,
+        )
+        .unwrap();
+        assert_eq!(
+            plan.devices.passthrough_regions(),
+            [range(0x901_0000, 0x1000)]
+        );
+        assert_eq!(plan.devices.passthrough[0].intids, [34]);
+        assert_eq!(plan.devices.refused[0].path, "/virtio_mmio@a000000");
+        assert_eq!(
+            crate::passthrough::passthrough_regions(&plan.dtb).unwrap(),
+            plan.devices.passthrough_regions()
+        );
+        let dtb = fdt::Fdt::new(&plan.dtb).unwrap();
+        assert!(dtb.find_node("/pl031@9010000").is_some());
+        assert!(dtb.find_node("/virtio_mmio@a000000").is_none());
+
+        let err =
+            plan_guest_with_passthrough(&modules, HOST_DTB, &config(), &["/nope"], |_| DEBIAN_HEAD)
+                .unwrap_err();
+        assert_eq!(
+            err,
+            LoadError::Devices(DeviceError::PassthroughPathNotFound {
+                path: "/nope".to_string()
+            })
+        );
+        assert!(
+            err.to_string()
+                .starts_with("guest devices: passthrough=/nope")
         );
     }
 

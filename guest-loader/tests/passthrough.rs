@@ -1,7 +1,8 @@
-//! `passthrough_regions` against QEMU's virt DTBs, the hand-written
-//! `passthrough-buses.dts`, small trees built here for each error, and fuzzing.
+//! `device_regions` (the address translation under every passthrough device's regions)
+//! against QEMU's virt DTBs, the hand-written `passthrough-buses.dts`, small trees built
+//! here for each error, and fuzzing. Which devices a guest gets is `tests/devices.rs`.
 
-use guest_loader::passthrough::{PASSTHROUGH_PAGE_SIZE, PassthroughError, passthrough_regions};
+use guest_loader::passthrough::{PASSTHROUGH_PAGE_SIZE, PassthroughError, device_regions};
 use platform::info::PhysRange;
 use proptest::prelude::*;
 use vm_fdt::FdtWriter;
@@ -91,7 +92,7 @@ fn qemu_virt_fixtures() {
         range(0x80_0000_0000, 0x100_0000_0000),
     ];
     for (name, dtb) in QEMU_FIXTURES {
-        let regions = passthrough_regions(dtb).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let regions = device_regions(dtb).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(regions, expected, "{name}");
         assert_canonical(&regions);
     }
@@ -100,7 +101,7 @@ fn qemu_virt_fixtures() {
 #[test]
 fn qemu_virt_excludes_ram_modules_and_cpus() {
     let (_, dtb) = QEMU_FIXTURES[0];
-    let regions = passthrough_regions(dtb).unwrap();
+    let regions = device_regions(dtb).unwrap();
     // RAM, and the guest-loader modules under /chosen (inside RAM).
     for address in [0x4000_0000, 0x5000_0000, 0x5800_0000, 0xbfff_f000] {
         assert!(
@@ -114,7 +115,7 @@ fn qemu_virt_excludes_ram_modules_and_cpus() {
 
 #[test]
 fn hand_made_buses() {
-    let regions = passthrough_regions(BUSES).unwrap();
+    let regions = device_regions(BUSES).unwrap();
     let expected = vec![
         // GICD.
         range(0x800_0000, 0x801_0000),
@@ -221,23 +222,20 @@ fn bus(ranges: Option<&[u32]>, child_reg: &[u32]) -> Vec<u8> {
 fn reg_through_ranges() {
     let dtb = bus(Some(&[0x0, 0x0, 0x1000_0000, 0x10000]), &[0x1000, 0x1000]);
     assert_eq!(
-        passthrough_regions(&dtb).unwrap(),
+        device_regions(&dtb).unwrap(),
         [range(0x1000_1000, 0x1000_2000)]
     );
     // The last byte of the window.
     let dtb = bus(Some(&[0x0, 0x0, 0x1000_0000, 0x10000]), &[0xffff, 0x1]);
     assert_eq!(
-        passthrough_regions(&dtb).unwrap(),
+        device_regions(&dtb).unwrap(),
         [range(0x1000_f000, 0x1001_0000)]
     );
     // No ranges: the child is not memory-mapped, and that is not an error.
-    assert_eq!(
-        passthrough_regions(&bus(None, &[0x1000, 0x1000])).unwrap(),
-        []
-    );
+    assert_eq!(device_regions(&bus(None, &[0x1000, 0x1000])).unwrap(), []);
     // Empty ranges: identity.
     assert_eq!(
-        passthrough_regions(&bus(Some(&[]), &[0x1000, 0x1000])).unwrap(),
+        device_regions(&bus(Some(&[]), &[0x1000, 0x1000])).unwrap(),
         [range(0x1000, 0x2000)]
     );
 }
@@ -247,7 +245,7 @@ fn reg_outside_the_window_is_an_error() {
     for reg in [[0x10000, 0x1000], [0xf800, 0x1000], [0x10000, 0x1]] {
         let dtb = bus(Some(&[0x0, 0x0, 0x1000_0000, 0x10000]), &reg);
         assert_eq!(
-            passthrough_regions(&dtb),
+            device_regions(&dtb),
             Err(PassthroughError::OutsideParentRanges {
                 path: "/bus/dev@0".into(),
                 property: "reg",
@@ -276,7 +274,7 @@ fn ranges_outside_the_grandparent_window_is_an_error() {
         w.end_node(inner).unwrap();
         w.end_node(outer).unwrap();
     });
-    let error = passthrough_regions(&dtb).unwrap_err();
+    let error = device_regions(&dtb).unwrap_err();
     assert_eq!(
         error,
         PassthroughError::OutsideParentRanges {
@@ -299,13 +297,13 @@ fn size_zero_is_skipped() {
         leaf(w, "a@1000", &[("reg", &cells(&[0, 0x1000, 0, 0]))]);
         leaf(w, "b@2000", &[("reg", &cells(&[0, 0x2000, 0, 0x10]))]);
     });
-    assert_eq!(passthrough_regions(&dtb).unwrap(), [range(0x2000, 0x3000)]);
+    assert_eq!(device_regions(&dtb).unwrap(), [range(0x2000, 0x3000)]);
     // A size-0 window translates nothing; a reg in it is outside the bus's ranges.
     let dtb = bus(Some(&[0x0, 0x0, 0x1000_0000, 0x0]), &[0x0, 0x0]);
-    assert_eq!(passthrough_regions(&dtb).unwrap(), []);
+    assert_eq!(device_regions(&dtb).unwrap(), []);
     let dtb = bus(Some(&[0x0, 0x0, 0x1000_0000, 0x0]), &[0x0, 0x10]);
     assert!(matches!(
-        passthrough_regions(&dtb),
+        device_regions(&dtb),
         Err(PassthroughError::OutsideParentRanges { .. })
     ));
 }
@@ -328,7 +326,7 @@ fn overflow_is_an_error() {
             )
         });
         assert_eq!(
-            passthrough_regions(&dtb),
+            device_regions(&dtb),
             Err(PassthroughError::Overflow {
                 path: "/dev".into(),
                 property: "reg",
@@ -347,13 +345,13 @@ fn overflow_is_an_error() {
         )
     });
     assert_eq!(
-        passthrough_regions(&dtb).unwrap(),
+        device_regions(&dtb).unwrap(),
         [range(0xffff_ffff_ffff_e000, 0xffff_ffff_ffff_f000)]
     );
     // A ranges window whose CPU end passes 2^64.
     let dtb = bus(Some(&[0x0, 0xffff_ffff, 0xffff_f000, 0x2000]), &[0x0, 0x10]);
     assert!(matches!(
-        passthrough_regions(&dtb),
+        device_regions(&dtb),
         Err(PassthroughError::Overflow {
             property: "ranges",
             ..
@@ -365,7 +363,7 @@ fn overflow_is_an_error() {
 fn malformed_properties() {
     // A reg of 3 cells under 2/2.
     let dtb = tree(&[], |w| leaf(w, "dev@0", &[("reg", &cells(&[0, 0, 0]))]));
-    let error = passthrough_regions(&dtb).unwrap_err();
+    let error = device_regions(&dtb).unwrap_err();
     assert_eq!(
         error,
         PassthroughError::MalformedProperty {
@@ -381,7 +379,7 @@ fn malformed_properties() {
     // ranges of 5 cells under 1/1 in 2-cell parent (needs 4 per entry).
     let dtb = bus(Some(&[0, 0, 0, 0x1000, 0]), &[0, 0x10]);
     assert!(matches!(
-        passthrough_regions(&dtb),
+        device_regions(&dtb),
         Err(PassthroughError::MalformedProperty {
             property: "ranges",
             len: 20,
@@ -391,7 +389,7 @@ fn malformed_properties() {
     // An 8-byte #address-cells on the root.
     let dtb = tree(&[("#address-cells", &[0; 8])], |_| {});
     assert_eq!(
-        passthrough_regions(&dtb),
+        device_regions(&dtb),
         Err(PassthroughError::MalformedProperty {
             path: "/".into(),
             property: "#address-cells",
@@ -407,7 +405,7 @@ fn unsupported_cells_only_matter_when_used() {
     let dtb = tree(&[("#address-cells", &three)], |w| {
         leaf(w, "dev@0", &[("reg", &cells(&[0, 0, 0x1000, 0, 0x1000]))])
     });
-    let error = passthrough_regions(&dtb).unwrap_err();
+    let error = device_regions(&dtb).unwrap_err();
     assert_eq!(
         error,
         PassthroughError::UnsupportedCells {
@@ -430,7 +428,7 @@ fn unsupported_cells_only_matter_when_used() {
         leaf(w, "eeprom@50", &[("reg", &cells(&[0x50]))]);
         w.end_node(node).unwrap();
     });
-    assert_eq!(passthrough_regions(&dtb).unwrap(), [range(0x1000, 0x2000)]);
+    assert_eq!(device_regions(&dtb).unwrap(), [range(0x1000, 0x2000)]);
     // The same bus given ranges: its child's reg needs a size cell.
     let dtb = tree(&[], |w| {
         let node = w.begin_node("i2c@1000").unwrap();
@@ -441,7 +439,7 @@ fn unsupported_cells_only_matter_when_used() {
         w.end_node(node).unwrap();
     });
     assert!(matches!(
-        passthrough_regions(&dtb),
+        device_regions(&dtb),
         Err(PassthroughError::UnsupportedCells {
             which: "parent #size-cells",
             value: 0,
@@ -500,14 +498,14 @@ fn pci_host_bridges() {
         0,
     ];
     assert_eq!(
-        passthrough_regions(&pci(3, &ranges)).unwrap(),
+        device_regions(&pci(3, &ranges)).unwrap(),
         [
             range(0x1000_0000, 0x3f00_0000),
             range(0x40_1000_0000, 0x40_2000_0000),
             range(0x80_0000_0000, 0x100_0000_0000),
         ]
     );
-    let error = passthrough_regions(&pci(2, &[])).unwrap_err();
+    let error = device_regions(&pci(2, &[])).unwrap_err();
     assert_eq!(
         error,
         PassthroughError::PciAddressCells {
@@ -522,7 +520,7 @@ fn pci_host_bridges() {
     // A window that overflows once translated.
     let bad = [0x0200_0000, 0, 0, 0xffff_ffff, 0xffff_f000, 0, 0x2000];
     assert!(matches!(
-        passthrough_regions(&pci(3, &bad)),
+        device_regions(&pci(3, &bad)),
         Err(PassthroughError::Overflow {
             property: "ranges",
             ..
@@ -588,7 +586,7 @@ fn skipped_nodes_and_status() {
         leaf(w, "pmu@26000", &[("reg", &reg(0x26000))]);
     });
     assert_eq!(
-        passthrough_regions(&dtb).unwrap(),
+        device_regions(&dtb).unwrap(),
         [
             range(0x20000, 0x21000),
             range(0x22000, 0x23000),
@@ -602,24 +600,24 @@ fn skipped_nodes_and_status() {
 fn bad_blobs() {
     let (_, qemu) = QEMU_FIXTURES[0];
     assert_eq!(
-        passthrough_regions(&qemu[..8]),
+        device_regions(&qemu[..8]),
         Err(PassthroughError::DtbTooShort { len: 8 })
     );
     let mut bad_magic = qemu.to_vec();
     bad_magic[..4].copy_from_slice(&0xdead_beef_u32.to_be_bytes());
     assert_eq!(
-        passthrough_regions(&bad_magic),
+        device_regions(&bad_magic),
         Err(PassthroughError::DtbBadMagic { found: 0xdead_beef })
     );
     assert!(matches!(
-        passthrough_regions(&qemu[..4096]),
+        device_regions(&qemu[..4096]),
         Err(PassthroughError::DtbTruncated { len: 4096, .. })
     ));
     let mut broken = qemu.to_vec();
     // off_dt_struct past the end.
     broken[8..12].copy_from_slice(&0xffff_0000_u32.to_be_bytes());
     assert!(matches!(
-        passthrough_regions(&broken),
+        device_regions(&broken),
         Err(PassthroughError::DtbMalformed { .. })
     ));
 }
@@ -687,7 +685,7 @@ fn deeply_nested(depth: usize) -> Vec<u8> {
 #[test]
 fn deep_nesting() {
     let dtb = deeply_nested(1000);
-    assert_eq!(passthrough_regions(&dtb).unwrap(), [range(0x1000, 0x2000)]);
+    assert_eq!(device_regions(&dtb).unwrap(), [range(0x1000, 0x2000)]);
 }
 
 fn check_invariants(regions: &[PhysRange]) -> Result<(), TestCaseError> {
@@ -708,7 +706,7 @@ proptest! {
 
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-        let _ = passthrough_regions(&bytes);
+        let _ = device_regions(&bytes);
     }
 
     #[test]
@@ -719,7 +717,7 @@ proptest! {
         let mut bytes = qemu[..40].to_vec();
         bytes[4..8].copy_from_slice(&((40 + body.len()) as u32).to_be_bytes());
         bytes.extend_from_slice(&body);
-        let _ = passthrough_regions(&bytes);
+        let _ = device_regions(&bytes);
     }
 
     #[test]
@@ -735,7 +733,7 @@ proptest! {
             let at = index.index(bytes.len());
             bytes[at] = byte;
         }
-        if let Ok(regions) = passthrough_regions(&bytes) {
+        if let Ok(regions) = device_regions(&bytes) {
             check_invariants(&regions)?;
         }
     }
@@ -755,7 +753,7 @@ proptest! {
                 leaf(w, &format!("dev{i}@{base:x}"), &[("reg", &reg)]);
             }
         });
-        let regions = passthrough_regions(&dtb).unwrap();
+        let regions = device_regions(&dtb).unwrap();
         check_invariants(&regions)?;
         let rounded: Vec<PhysRange> = entries
             .iter()

@@ -2,6 +2,7 @@
 //! (an independent reader) and, when `dtc` is installed, by decompiling it.
 
 use super::*;
+use crate::devices::{self, DeviceError};
 use alloc::collections::BTreeMap;
 use alloc::vec;
 use proptest::prelude::*;
@@ -179,15 +180,71 @@ fn qemu_fixture_follows_every_rule() {
     assert_eq!(psci["compatible"], b"arm,psci-1.0\0arm,psci-0.2\0");
     assert_eq!(psci["method"], string("hvc"));
 
-    // Every other node is the host's, byte for byte (phandles included).
-    for (path, props) in &host {
-        if path.starts_with("/memory") || path.starts_with("/chosen") || path == "/psci" {
-            continue;
-        }
-        assert_eq!(guest.get(path), Some(props), "{path}");
+    // The devices every guest gets, and nothing else: the emulated PL011 and its clock,
+    // the timer, the PMU and the emulated GIC; none of fw-cfg, flash, PCIe, virtio-mmio,
+    // the ITS, GPIO, RTC or the platform bus.
+    let top_level: Vec<&str> = guest
+        .keys()
+        .map(String::as_str)
+        .filter(|path| path.matches('/').count() == 1 && *path != "/")
+        .collect();
+    assert_eq!(
+        top_level,
+        [
+            "/aliases",
+            "/apb-pclk",
+            "/chosen",
+            "/cpus",
+            "/intc@8000000",
+            "/memory@42000000",
+            "/pl011@9000000",
+            "/pmu",
+            "/psci",
+            "/timer",
+        ]
+    );
+    // Kept devices are the host's, byte for byte (phandles included).
+    for path in [
+        "/",
+        "/aliases",
+        "/apb-pclk",
+        "/pl011@9000000",
+        "/pmu",
+        "/timer",
+    ] {
+        assert_eq!(guest.get(path), host.get(path), "{path}");
     }
-    // And nothing else was added.
-    assert_eq!(guest.len(), host.len() - 2);
+    for (path, props) in &host {
+        if path.starts_with("/cpus") {
+            assert_eq!(guest.get(path), Some(props), "{path}");
+        }
+    }
+    // The emulated GIC: distributor + one redistributor region for 2 vCPUs, no
+    // maintenance interrupt, no ITS.
+    let gic = &guest["/intc@8000000"];
+    let host_gic = &host["/intc@8000000"];
+    assert_eq!(
+        gic["reg"],
+        [reg2(0x800_0000, 0x1_0000), reg2(0x80a_0000, 2 * 0x2_0000)].concat()
+    );
+    assert_eq!(
+        names(gic),
+        [
+            "#address-cells",
+            "#interrupt-cells",
+            "#size-cells",
+            "compatible",
+            "interrupt-controller",
+            "phandle",
+            "ranges",
+            "reg"
+        ]
+    );
+    for name in ["phandle", "#interrupt-cells", "compatible", "ranges"] {
+        assert_eq!(gic[name], host_gic[name], "{name}");
+    }
+    assert!(host_gic.contains_key("interrupts"));
+    assert_eq!(paths_under(&guest, "/intc@8000000/"), Vec::<&str>::new());
 
     assert_eq!(reservations(&dtb), []);
     assert_eq!(boot_cpuid(&dtb), 0);
@@ -264,10 +321,22 @@ fn synthetic_fixture_reserved_memory_and_chosen() {
         host["/reserved-memory/guest-buffer@50000000"]
     );
     assert_eq!(guest["/reserved-memory"], host["/reserved-memory"]);
+    // The client is not assigned by default; assigned, its memory-region still names
+    // the kept reservation.
+    assert!(!guest.contains_key("/dma-client@a000000"));
+    let request = devices::DeviceRequest {
+        vcpus: 2,
+        guest_ram: &SYNTHETIC_GUEST_RAM,
+        hidden: &SYNTHETIC_HIDDEN,
+        passthrough_paths: &["/dma-client@a000000"],
+    };
+    let assignment = devices::assign_devices(SYNTHETIC, &request).unwrap();
+    let assigned = model(&build_guest_dtb_for(SYNTHETIC, &synthetic_spec(2), &assignment).unwrap());
     assert_eq!(
-        guest["/dma-client@a000000"]["memory-region"],
-        guest["/reserved-memory/guest-buffer@50000000"]["phandle"]
+        assigned["/dma-client@a000000"]["memory-region"],
+        assigned["/reserved-memory/guest-buffer@50000000"]["phandle"]
     );
+    assert_eq!(assigned["/dma-client@a000000"], host["/dma-client@a000000"]);
 
     // Two guest memory nodes, in address order, where the host's were.
     assert_eq!(
@@ -625,9 +694,15 @@ fn error_cpu_map_too_deep() {
 
 #[test]
 fn error_malformed_device_reg() {
+    // The console the guest gets emulated in its place must have a usable reg.
     let host = HostDt {
+        chosen: false,
         extra: |w| {
+            let chosen = w.begin_node("chosen").unwrap();
+            w.property_string("stdout-path", "/uart@9000000").unwrap();
+            w.end_node(chosen).unwrap();
             let dev = w.begin_node("uart@9000000").unwrap();
+            w.property_string("compatible", "arm,pl011").unwrap();
             w.property("reg", &[0; 12]).unwrap();
             w.end_node(dev).unwrap();
         },
@@ -637,17 +712,34 @@ fn error_malformed_device_reg() {
     let err = build_guest_dtb(&host, &small_spec()).unwrap_err();
     assert_eq!(
         err,
-        GuestDtError::MalformedProperty {
-            path: "/uart@9000000".to_string(),
-            property: "reg",
-            len: 12
-        }
+        GuestDtError::Devices(DeviceError::EmulatedMmio {
+            kind: devices::EmulatedKind::Pl011,
+            error: crate::passthrough::PassthroughError::MalformedProperty {
+                path: "/uart@9000000".to_string(),
+                property: "reg",
+                len: 12
+            }
+        })
     );
+    assert!(err.to_string().contains("/uart@9000000"), "{err}");
+
+    // A device nobody asked for is dropped, whatever its reg says.
+    let host = HostDt {
+        extra: |w| {
+            let dev = w.begin_node("uart@9000000").unwrap();
+            w.property("reg", &[0; 12]).unwrap();
+            w.end_node(dev).unwrap();
+        },
+        ..HostDt::default()
+    }
+    .build();
+    let guest = model(&build_guest_dtb(&host, &small_spec()).unwrap());
+    assert!(!guest.contains_key("/uart@9000000"));
 }
 
 #[test]
 fn error_hidden_range_in_a_device() {
-    // Pretend the UART's page is hypervisor memory.
+    // Pretend the UART's page is hypervisor memory: the emulated console would show it.
     let hidden = [range(0x900_0000, 0x1000)];
     let spec = GuestDtSpec {
         hidden: &hidden,
@@ -656,16 +748,37 @@ fn error_hidden_range_in_a_device() {
     let err = build_guest_dtb(QEMU_SMP2, &spec).unwrap_err();
     assert_eq!(
         err,
-        GuestDtError::HiddenRangeInDevice {
-            path: "/pl011@9000000".to_string(),
-            reg: range(0x900_0000, 0x1000),
-            hidden: hidden[0]
-        }
+        GuestDtError::Devices(DeviceError::EmulatedOverlaps {
+            kind: devices::EmulatedKind::Pl011,
+            region: range(0x900_0000, 0x1000),
+            what: "a hidden range",
+            other: hidden[0]
+        })
     );
     assert!(
         err.to_string()
-            .contains("/pl011@9000000: reg [0x9000000, 0x9001000)")
+            .contains("emulated PL011 at [0x9000000, 0x9001000) overlaps a hidden range"),
+        "{err}"
     );
+}
+
+#[test]
+fn error_assignment_for_another_dtb_or_vcpu_count() {
+    let request = devices::DeviceRequest {
+        vcpus: 2,
+        guest_ram: &QEMU_GUEST_RAM,
+        hidden: &QEMU_HIDDEN,
+        passthrough_paths: &[],
+    };
+    let assignment = devices::assign_devices(QEMU_SMP2, &request).unwrap();
+    assert!(build_guest_dtb_for(QEMU_SMP2, &qemu_spec(2), &assignment).is_ok());
+    assert_eq!(
+        build_guest_dtb_for(QEMU_SMP4, &qemu_spec(2), &assignment).unwrap_err(),
+        GuestDtError::AssignmentMismatch { what: "host DTB" }
+    );
+    let err = build_guest_dtb_for(QEMU_SMP2, &qemu_spec(1), &assignment).unwrap_err();
+    assert_eq!(err, GuestDtError::AssignmentMismatch { what: "vCPU count" });
+    assert!(err.to_string().contains("another vCPU count"), "{err}");
 }
 
 #[test]
@@ -689,7 +802,9 @@ fn error_writer_rejects_a_bad_node_name() {
 fn error_too_large() {
     let host = HostDt {
         extra: |w| {
-            let blob = w.begin_node("blob").unwrap();
+            // A node every guest keeps (the PMU), carrying the bulk.
+            let blob = w.begin_node("pmu").unwrap();
+            w.property_string("compatible", "arm,armv8-pmuv3").unwrap();
             w.property("data", &vec![0u8; MAX_GUEST_DTB_SIZE]).unwrap();
             w.end_node(blob).unwrap();
         },
@@ -971,8 +1086,9 @@ fn memory_nodes_below_the_root_are_dropped() {
             w.property_array_u32("reg", &[0, 0x4000_0000, 0, 0x4000_0000])
                 .unwrap();
             w.end_node(memory).unwrap();
-            let device = w.begin_node("fb@50000000").unwrap();
-            w.property_array_u32("reg", &[0, 0x5000_0000, 0, 0x1000])
+            let device = w.begin_node("fb@10000000").unwrap();
+            w.property_null("xen,passthrough").unwrap();
+            w.property_array_u32("reg", &[0, 0x1000_0000, 0, 0x1000])
                 .unwrap();
             let inner = w.begin_node("ram").unwrap();
             w.property("device_type", b"memory\0other\0").unwrap();
@@ -994,7 +1110,13 @@ fn memory_nodes_below_the_root_are_dropped() {
         .map(|(path, _)| path)
         .collect();
     assert_eq!(memory, ["/memory@42000000"]);
-    assert!(guest.contains_key("/soc/fb@50000000"));
+    // The assigned device stays, in its bus (a container), without the RAM below it.
+    assert!(guest.contains_key("/soc/fb@10000000"));
+    assert!(!guest.contains_key("/soc/fb@10000000/ram"));
+    assert_eq!(
+        names(&guest["/soc"]),
+        ["#address-cells", "#size-cells", "ranges"]
+    );
 }
 
 /// Found by tests/fuzz (guest_dtb): a UART whose compatible list also held a string
@@ -1006,6 +1128,7 @@ fn only_real_psci_compatibles_are_rewritten() {
     let host = HostDt {
         extra: |w| {
             let uart = w.begin_node("pl011@9000000").unwrap();
+            w.property_null("xen,passthrough").unwrap();
             w.property("compatible", b"arm,pl011\0arm,psci-0.2l\0")
                 .unwrap();
             w.property_array_u32("reg", &[0, 0x900_0000, 0, 0x1000])
@@ -1018,7 +1141,7 @@ fn only_real_psci_compatibles_are_rewritten() {
     let guest = model(&build_guest_dtb(&host, &small_spec()).unwrap());
     let uart = &guest["/pl011@9000000"];
     assert_eq!(uart["compatible"], b"arm,pl011\0arm,psci-0.2l\0");
-    assert_eq!(names(uart), ["compatible", "reg"]);
+    assert_eq!(names(uart), ["compatible", "reg", "xen,passthrough"]);
     assert_eq!(
         guest["/psci"]["compatible"],
         b"arm,psci-1.0\0arm,psci-0.2\0"

@@ -5,10 +5,14 @@
 //! ```text
 //! line    = prefix *( " " item )            ; e.g. "map-stats: table=el2 leaves_2m=3"
 //! prefix  = "hyp-facts:" | "hyp-cpu:" | "ptdump:" | "map-stats:" | "heap-stats:"
-//!         | "foreign-access:" | "hyp-exits:" | "hyp-exit:"
+//!         | "foreign-access:" | "hyp-exits:" | "hyp-exit:" | "guest-devices:"
 //! item    = key "=" value | word             ; neither holds whitespace
 //! outcome = "hyp-exit: success" | "hyp-exit: failure: " reason
 //! ```
+//!
+//! Every prefix is in [`LineKind::ALL`], which is what [`Line::parse`] and the guest
+//! console's tagging (a guest's lines start with `(g`, which no prefix does) go by: a
+//! prefix missing from it would be a line a guest could forge.
 //!
 //! A `word` is a bare token: a `hyp-facts:` line may start with one naming its group
 //! ([`facts::MEMORY_LINE`], [`facts::RESERVED_LINE`], [`facts::MODULE_LINE`]), and a
@@ -32,6 +36,7 @@ pub const EXITS_PREFIX: &str = "hyp-exits:";
 /// The outcome marker; note that [`EXITS_PREFIX`] is a different prefix (the colon
 /// tells them apart).
 pub const OUTCOME_PREFIX: &str = "hyp-exit:";
+pub const GUEST_DEVICES_PREFIX: &str = "guest-devices:";
 
 /// The kinds of machine-readable lines, one per prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -52,10 +57,12 @@ pub enum LineKind {
     Exits,
     /// `hyp-exit:` the outcome marker, see [`Outcome`].
     Outcome,
+    /// `guest-devices:` what a guest is given, see [`guest_devices`].
+    GuestDevices,
 }
 
 impl LineKind {
-    pub const ALL: [LineKind; 8] = [
+    pub const ALL: [LineKind; 9] = [
         Self::Facts,
         Self::Cpu,
         Self::Ptdump,
@@ -64,6 +71,7 @@ impl LineKind {
         Self::ForeignAccess,
         Self::Exits,
         Self::Outcome,
+        Self::GuestDevices,
     ];
 
     pub const fn prefix(self) -> &'static str {
@@ -76,6 +84,7 @@ impl LineKind {
             Self::ForeignAccess => FOREIGN_ACCESS_PREFIX,
             Self::Exits => EXITS_PREFIX,
             Self::Outcome => OUTCOME_PREFIX,
+            Self::GuestDevices => GUEST_DEVICES_PREFIX,
         }
     }
 }
@@ -487,6 +496,214 @@ pub mod exits {
     ];
 }
 
+/// The `guest-devices:` line: what one guest is given, printed once when it is built.
+///
+/// ```text
+/// guest-devices: guest=1 emulated=gicv3@0x8000000,pl011@0x9000000 passthrough=pl031@0x9010000 refused=virtio_mmio@0xa000000,fw-cfg@0x9020000
+/// ```
+///
+/// ```text
+/// body   = " guest=" number " emulated=" list " passthrough=" list " refused=" list
+/// list   = "none" | device *( "," device )
+/// device = name [ "@0x" hexdigits ]
+/// name   = 1*( ALPHA | DIGIT | "." | "_" | "+" | "-" )
+/// ```
+///
+/// `emulated` names each device by its kind ([`guest_devices::GICV3`],
+/// [`guest_devices::PL011`]); `passthrough` and `refused` by the host node's name without
+/// its unit address. The address is the CPU physical base of the device's first MMIO
+/// region (the distributor for the GIC), left out when the device has none. A node name may hold a `,`, which separates the list:
+/// the writer prints every byte outside `name`'s set as `_` (`qcom,smd` as `qcom_smd`),
+/// and a device named `none` without an address as `none_`, so that no list reads as
+/// another. Why each device was refused is logged, not printed here.
+pub mod guest_devices {
+    use core::fmt;
+    use core::str::Split;
+
+    use super::{GUEST_DEVICES_PREFIX, Line, LineKind};
+
+    /// The guest's number (1 for the first).
+    pub const GUEST: &str = "guest";
+    /// The devices the hypervisor emulates for it.
+    pub const EMULATED: &str = "emulated";
+    /// The host devices it drives itself.
+    pub const PASSTHROUGH: &str = "passthrough";
+    /// The devices asked for and not given.
+    pub const REFUSED: &str = "refused";
+    /// An empty list.
+    pub const NONE: &str = "none";
+    /// The name of the emulated GICv3 in [`EMULATED`].
+    pub const GICV3: &str = "gicv3";
+    /// The name of the emulated PL011 in [`EMULATED`].
+    pub const PL011: &str = "pl011";
+    const SEPARATOR: char = ',';
+
+    /// One device of a list.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Device<'a> {
+        pub name: &'a str,
+        pub base: Option<u64>,
+    }
+
+    impl<'a> Device<'a> {
+        /// A list entry, `name` or `name@0xHEX`; `None` when malformed.
+        pub fn parse(entry: &'a str) -> Option<Self> {
+            let (name, base) = match entry.split_once('@') {
+                Some((name, base)) => (name, Some(parse_address(base)?)),
+                None => (entry, None),
+            };
+            (!name.is_empty() && name.bytes().all(is_name_byte)).then_some(Self { name, base })
+        }
+    }
+
+    fn is_name_byte(byte: u8) -> bool {
+        byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'+' | b'-')
+    }
+
+    /// `0x` and at least one hex digit (no sign, unlike `from_str_radix` alone).
+    fn parse_address(text: &str) -> Option<u64> {
+        let digits = text.strip_prefix("0x")?;
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u64::from_str_radix(digits, 16).ok()
+    }
+
+    /// `name` with every byte outside the name set as `_` (see the module docs).
+    impl fmt::Display for Device<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            if self.name.is_empty() {
+                f.write_str("_")?;
+            }
+            for byte in self.name.bytes() {
+                let shown = if is_name_byte(byte) { byte } else { b'_' };
+                write!(f, "{}", char::from(shown))?;
+            }
+            match self.base {
+                Some(base) => write!(f, "@{base:#x}"),
+                None if self.name == NONE => f.write_str("_"),
+                None => Ok(()),
+            }
+        }
+    }
+
+    /// A list of devices: given to the writer as a slice, read back as the line's text.
+    /// Two lists are equal when they hold the same devices in the same order.
+    #[derive(Clone, Copy, Debug)]
+    pub enum DeviceList<'a> {
+        Devices(&'a [Device<'a>]),
+        /// Checked text (see [`DeviceList::parse`]); `""` for [`NONE`].
+        Text(&'a str),
+    }
+
+    impl<'a> DeviceList<'a> {
+        /// A list's text as printed: [`NONE`], or devices separated by `,`; `None` when
+        /// any entry is malformed (or empty).
+        pub fn parse(text: &'a str) -> Option<Self> {
+            if text == NONE {
+                return Some(Self::Text(""));
+            }
+            text.split(SEPARATOR)
+                .all(|entry| Device::parse(entry).is_some())
+                .then_some(Self::Text(text))
+        }
+
+        pub fn iter(&self) -> DeviceIter<'a> {
+            match *self {
+                Self::Devices(devices) => DeviceIter::Devices(devices.iter()),
+                Self::Text("") => DeviceIter::Devices([].iter()),
+                Self::Text(text) => DeviceIter::Text(text.split(SEPARATOR)),
+            }
+        }
+
+        pub fn len(&self) -> usize {
+            self.iter().count()
+        }
+
+        pub fn is_empty(&self) -> bool {
+            self.iter().next().is_none()
+        }
+    }
+
+    impl PartialEq for DeviceList<'_> {
+        fn eq(&self, other: &Self) -> bool {
+            self.iter().eq(other.iter())
+        }
+    }
+
+    impl Eq for DeviceList<'_> {}
+
+    /// [`NONE`] or the devices separated by `,`.
+    impl fmt::Display for DeviceList<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            let mut separator = "";
+            for device in self.iter() {
+                write!(f, "{separator}{device}")?;
+                separator = ",";
+            }
+            if separator.is_empty() {
+                f.write_str(NONE)?;
+            }
+            Ok(())
+        }
+    }
+
+    /// The devices of a [`DeviceList`].
+    #[derive(Clone, Debug)]
+    pub enum DeviceIter<'a> {
+        Devices(core::slice::Iter<'a, Device<'a>>),
+        Text(Split<'a, char>),
+    }
+
+    impl<'a> Iterator for DeviceIter<'a> {
+        type Item = Device<'a>;
+
+        fn next(&mut self) -> Option<Device<'a>> {
+            match self {
+                Self::Devices(devices) => devices.next().copied(),
+                // Checked by `DeviceList::parse`; a bad entry (never there) is skipped.
+                Self::Text(entries) => entries.find_map(Device::parse),
+            }
+        }
+    }
+
+    /// One `guest-devices:` line.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct GuestDevices<'a> {
+        pub guest: u64,
+        pub emulated: DeviceList<'a>,
+        pub passthrough: DeviceList<'a>,
+        pub refused: DeviceList<'a>,
+    }
+
+    impl<'a> GuestDevices<'a> {
+        /// The line's content; `None` for another line or a malformed one (a key
+        /// missing, a list that does not parse). The line is taken as is (strip a `\r`
+        /// first).
+        pub fn parse(line: &'a str) -> Option<Self> {
+            let line = Line::parse_as(line, LineKind::GuestDevices)?;
+            let list = |key| line.value(key).and_then(DeviceList::parse);
+            Some(Self {
+                guest: line.number(GUEST)?,
+                emulated: list(EMULATED)?,
+                passthrough: list(PASSTHROUGH)?,
+                refused: list(REFUSED)?,
+            })
+        }
+    }
+
+    /// The whole line, prefix included, without the newline.
+    impl fmt::Display for GuestDevices<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(
+                f,
+                "{GUEST_DEVICES_PREFIX} {GUEST}={} {EMULATED}={} {PASSTHROUGH}={} {REFUSED}={}",
+                self.guest, self.emulated, self.passthrough, self.refused
+            )
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -587,6 +804,131 @@ mod tests {
         assert_eq!(text, "hyp-facts: memory index=0 base=0x40000000\n");
     }
 
+    #[test]
+    fn prefixes_are_distinct_and_no_guest_line_can_start_with_one() {
+        for kind in LineKind::ALL {
+            let prefix = kind.prefix();
+            assert!(prefix.ends_with(':'), "{prefix}");
+            // A guest's lines are tagged `(gN) ` (see the hypervisor's guest_output).
+            assert!(!prefix.starts_with('('), "{prefix}");
+            for other in LineKind::ALL {
+                if other != kind {
+                    assert!(!other.prefix().starts_with(prefix), "{prefix}");
+                }
+            }
+        }
+        assert!(LineKind::ALL.contains(&LineKind::GuestDevices));
+        assert_eq!(
+            Line::parse("(g1) guest-devices: guest=1 emulated=none passthrough=none refused=none"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_guest_devices_line_reads_back() {
+        use guest_devices::*;
+        let text = "guest-devices: guest=1 emulated=gicv3@0x8000000,pl011@0x9000000 \
+                    passthrough=pl031@0x9010000 refused=virtio_mmio@0xa000000,fw-cfg@0x9020000,gpio-keys";
+        let line = GuestDevices::parse(text).unwrap();
+        assert_eq!(line.guest, 1);
+        assert_eq!(
+            line.emulated.iter().collect::<Vec<_>>(),
+            [
+                Device {
+                    name: GICV3,
+                    base: Some(0x800_0000)
+                },
+                Device {
+                    name: PL011,
+                    base: Some(0x900_0000)
+                },
+            ]
+        );
+        assert_eq!(
+            line.passthrough.iter().collect::<Vec<_>>(),
+            [Device {
+                name: "pl031",
+                base: Some(0x901_0000)
+            }]
+        );
+        assert_eq!(line.refused.len(), 3);
+        assert_eq!(
+            line.refused.iter().last(),
+            Some(Device {
+                name: "gpio-keys",
+                base: None
+            })
+        );
+        assert_eq!(line.to_string(), text);
+        assert_eq!(
+            Line::parse(text).map(|l| l.kind()),
+            Some(LineKind::GuestDevices)
+        );
+
+        let empty = "guest-devices: guest=2 emulated=gicv3@0x8000000 passthrough=none refused=none";
+        let line = GuestDevices::parse(empty).unwrap();
+        assert!(line.passthrough.is_empty() && line.refused.is_empty());
+        assert_eq!(line.to_string(), empty);
+    }
+
+    #[test]
+    fn malformed_guest_devices_lines_are_refused() {
+        use guest_devices::GuestDevices;
+        for text in [
+            "guest-devices: guest=1 emulated=none passthrough=none",
+            "guest-devices: guest=x emulated=none passthrough=none refused=none",
+            "guest-devices: guest=1 emulated=a@9 passthrough=none refused=none",
+            "guest-devices: guest=1 emulated=a@0x passthrough=none refused=none",
+            "guest-devices: guest=1 emulated=a@0x+1 passthrough=none refused=none",
+            "guest-devices: guest=1 emulated=a,,b passthrough=none refused=none",
+            "guest-devices: guest=1 emulated= passthrough=none refused=none",
+            "guest-devices: guest=1 emulated=a:b passthrough=none refused=none",
+            "hyp-facts: guest=1 emulated=none passthrough=none refused=none",
+        ] {
+            assert_eq!(GuestDevices::parse(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn the_writer_keeps_names_parseable() {
+        use guest_devices::*;
+        let devices = [
+            Device {
+                name: "qcom,smd",
+                base: Some(0x1000),
+            },
+            Device {
+                name: "none",
+                base: None,
+            },
+            Device {
+                name: "",
+                base: None,
+            },
+        ];
+        let line = GuestDevices {
+            guest: 3,
+            emulated: DeviceList::Devices(&[]),
+            passthrough: DeviceList::Devices(&devices),
+            refused: DeviceList::Devices(&devices[1..2]),
+        };
+        let text = line.to_string();
+        assert_eq!(
+            text,
+            "guest-devices: guest=3 emulated=none passthrough=qcom_smd@0x1000,none_,_ refused=none_"
+        );
+        let back = GuestDevices::parse(&text).unwrap();
+        assert_eq!(
+            back.refused.iter().collect::<Vec<_>>(),
+            [Device {
+                name: "none_",
+                base: None
+            }]
+        );
+        assert_eq!(back.passthrough.len(), 3);
+        assert!(back.emulated.is_empty());
+    }
+
     /// Keys and values as the hypervisor prints them: no whitespace, no `=` in a key.
     fn key() -> impl Strategy<Value = String> {
         "[a-z_0-9]{1,12}"
@@ -635,6 +977,33 @@ mod tests {
         }
 
         #[test]
+        fn guest_devices_lines_round_trip(
+            guest: u64,
+            lists in proptest::array::uniform3(proptest::collection::vec(
+                ("[A-Za-z0-9._+-]{1,12}", proptest::option::of(any::<u64>())), 0..5)),
+        ) {
+            use guest_devices::*;
+            let lists: Vec<Vec<Device<'_>>> = lists
+                .iter()
+                .map(|list| list
+                    .iter()
+                    // `none` alone is the empty list's word: the writer changes it.
+                    .filter(|(name, base)| !(name == NONE && base.is_none()))
+                    .map(|(name, base)| Device { name, base: *base })
+                    .collect())
+                .collect();
+            let written = GuestDevices {
+                guest,
+                emulated: DeviceList::Devices(&lists[0]),
+                passthrough: DeviceList::Devices(&lists[1]),
+                refused: DeviceList::Devices(&lists[2]),
+            };
+            let text = written.to_string();
+            prop_assert_eq!(GuestDevices::parse(&text), Some(written));
+            prop_assert_eq!(Line::parse(&text).map(|l| l.kind()), Some(LineKind::GuestDevices));
+        }
+
+        #[test]
         fn parsing_any_text_never_panics(text in "\\PC{0,80}") {
             if let Some(line) = Line::parse(&text) {
                 for (k, v) in line.pairs() {
@@ -646,6 +1015,9 @@ mod tests {
             }
             let _ = Outcome::parse(&text);
             let _ = parse_number(&text);
+            if let Some(line) = guest_devices::GuestDevices::parse(&text) {
+                let _ = line.to_string();
+            }
         }
     }
 }

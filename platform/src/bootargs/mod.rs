@@ -11,9 +11,13 @@
 //! | `fail_table_alloc` | `N` >= 1: the N-th page-table allocation fails (fault injection) | none |
 //! | `selftest` | a bare flag: run the EL2 selftests and the test guest instead of Linux | off |
 //! | `panic_on_boot` | a bare flag: panic after the boot report (exercises the crash record) | off |
+//! | `passthrough` | `PATH[,PATH...]`: host DT nodes given to the guest, by full path with unit addresses (`passthrough=/pl031@9010000,/pl061@9030000`); at most 16; a `,` starts the next path only where a `/` follows it (node names may hold `,`) | none |
 //!
 //! Parsing never fails: an unknown option is a warning, a bad value an error that
-//! leaves its option at the default, and parsing goes on. There is no heap, so the
+//! leaves its option at the default, and parsing goes on. `passthrough` is kept apart,
+//! in [`ParsedArgs::passthrough`], because its paths borrow from the command line; only
+//! its syntax is checked here (a path that names no node, or a device that may not be
+//! given, is the guest loader's error or refusal, with the reason). There is no heap, so the
 //! [`Diagnostics`] come back in a fixed-capacity list whose last slot counts what did not
 //! fit; the caller logs them (each implements `Display`; [`Diagnostic::severity`] says
 //! at which level).
@@ -31,6 +35,7 @@
 )]
 
 mod number;
+mod passthrough;
 mod tokens;
 
 #[cfg(test)]
@@ -41,6 +46,8 @@ use core::num::NonZeroU32;
 
 use arrayvec::ArrayVec;
 use log::LevelFilter;
+
+pub use passthrough::{MAX_PASSTHROUGH_PATHS, PassthroughPaths};
 
 /// Diagnostics kept from one command line (the last slot may be [`Diagnostic::Omitted`]).
 pub const MAX_DIAGNOSTICS: usize = 8;
@@ -122,6 +129,10 @@ pub enum ValueProblem {
     Zero,
     /// A Linux form of the option that this hypervisor does not implement.
     Unsupported { form: &'static str },
+    /// Path number `index` (from 0) of a path list is not a device-tree path.
+    BadPath { index: usize, reason: &'static str },
+    /// More entries than the option holds.
+    TooMany { limit: usize },
 }
 
 /// Something the caller should log about the command line.
@@ -194,6 +205,8 @@ impl<'a> Diagnostics<'a> {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ParsedArgs<'a> {
     pub args: HypervisorArgs,
+    /// `passthrough=` (empty when absent or refused); it prints as the option's value.
+    pub passthrough: PassthroughPaths<'a>,
     pub diagnostics: Diagnostics<'a>,
 }
 
@@ -207,9 +220,10 @@ enum KnownOption {
     FailTableAlloc,
     Selftest,
     PanicOnBoot,
+    Passthrough,
 }
 
-const OPTIONS: [(&str, KnownOption); 7] = [
+const OPTIONS: [(&str, KnownOption); 8] = [
     ("loglevel", KnownOption::LogLevel),
     ("crashkernel", KnownOption::CrashKernel),
     ("split", KnownOption::Split),
@@ -217,6 +231,7 @@ const OPTIONS: [(&str, KnownOption); 7] = [
     ("fail_table_alloc", KnownOption::FailTableAlloc),
     ("selftest", KnownOption::Selftest),
     ("panic_on_boot", KnownOption::PanicOnBoot),
+    ("passthrough", KnownOption::Passthrough),
 ];
 
 const LOG_LEVELS: [(&str, LevelFilter); 5] = [
@@ -261,6 +276,9 @@ pub fn parse(cmdline: &str) -> ParsedArgs<'_> {
                 Ok(())
             }
             None => Err(ValueProblem::Missing),
+            Some(value) if matches!(option, KnownOption::Passthrough) => {
+                PassthroughPaths::parse(value).map(|paths| parsed.passthrough = paths)
+            }
             Some(value) => parsed.args.apply(option, value),
         };
         if let Err(problem) = outcome {
@@ -318,6 +336,8 @@ impl HypervisorArgs {
             KnownOption::Selftest | KnownOption::PanicOnBoot => {
                 return Err(ValueProblem::Unexpected { character: '=' });
             }
+            // Kept in `ParsedArgs` (it borrows the command line); `parse` handles it.
+            KnownOption::Passthrough => return Err(ValueProblem::Missing),
         }
         Ok(())
     }
@@ -398,6 +418,8 @@ impl fmt::Display for ValueProblem {
             Self::Overflow => f.write_str("the number is too large"),
             Self::Zero => f.write_str("must be at least 1"),
             Self::Unsupported { form } => write!(f, "{form} is not supported"),
+            Self::BadPath { index, reason } => write!(f, "path {}: {reason}", index + 1),
+            Self::TooMany { limit } => write!(f, "more than {limit} entries"),
         }
     }
 }

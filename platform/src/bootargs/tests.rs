@@ -339,3 +339,186 @@ fn display_round_trips() {
     assert_eq!(crash(0, None).unwrap().to_string(), "0");
     assert_eq!(crash(12345, None).unwrap().to_string(), "12345");
 }
+
+fn passthrough(cmdline: &str) -> Vec<&str> {
+    let parsed = parse(cmdline);
+    assert!(
+        parsed.diagnostics.is_empty(),
+        "{cmdline}: {:?}",
+        parsed.diagnostics
+    );
+    parsed.passthrough.as_slice().to_vec()
+}
+
+#[test]
+fn passthrough_paths() {
+    assert_eq!(passthrough(""), Vec::<&str>::new());
+    assert!(parse("").passthrough.is_empty());
+    assert_eq!(
+        passthrough("passthrough=/pl031@9010000"),
+        ["/pl031@9010000"]
+    );
+    assert_eq!(
+        passthrough("loglevel=info passthrough=/pl031@9010000,/pl061@9030000 selftest"),
+        ["/pl031@9010000", "/pl061@9030000"]
+    );
+    // A ',' inside a node name stays; only ",/" separates.
+    assert_eq!(
+        passthrough("passthrough=/soc/qcom,smd@1000,/soc/i2c@2000/rtc@68"),
+        ["/soc/qcom,smd@1000", "/soc/i2c@2000/rtc@68"]
+    );
+    // Keys match with '-' and '_' alike; quotes group as for every option; the last
+    // occurrence wins.
+    assert_eq!(
+        passthrough("passthrough=/a passthrough=\"/b,/c\""),
+        ["/b", "/c"]
+    );
+    // The other options are untouched.
+    assert_eq!(
+        args("passthrough=/pl031@9010000"),
+        HypervisorArgs::default()
+    );
+    let parsed = parse("passthrough=/pl031@9010000,/pl061@9030000");
+    assert_eq!(
+        parsed.passthrough.to_string(),
+        "/pl031@9010000,/pl061@9030000"
+    );
+    assert_eq!(
+        parse(&format!("passthrough={}", parsed.passthrough)).passthrough,
+        parsed.passthrough
+    );
+    assert_eq!(
+        parsed.passthrough.iter().collect::<Vec<_>>(),
+        ["/pl031@9010000", "/pl061@9030000"]
+    );
+}
+
+#[test]
+fn passthrough_errors_name_the_path_and_keep_the_default() {
+    for (cmdline, problem) in [
+        ("passthrough", ValueProblem::Missing),
+        ("passthrough=", ValueProblem::Empty),
+        (
+            "passthrough=pl031@9010000",
+            ValueProblem::BadPath {
+                index: 0,
+                reason: "a path starts with '/' (the full path of a host DT node)",
+            },
+        ),
+        (
+            "passthrough=/",
+            ValueProblem::BadPath {
+                index: 0,
+                reason: "the root node is not a device",
+            },
+        ),
+        (
+            "passthrough=/a,/b//c",
+            ValueProblem::BadPath {
+                index: 1,
+                reason: "empty node name ('//' or a trailing '/')",
+            },
+        ),
+        (
+            "passthrough=/a/",
+            ValueProblem::BadPath {
+                index: 0,
+                reason: "empty node name ('//' or a trailing '/')",
+            },
+        ),
+        (
+            "passthrough=/a,",
+            ValueProblem::BadPath {
+                index: 0,
+                reason: "a node name ends with ','; paths are separated by ','",
+            },
+        ),
+        (
+            "passthrough=/a,,/b",
+            ValueProblem::BadPath {
+                index: 0,
+                reason: "a node name ends with ','; paths are separated by ','",
+            },
+        ),
+        (
+            "passthrough=/a:b",
+            ValueProblem::BadPath {
+                index: 0,
+                reason: "a node name holds only letters, digits and , . _ + - @",
+            },
+        ),
+        (
+            "passthrough=/pl031@",
+            ValueProblem::BadPath {
+                index: 0,
+                reason: "a unit address is one non-empty word after one '@'",
+            },
+        ),
+        (
+            "passthrough=/a@1@2",
+            ValueProblem::BadPath {
+                index: 0,
+                reason: "a unit address is one non-empty word after one '@'",
+            },
+        ),
+        (
+            "passthrough=/@1000",
+            ValueProblem::BadPath {
+                index: 0,
+                reason: "a node name is empty before its '@'",
+            },
+        ),
+    ] {
+        let parsed = parse(cmdline);
+        assert_eq!(only_problem(cmdline), ("passthrough", problem), "{cmdline}");
+        assert!(parsed.passthrough.is_empty(), "{cmdline}");
+        assert_eq!(parsed.diagnostics.as_slice()[0].severity(), Severity::Error);
+    }
+    let many: Vec<String> = (0..=MAX_PASSTHROUGH_PATHS)
+        .map(|n| format!("/d@{n:x}"))
+        .collect();
+    let cmdline = format!("passthrough={}", many.join(","));
+    assert_eq!(
+        only_problem(&cmdline),
+        (
+            "passthrough",
+            ValueProblem::TooMany {
+                limit: MAX_PASSTHROUGH_PATHS
+            }
+        )
+    );
+    assert_eq!(
+        parse("passthrough=/a,/b/").diagnostics.as_slice()[0].to_string(),
+        "bootargs: passthrough=\"/a,/b/\": path 2: empty node name ('//' or a trailing '/'); \
+         passthrough keeps its default"
+    );
+    // `/a,b` is one node named `a,b` (commas are legal in node names).
+    assert_eq!(passthrough("passthrough=/a,b"), ["/a,b"]);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 1000, failure_persistence: None, ..Default::default()
+    })]
+
+    /// Any value is accepted or refused with a diagnostic, never a panic; what is
+    /// accepted prints back to the same paths, each a slice of the command line.
+    #[test]
+    fn passthrough_values_never_panic_and_round_trip(value in "[/a-z0-9,@._+:\"-]{0,40}") {
+        let cmdline = format!("passthrough={value}");
+        let parsed = parse(&cmdline);
+        for diagnostic in parsed.diagnostics.iter() {
+            let _ = diagnostic.to_string();
+        }
+        if parsed.diagnostics.is_empty() && !parsed.passthrough.is_empty() {
+            let printed = format!("passthrough={}", parsed.passthrough);
+            let again = parse(&printed);
+            proptest::prop_assert!(again.diagnostics.is_empty(), "{printed}");
+            proptest::prop_assert_eq!(again.passthrough, parsed.passthrough.clone());
+            for path in parsed.passthrough.iter() {
+                proptest::prop_assert!(path.starts_with('/'));
+                proptest::prop_assert!(cmdline.contains(path));
+            }
+        }
+    }
+}

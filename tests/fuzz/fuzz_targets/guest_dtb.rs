@@ -13,8 +13,10 @@
 //! at most 2 MiB that says exactly what the spec says: the guest RAM and nothing else as
 //! memory, the spec's `/chosen` values, the spec's number of CPUs, no boot modules, no
 //! memory reservation outside guest RAM. Building again from the guest DTB gives the same
-//! bytes. On the boot path the guest DTB must also parse as a platform whose console,
-//! GIC and CPUs are the host's and whose memory is the guest's RAM.
+//! bytes. On the boot path the guest DTB must also parse as a platform whose console and
+//! CPUs are the host's, whose GIC is the emulated one (the host's distributor, one
+//! redistributor frame pair per vCPU, no maintenance interrupt, no ITS) and whose memory
+//! is the guest's RAM.
 
 #![no_main]
 
@@ -390,7 +392,19 @@ fn boot(info: &PlatformInfo<'_>, host_dtb: &[u8]) {
         Ok(guest) => {
             assert_platform_info(&guest, placement.dtb.base, plan.dtb.len() as u64);
             assert_eq!(guest.console, info.console, "console");
-            assert_eq!(guest.gic, info.gic, "GIC");
+            // The guest's GIC is the emulated one: the host's distributor, one
+            // redistributor frame pair per vCPU at the host's first region, no
+            // maintenance interrupt (the hypervisor's), no ITS.
+            assert_eq!(guest.gic.distributor, info.gic.distributor, "GIC distributor");
+            let first = info.gic.redistributors.first().expect("host redistributors");
+            let sized = PhysRange::new(first.base, guest.cpus.len() as u64 * 0x2_0000);
+            assert_eq!(
+                guest.gic.redistributors.as_slice(),
+                sized.as_slice(),
+                "one redistributor region sized for the vCPUs"
+            );
+            assert_eq!(guest.gic.maintenance_intid, None, "maintenance interrupt in the guest DT");
+            assert_eq!(guest.gic.its, None, "ITS in the guest DT");
             assert_eq!(guest.cpus, info.cpus, "CPUs");
             assert!(guest.modules.is_empty(), "modules in the guest DT");
             let mut ram = layout.guest_ram.to_vec();
