@@ -31,6 +31,13 @@
 #                           which is then not built (a copy of it, or another hypervisor's
 #                           arm64 Image such as Xen's)
 #   --check                 run the guest-side checks and power off (linux, direct)
+#   --probe-devices         (linux) give the guest hyp.probe= with the first and last word
+#                           of every device window of the board (from QEMU's own DTB for
+#                           this -cpu/-smp/-m, dumped with dumpdtb=), less the frames the
+#                           hypervisor emulates for the guest (GIC distributor, its vCPUs'
+#                           redistributors, the console PL011), for scripts/guest/isolation
+#                           (--guest-append hyp.isolation=1) to show each access is refused.
+#                           The windows and their probes are listed on standard error
 #   --timeout SECONDS       stop QEMU after this long (default: none interactively,
 #                           300 with --check and for none/selftest)
 #   --log FILE              also write the console to FILE (default: target/run.log)
@@ -69,6 +76,7 @@ kernel=""
 initrd=""
 hypervisor=""
 check=0
+probe_devices=0
 print_qemu=0
 skip_setup=0
 case "${HYP_SKIP_SETUP:-0}" in
@@ -113,6 +121,7 @@ while [ $# -gt 0 ]; do
         --initrd) initrd=${2:?--initrd needs a file}; shift ;;
         --hypervisor) hypervisor=${2:?--hypervisor needs a file}; shift ;;
         --check) check=1 ;;
+        --probe-devices) probe_devices=1 ;;
         --print-qemu) print_qemu=1 ;;
         --skip-setup) skip_setup=1 ;;
         --timeout) timeout_s=${2:?--timeout needs seconds}; shift ;;
@@ -139,6 +148,11 @@ fi
 if [ "$guest_cmdline_set" -eq 1 ] && [ "$mode" != linux ] && [ "$mode" != direct ]; then
     die_usage "--guest-cmdline is for the linux and direct modes"
 fi
+# Without the hypervisor (direct) the devices answer; the test guest (selftest) probes
+# 2 MiB windows of at most 8 isolation_probe= addresses, which device windows next to its
+# own console and GIC cannot be.
+[ "$probe_devices" -eq 0 ] || [ "$mode" = linux ] \
+    || die_usage "--probe-devices is for the linux mode"
 
 mem_mib() {
     case "$1" in
@@ -147,6 +161,210 @@ mem_mib() {
         *M) echo "${1%M}" ;;
         *) echo $(( $1 / 1024 / 1024 )) ;;
     esac
+}
+
+# --probe-devices: the addresses to probe, comma-separated, from QEMU's own DTB for this
+# machine (-cpu/-smp/-m as the run has them; extra QEMU arguments are left out, the board's
+# devices do not depend on them). Reads $machine, $cpu, $smp, $mem and $memory_backend.
+device_probes() {
+    local dir status=0
+    dir=$(mktemp -d)
+    qemu-system-aarch64 -machine "$machine,dumpdtb=$dir/board.dtb" -cpu "$cpu" -smp "$smp" \
+        -m "$mem" "${memory_backend[@]}" -nographic -nic none >"$dir/qemu.out" 2>&1 || status=$?
+    if [ "$status" -ne 0 ] || [ ! -s "$dir/board.dtb" ]; then
+        cat "$dir/qemu.out" >&2; rm -rf "$dir"
+        echo "run.sh: --probe-devices: QEMU could not dump its DTB" >&2; exit 2
+    fi
+    python3 - "$dir/board.dtb" "$smp" <<'PY' || status=$?
+# QEMU's board DTB (argv[1]) and the guest's vCPU count (argv[2]) -> the addresses
+# --probe-devices has the guest probe, comma-separated on stdout; what each device window
+# gives (or why it gives nothing) on stderr. Which nodes are devices and how their `reg`
+# and PCI windows translate follows guest-loader's named_device_regions (passthrough.rs),
+# whose names the hypervisor logs, so that every probe hits a window it can name.
+import struct
+import sys
+
+GICD_FRAME = 0x10000   # the distributor the hypervisor emulates
+GICR_FRAMES = 0x20000  # one vCPU's emulated RD_base + SGI_base (GICv3)
+UART_FRAME = 0x1000    # the emulated PL011
+NOT_DEVICES_AT_ROOT = {"memory", "reserved-memory", "cpus", "chosen", "aliases"}
+NOT_DEVICE_NAMES_AT_ROOT = {"psci", "timer", "pmu"}
+NOT_DEVICE_COMPATIBLES = {b"arm,psci", b"arm,psci-0.2", b"arm,psci-1.0",
+                          b"arm,armv8-timer", b"arm,armv7-timer"}
+
+
+def parse(blob):
+    """The tree as nested (name, props, children) tuples."""
+    magic, _, off_struct, off_strings = struct.unpack_from(">IIII", blob, 0)
+    if magic != 0xD00DFEED:
+        sys.exit(f"not a DTB (magic {magic:#x})")
+    pos, stack, root = off_struct, [], None
+    while True:
+        (token,) = struct.unpack_from(">I", blob, pos)
+        pos += 4
+        if token == 1:  # FDT_BEGIN_NODE
+            end = blob.index(b"\0", pos)
+            node = (blob[pos:end].decode(), {}, [])
+            pos = (end + 4) & ~3
+            if stack:
+                stack[-1][2].append(node)
+            else:
+                root = node
+            stack.append(node)
+        elif token == 2:  # FDT_END_NODE
+            stack.pop()
+        elif token == 3:  # FDT_PROP
+            length, name_off = struct.unpack_from(">II", blob, pos)
+            name_at = off_strings + name_off
+            name = blob[name_at:blob.index(b"\0", name_at)].decode()
+            stack[-1][1][name] = blob[pos + 8:pos + 8 + length]
+            pos = (pos + 8 + length + 3) & ~3
+        elif token == 4:  # FDT_NOP
+            continue
+        elif token == 9:  # FDT_END
+            return root
+        else:
+            sys.exit(f"bad FDT token {token:#x}")
+
+
+def numbers(value, *widths):
+    """`value` as entries of numbers `widths` cells wide each."""
+    step = 4 * sum(widths)
+    if step == 0 or len(value) % step:
+        raise ValueError(f"{len(value)} bytes is not a whole number of {sum(widths)}-cell entries")
+    for at in range(0, len(value), step):
+        entry = []
+        for width in widths:
+            entry.append(int.from_bytes(value[at:at + 4 * width], "big"))
+            at += 4 * width
+        yield entry
+
+
+def cells(props, name, default):
+    value = props.get(name)
+    return default if value is None else int.from_bytes(value, "big")
+
+
+def strings(props, name):
+    return set(filter(None, props.get(name, b"").split(b"\0")))
+
+
+def translate(space, base, size):
+    """[base, base + size) of a bus as CPU physical; space None is the identity."""
+    if space is None:
+        return base
+    for child, cpu, window in space:
+        if child <= base and base + size <= child + window:
+            return cpu + base - child
+    raise ValueError(f"[{base:#x}, +{size:#x}) is outside the parent's ranges")
+
+
+def device_windows(root):
+    """{path: [(base, size)]} of every device in DT order, and the GICv3's path."""
+    found, gic = {}, None
+
+    def visit(node, path, parent_cells, space, at_root):
+        nonlocal gic
+        name, props, children = node
+        if at_root and (name.split("@")[0] in NOT_DEVICES_AT_ROOT or name in NOT_DEVICE_NAMES_AT_ROOT):
+            return
+        if strings(props, "device_type") & {b"memory", b"cpu"} or strings(props, "compatible") & NOT_DEVICE_COMPATIBLES:
+            return
+        status = props.get("status")
+        if status is not None and status.rstrip(b"\0") not in (b"okay", b"ok"):
+            return
+        own = (cells(props, "#address-cells", 2), cells(props, "#size-cells", 1))
+        try:
+            windows = [(translate(space, base, size), size)
+                       for base, size in numbers(props.get("reg", b""), *parent_cells) if size]
+            child_space = None
+            if strings(props, "device_type") & {b"pci", b"pciex"}:
+                # I/O, 32- and 64-bit memory windows; not config space, and no children.
+                windows += [(translate(space, base, size), size)
+                            for hi, _, base, size in numbers(props.get("ranges", b""), 1, 2, parent_cells[0], own[1])
+                            if size and (hi >> 24) & 3]
+                children = []
+            elif "ranges" not in props:
+                children = []  # not memory-mapped below (I2C, SPI, MDIO...)
+            elif props["ranges"]:
+                child_space = [(child, translate(space, base, size), size)
+                               for child, base, size in numbers(props["ranges"], own[0], parent_cells[0], own[1]) if size]
+            else:
+                child_space = space
+        except ValueError as error:
+            print(f"run.sh: --probe-devices: {path}: {error}; not probed", file=sys.stderr)
+            return
+        if windows:
+            found[path] = windows
+        if gic is None and b"arm,gic-v3" in strings(props, "compatible"):
+            gic = path
+        for child in children:
+            visit(child, f"{path}/{child[0]}", own, child_space, False)
+
+    for child in root[2]:
+        visit(child, f"/{child[0]}", (cells(root[1], "#address-cells", 2), cells(root[1], "#size-cells", 1)), None, True)
+    return found, gic
+
+
+def console_path(root):
+    """The node /chosen/stdout-path names (through /aliases), the hypervisor's console."""
+    nodes = {name: props for name, props, _ in root[2]}
+    stdout = nodes.get("chosen", {}).get("stdout-path", b"").rstrip(b"\0").decode().split(":")[0]
+    if stdout and not stdout.startswith("/"):
+        stdout = nodes.get("aliases", {}).get(stdout, b"").rstrip(b"\0").decode()
+    return stdout or None
+
+
+def without(base, end, holes):
+    """[base, end) less every (hole_base, hole_end)."""
+    pieces = [(base, end)]
+    for hole_base, hole_end in holes:
+        pieces = [piece for start, stop in pieces
+                  for piece in ((start, min(stop, hole_base)), (max(start, hole_end), stop))
+                  if piece[0] < piece[1]]
+    return pieces
+
+
+def ends(start, stop):
+    """The first and last word of [start, stop). Busybox devmem maps the next page too for a
+    word in a page's last 32 bytes (it adds the width in bits), and that page may be RAM or a
+    device the guest kernel claimed, which /dev/mem refuses: such a last word moves 64 bytes
+    in, as scripts/guest/isolation does for its holes."""
+    first = (start + 3) & ~3
+    last = (stop - 4) & ~3
+    if (last & 0xFFF) + 32 > 0x1000:
+        last = max(first, (stop - 64) & ~3)
+    return [first] if last <= first else [first, last]
+
+
+def main():
+    root = parse(open(sys.argv[1], "rb").read())
+    vcpus = int(sys.argv[2])
+    found, gic = device_windows(root)
+    emulated = []
+    if gic and len(found[gic]) >= 2:
+        (gicd, _), (gicr, _) = found[gic][:2]
+        emulated += [(gicd, gicd + GICD_FRAME), (gicr, gicr + vcpus * GICR_FRAMES)]
+    console = console_path(root)
+    if console in found:
+        uart = found[console][0][0]
+        emulated.append((uart, uart + UART_FRAME))
+    probes = []
+    for path, windows in found.items():
+        for base, size in windows:
+            mine = [a for piece in without(base, base + size, emulated) for a in ends(*piece)]
+            what = " ".join(f"{a:#x}" for a in mine) or "none (emulated for the guest)"
+            print(f"run.sh: --probe-devices: {path} [{base:#x}, {base + size:#x}): {what}", file=sys.stderr)
+            probes += mine
+    if not probes:
+        sys.exit("no device window to probe")
+    print(",".join(f"{a:#x}" for a in probes))
+
+
+main()
+PY
+    rm -rf "$dir"
+    [ "$status" -eq 0 ] || { echo "run.sh: --probe-devices: no probe list" >&2; exit 2; }
 }
 
 # Above this, RAM is a non-reserving memory backend (see --mem).
@@ -206,6 +424,10 @@ if [ "$mode" = linux ] || [ "$mode" = direct ]; then
         bootargs="console=ttyAMA0 earlycon=pl011,0x9000000 $guest_append"
     fi
     [ "$check" -eq 1 ] && bootargs="$bootargs hyp.check=1 hyp.smp=$smp"
+    if [ "$probe_devices" -eq 1 ]; then
+        probes=$(device_probes)
+        bootargs="$bootargs hyp.probe=$probes"
+    fi
 fi
 if [ "$mode" = direct ]; then
     # QEMU's own Linux loader, at EL2 on the same machine: the benchmarks' baseline.
@@ -235,8 +457,10 @@ elif [ "$mode" = selftest ]; then
 fi
 
 # The console goes both to the terminal (interactive) and to the log the outcome is read from.
+# QEMU's own escape (monitor, quit) moves from Ctrl-a to Ctrl-t: Ctrl-a three times is the
+# hypervisor's console switch (between the guests and the hypervisor), as in Xen.
 qemu+=(-chardev "stdio,id=console,mux=on,signal=off,logfile=$log"
-       -serial chardev:console -mon chardev=console)
+       -serial chardev:console -mon chardev=console -echr 0x14)
 qemu+=("${extra[@]}")
 
 if [ "$print_qemu" -eq 1 ]; then
@@ -274,11 +498,14 @@ if [ "$mode" = direct ]; then
     exit 1
 fi
 outcome=$(tr -d '\r' <"$log" | grep -a '^hyp-exit:' | tail -n 1 || true)
+# A guest's console lines reach the log tagged "(gN) " (hypervisor/src/console/
+# guest_output.rs); this reads the first guest's, untagged.
+guest_lines() { tr -d '\r' <"$log" | sed -n 's/^(g1) //p'; }
 if [ "$check" -eq 1 ] && [ "$outcome" = "hyp-exit: success" ]; then
     # The guest's own verdict, and its memory against what the hypervisor gave it:
     # MemTotal excludes the kernel's reserved memory, so it must lie in [85%, 100%].
-    verdict=$(tr -d '\r' <"$log" | grep -a '^guest-check: \(pass\|fail\)$' | tail -n 1 || true)
-    memtotal_kb=$(tr -d '\r' <"$log" | sed -n 's/^guest-check: memtotal_kb=\([0-9]*\).*/\1/p' | tail -n 1)
+    verdict=$(guest_lines | grep -a '^guest-check: \(pass\|fail\)$' | tail -n 1 || true)
+    memtotal_kb=$(guest_lines | sed -n 's/^guest-check: memtotal_kb=\([0-9]*\).*/\1/p' | tail -n 1)
     given=$(tr -d '\r' <"$log" | sed -n 's/^hyp-facts: guest_ram_bytes=\([0-9]*\).*/\1/p' | tail -n 1)
     if [ "$verdict" != "guest-check: pass" ]; then
         echo "run.sh: the guest checks did not pass (${verdict:-no verdict})" >&2; exit 1
@@ -292,7 +519,7 @@ if [ "$mode" = selftest ] && [ "$outcome" = "hyp-exit: success" ]; then
     # One summary over the EL2 selftests and the test guest's own summary line.
     el2_ok=$(tr -d '\r' <"$log" | grep -ac '^selftest: el2_[a-z0-9_]* \.\.\. ok' || true)
     el2_failed=$(tr -d '\r' <"$log" | grep -ac '^selftest: el2_[a-z0-9_]* \.\.\. FAILED' || true)
-    guest=$(tr -d '\r' <"$log" | sed -n 's/^selftest: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' | tail -n 1)
+    guest=$(guest_lines | sed -n 's/^selftest: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' | tail -n 1)
     [ -n "$guest" ] || { echo "run.sh: the test guest printed no summary" >&2; echo "selftest: $el2_ok passed, $((el2_failed + 1)) failed"; exit 1; }
     read -r guest_ok guest_failed <<<"$guest"
     failed=$((el2_failed + guest_failed))

@@ -71,7 +71,7 @@ class RunShPrintQemu(unittest.TestCase):
 
     def console(self):
         return ["-chardev", "stdio,id=console,mux=on,signal=off,logfile=" + self.log,
-                "-serial", "chardev:console", "-mon", "chardev=console"]
+                "-serial", "chardev:console", "-mon", "chardev=console", "-echr", "0x14"]
 
     def test_none_mode_with_tricky_arguments(self):
         argv = self.print_qemu("none", "--cpu", "cortex-a72", "--smp", "4", "--mem", "16G", "--hypervisor",

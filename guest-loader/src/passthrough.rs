@@ -7,8 +7,10 @@
 //! Which devices a guest gets is decided by [`crate::devices`]; its
 //! [`crate::devices::DeviceAssignment::passthrough_regions`] is what stage 2 maps. This
 //! module is the translation that decision uses (`MmioMap`, one entry per
-//! memory-mapped node), plus two whole-tree views: [`device_regions`] (every device of a
-//! tree) and [`passthrough_regions`] (a guest DTB's devices minus the emulated ones).
+//! memory-mapped node), plus three whole-tree views: [`device_regions`] (every device of a
+//! tree), [`named_device_regions`] (the same, each region with its node's path, for
+//! naming what an address hits) and [`passthrough_regions`] (a guest DTB's devices minus
+//! the emulated ones).
 //!
 //! The tree is walked from the root with each node's `reg` translated to CPU physical
 //! addresses through every ancestor's `ranges`, as Linux's `of_translate_address` does.
@@ -215,6 +217,33 @@ pub fn device_regions(dtb: &[u8]) -> Result<Vec<PhysRange>, PassthroughError> {
     Ok(merge(
         map.in_use().flat_map(NodeMmio::page_ranges).collect(),
     ))
+}
+
+/// Every device region of the tree `dtb` with the path of the node it belongs to, for
+/// naming what an address hits (the hypervisor's log of refused guest accesses). The
+/// devices are [`device_regions`]' (same rules), but each `reg` entry and PCI window is
+/// given as the DT states it, translated to CPU physical addresses and nothing more: not
+/// rounded to pages and not merged, so that neighbours sharing a page (QEMU's 0x200-byte
+/// virtio-mmio slots) keep their own names. In DT order, each node's `reg` entries before
+/// its PCI windows; a node with several entries appears once per entry.
+///
+/// A node whose `reg` or `ranges` cannot be read is left out (its children were never
+/// visited), where [`device_regions`] fails: the names are diagnostics, and one
+/// unreadable node must not leave every other device unnamed.
+///
+/// # Errors
+///
+/// Only for the blob ([`PassthroughError::DtbTooShort`], [`PassthroughError::DtbBadMagic`],
+/// [`PassthroughError::DtbTruncated`], [`PassthroughError::DtbMalformed`]) and for the
+/// root's own `#address-cells`/`#size-cells` ([`PassthroughError::MalformedProperty`]).
+pub fn named_device_regions(dtb: &[u8]) -> Result<Vec<(String, PhysRange)>, PassthroughError> {
+    let fdt = open_dtb(dtb)?;
+    let map = MmioMap::of(&fdt)?;
+    Ok(map
+        .in_use()
+        .filter(|node| node.error.is_none())
+        .flat_map(|node| node.cpu_ranges().map(|range| (node.path.clone(), range)))
+        .collect())
 }
 
 /// The MMIO a guest reaches directly, read back from the guest DTB that

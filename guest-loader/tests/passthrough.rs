@@ -2,7 +2,9 @@
 //! against QEMU's virt DTBs, the hand-written `passthrough-buses.dts`, small trees built
 //! here for each error, and fuzzing. Which devices a guest gets is `tests/devices.rs`.
 
-use guest_loader::passthrough::{PASSTHROUGH_PAGE_SIZE, PassthroughError, device_regions};
+use guest_loader::passthrough::{
+    PASSTHROUGH_PAGE_SIZE, PassthroughError, device_regions, named_device_regions,
+};
 use platform::info::PhysRange;
 use proptest::prelude::*;
 use vm_fdt::FdtWriter;
@@ -622,6 +624,161 @@ fn bad_blobs() {
     ));
 }
 
+const QEMU_VIRT_SMP4: &[u8] = include_bytes!("fixtures/qemu-virt-smp4-2g.dtb");
+
+/// `(path, base, size)` of each named region, for comparing with expected lists.
+fn named(dtb: &[u8]) -> Vec<(String, u64, u64)> {
+    named_device_regions(dtb)
+        .unwrap()
+        .into_iter()
+        .map(|(path, range)| (path, range.base, range.size))
+        .collect()
+}
+
+fn entry(path: &str, base: u64, size: u64) -> (String, u64, u64) {
+    (path.to_string(), base, size)
+}
+
+/// QEMU virt's devices by node path, each `reg` entry and PCI window exactly as the DT
+/// states it (fw-cfg's 0x18 bytes, not a page), in DT order.
+#[test]
+fn named_regions_of_qemu_virt() {
+    let mut expected = vec![entry("/fw-cfg@9020000", 0x902_0000, 0x18)];
+    expected.extend((0..32u64).map(|slot| {
+        let base = 0xa00_0000 + slot * 0x200;
+        entry(&format!("/virtio_mmio@{base:x}"), base, 0x200)
+    }));
+    expected.extend([
+        entry("/pl061@9030000", 0x903_0000, 0x1000),
+        // ECAM, then the I/O, mem32 and mem64 windows in `ranges` order.
+        entry("/pcie@10000000", 0x40_1000_0000, 0x1000_0000),
+        entry("/pcie@10000000", 0x3eff_0000, 0x1_0000),
+        entry("/pcie@10000000", 0x1000_0000, 0x2eff_0000),
+        entry("/pcie@10000000", 0x80_0000_0000, 0x80_0000_0000),
+        entry("/pl031@9010000", 0x901_0000, 0x1000),
+        entry("/pl011@9000000", 0x900_0000, 0x1000),
+        // GICD, then the GICR region.
+        entry("/intc@8000000", 0x800_0000, 0x1_0000),
+        entry("/intc@8000000", 0x80a_0000, 0xf6_0000),
+        entry("/intc@8000000/its@8080000", 0x808_0000, 0x2_0000),
+        entry("/flash@0", 0x0, 0x400_0000),
+        entry("/flash@0", 0x400_0000, 0x400_0000),
+    ]);
+    assert_eq!(named(QEMU_VIRT_SMP4), expected);
+}
+
+/// Every fixture: the named regions are exactly [`device_regions`]' devices (each one
+/// inside the page union, and the union rebuilt from them).
+#[test]
+fn named_regions_cover_the_same_devices_as_device_regions() {
+    for (name, dtb) in QEMU_FIXTURES.iter().copied().chain([
+        ("passthrough-buses", BUSES),
+        ("qemu-virt-smp4-2g", QEMU_VIRT_SMP4),
+    ]) {
+        let regions = device_regions(dtb).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let named = named_device_regions(dtb).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for (path, range) in &named {
+            assert!(
+                covers(&regions, range.base, range.size),
+                "{name}: {path} {range:x?}"
+            );
+        }
+        let mut pages: Vec<PhysRange> = named
+            .iter()
+            .map(|(_, r)| {
+                let start = r.base & !(PASSTHROUGH_PAGE_SIZE - 1);
+                let end = r.end().next_multiple_of(PASSTHROUGH_PAGE_SIZE);
+                range(start, end)
+            })
+            .collect();
+        pages.sort_unstable();
+        let mut union: Vec<PhysRange> = Vec::new();
+        for page in pages {
+            match union.last_mut() {
+                Some(last) if page.base <= last.end() => {
+                    last.size = last.size.max(page.end() - last.base);
+                }
+                _ => union.push(page),
+            }
+        }
+        assert_eq!(union, regions, "{name}");
+    }
+}
+
+/// Nested translation gives each region the full path of its node; disabled, reserved
+/// and non-memory-mapped nodes, and PCI config space, have none.
+#[test]
+fn named_regions_of_hand_made_buses() {
+    assert_eq!(
+        named(BUSES),
+        vec![
+            entry("/intc@8000000", 0x800_0000, 0x1_0000),
+            entry("/intc@8000000", 0x80a_0000, 0x2_0000),
+            entry("/intc@8000000", 0x810_0000, 0x2000),
+            entry("/intc@8000000", 0x811_0000, 0x1_0000),
+            entry("/intc@8000000", 0x812_0000, 0x2000),
+            entry("/intc@8000000/its@8080000", 0x808_0000, 0x2_0000),
+            entry("/uart@9000000", 0x900_0000, 0x100),
+            entry("/watchdog@9300000", 0x930_0000, 0x1000),
+            entry("/i2c@9400000", 0x940_0000, 0x1000),
+            entry("/timer@9500000", 0x950_0000, 0x1000),
+            entry("/straddle@9600800", 0x960_0800, 0x1000),
+            entry("/soc/sysctl@1000", 0x2000_1000, 0x1000),
+            entry("/soc/bus@100000", 0x2010_0000, 0x1000),
+            entry("/soc/bus@100000/serial@0", 0x2020_0000, 0x100),
+            entry("/soc/bus@100000/serial@2000", 0x2020_2000, 0x100),
+            entry("/soc/bus@100000/serial@2000", 0x2020_3000, 0x100),
+            entry("/soc/bus@100000/i2c@8000", 0x2020_8000, 0x1000),
+            entry("/soc/gpio-bus/gpio@400000", 0x2040_0000, 0x1000),
+            entry("/soc/high@80001000", 0x1_0000_1000, 0x2000),
+            entry("/soc/pcie@800000", 0x2080_0000, 0x10_0000),
+            entry("/soc/pcie@800000", 0x20f0_0000, 0x1_0000),
+            entry("/soc/pcie@800000", 0x1_0008_0000, 0x8_0000),
+            entry("/soc/pcie@800000", 0x1_0004_0000, 0x4_0000),
+        ]
+    );
+}
+
+/// A node that cannot be read loses its name only: the others keep theirs, where
+/// `device_regions` refuses the whole tree.
+#[test]
+fn named_regions_skip_an_unreadable_node() {
+    let dtb = tree(&[], |w| {
+        leaf(w, "good@1000", &[("reg", &cells(&[0, 0x1000, 0, 0x100]))]);
+        leaf(w, "bad@2000", &[("reg", &cells(&[0, 0x2000, 0]))]);
+        leaf(
+            w,
+            "also-good@3000",
+            &[("reg", &cells(&[0, 0x3000, 0, 0x10]))],
+        );
+    });
+    assert!(device_regions(&dtb).is_err());
+    assert_eq!(
+        named(&dtb),
+        vec![
+            entry("/good@1000", 0x1000, 0x100),
+            entry("/also-good@3000", 0x3000, 0x10),
+        ]
+    );
+}
+
+#[test]
+fn named_regions_of_bad_blobs_are_errors() {
+    let (_, qemu) = QEMU_FIXTURES[0];
+    assert_eq!(
+        named_device_regions(&qemu[..8]),
+        Err(PassthroughError::DtbTooShort { len: 8 })
+    );
+    let dtb = tree(&[("#address-cells", &[0; 8])], |_| {});
+    assert!(matches!(
+        named_device_regions(&dtb),
+        Err(PassthroughError::MalformedProperty {
+            property: "#address-cells",
+            ..
+        })
+    ));
+}
+
 /// A blob written token by token (vm-fdt refuses more than 64 levels): `depth` nested
 /// `busN` nodes with empty `ranges` and no cell properties (so the DT spec's 2/1), the
 /// innermost holding `dev@1000` with `reg = <0 0x1000 0x10>`.
@@ -707,6 +864,7 @@ proptest! {
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = device_regions(&bytes);
+        let _ = named_device_regions(&bytes);
     }
 
     #[test]
@@ -736,6 +894,7 @@ proptest! {
         if let Ok(regions) = device_regions(&bytes) {
             check_invariants(&regions)?;
         }
+        let _ = named_device_regions(&bytes);
     }
 
     /// Random root devices (2/2 cells): the result is exactly the union of their

@@ -17,7 +17,6 @@
 //! | `selftest` | the EL2 selftests and the MEM_PROTECT benchmark (EL2 only) |
 #![cfg_attr(not(test), no_std)]
 
-#[cfg(target_os = "none")]
 extern crate alloc;
 
 pub mod arch;

@@ -83,6 +83,9 @@ pub struct Console<'dtb> {
     pub path: &'dtb str,
     /// The baud rate from the stdout-path options (`...:115200n8`), if any.
     pub baud: Option<u32>,
+    /// Its interrupt (the first of `interrupts`, as an INTID), for console input; `None`
+    /// when absent or malformed: output works without it.
+    pub intid: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,6 +169,8 @@ pub struct PlatformInfo<'dtb> {
     pub cpus: ArrayVec<Cpu, MAX_CPUS>,
     pub gic: GicV3,
     pub timer: Option<Timer>,
+    /// The PMU's per-CPU interrupt (a PPI, as an INTID), if a PMU node names one.
+    pub pmu_intid: Option<u32>,
     pub psci: Option<Psci>,
     /// `multiboot,module` children of `/chosen`, in DT order.
     pub modules: ArrayVec<BootModule<'dtb>, MAX_MODULES>,

@@ -1,16 +1,29 @@
-//! Minimal PL011 UART transmitter (ARM DDI 0183): enough for the hypervisor's console.
+//! Minimal PL011 UART driver (ARM DDI 0183): enough for the hypervisor's console.
 //!
 //! The firmware or QEMU leaves the UART configured (baud rate, 8n1); like Linux's
-//! earlycon we only make sure the transmitter is enabled and then write bytes.
+//! earlycon we only make sure the transmitter is enabled and then write bytes. Input is
+//! read when the receive interrupts (RX and receive timeout) say a character waits.
 
 use core::ptr::NonNull;
 
 const UARTDR: usize = 0x000;
 const UARTFR: usize = 0x018;
 const UARTCR: usize = 0x030;
+const UARTIMSC: usize = 0x038;
+const UARTICR: usize = 0x044;
 
 /// UARTFR.TXFF: transmit FIFO full.
 const FR_TXFF: u32 = 1 << 5;
+/// UARTFR.RXFE: receive FIFO empty.
+const FR_RXFE: u32 = 1 << 4;
+/// UARTIMSC: TX interrupt (the transmit FIFO drained to its trigger level).
+const INT_TX: u32 = 1 << 5;
+/// UARTIMSC/UARTICR: RX (FIFO at its trigger) and RT (receive timeout) interrupts.
+const INT_RX_AND_TIMEOUT: u32 = (1 << 4) | (1 << 6);
+/// UARTCR.RXE.
+const CR_RXE: u32 = 1 << 9;
+/// UARTDR bits 11:8: framing, parity, break and overrun errors of the character.
+const DR_ERRORS: u32 = 0xf00;
 /// UARTFR.BUSY: still transmitting.
 const FR_BUSY: u32 = 1 << 3;
 /// UARTCR.UARTEN and UARTCR.TXE.
@@ -50,6 +63,61 @@ impl Pl011 {
         let cr = self.read(UARTCR);
         if cr & (CR_UARTEN | CR_TXE) != (CR_UARTEN | CR_TXE) {
             self.write(UARTCR, cr | CR_UARTEN | CR_TXE);
+        }
+    }
+
+    /// Enables the receiver and its interrupts (RX at the FIFO trigger, and the receive
+    /// timeout for characters below it), so typed input raises the UART's interrupt.
+    pub fn enable_receive_interrupts(&mut self) {
+        let cr = self.read(UARTCR);
+        self.write(UARTCR, cr | CR_RXE);
+        let imsc = self.read(UARTIMSC);
+        self.write(UARTIMSC, imsc | INT_RX_AND_TIMEOUT);
+    }
+
+    /// The next received character, if one waits; characters received with an error
+    /// (framing, parity, break, overrun) are skipped. Clears the receive interrupts once
+    /// the FIFO is empty.
+    pub fn read_byte(&mut self) -> Option<u8> {
+        loop {
+            if self.read(UARTFR) & FR_RXFE != 0 {
+                self.write(UARTICR, INT_RX_AND_TIMEOUT);
+                return None;
+            }
+            let data = self.read(UARTDR);
+            if data & DR_ERRORS == 0 {
+                return Some(data as u8);
+            }
+        }
+    }
+
+    /// Writes `byte` as is (no newline translation), waiting for FIFO room.
+    pub fn write_raw_byte(&mut self, byte: u8) {
+        while !self.try_write_raw(byte) {
+            core::hint::spin_loop();
+        }
+    }
+
+    /// Writes `byte` as is if the transmit FIFO has room; `false` if it is full.
+    pub fn try_write_raw(&mut self, byte: u8) -> bool {
+        if self.read(UARTFR) & FR_TXFF != 0 {
+            return false;
+        }
+        self.write(UARTDR, u32::from(byte));
+        true
+    }
+
+    /// Unmasks or masks the transmit interrupt, raised while the transmit FIFO is at or
+    /// below its trigger level: on while queued output waits for room.
+    pub fn set_transmit_interrupt(&mut self, enabled: bool) {
+        let imsc = self.read(UARTIMSC);
+        let wanted = if enabled {
+            imsc | INT_TX
+        } else {
+            imsc & !INT_TX
+        };
+        if wanted != imsc {
+            self.write(UARTIMSC, wanted);
         }
     }
 

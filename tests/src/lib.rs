@@ -49,6 +49,26 @@ impl Run {
             .map(str::to_owned)
     }
 
+    /// Guest `number`'s console lines (1 for the first), without their `(gN) ` tag
+    /// (the convention of `hypervisor/src/console/guest_output.rs`).
+    pub fn guest_lines(&self, number: u16) -> impl Iterator<Item = &str> {
+        let tag = format!("(g{number}) ");
+        self.console
+            .lines()
+            .filter_map(move |line| line.strip_prefix(tag.as_str()))
+    }
+
+    /// The console lines that are not a guest's (those start with `(g`, which no
+    /// hypervisor line does): the hypervisor's log and machine-readable lines.
+    pub fn hypervisor_lines(&self) -> impl Iterator<Item = &str> {
+        self.console.lines().filter(|line| !line.starts_with("(g"))
+    }
+
+    /// Whether guest `number` printed `line` exactly.
+    pub fn guest_printed(&self, number: u16, line: &str) -> bool {
+        self.guest_lines(number).any(|l| l == line)
+    }
+
     /// The last `hyp-exit:` line as printed.
     pub fn outcome_line(&self) -> Option<&str> {
         self.console
@@ -102,12 +122,13 @@ pub fn run(name: &str, args: &[&str]) -> Run {
     }
 }
 
-/// QEMU's own DTB for the default machine (`-cpu max -smp 2 -m 2G`), as DTS text, and
-/// the folder to write variants to.
-pub fn qemu_dts(name: &str) -> (PathBuf, String) {
+/// QEMU's own DTB for the machine `scripts/run.sh` boots with `-cpu cpu -smp smp -m mem`
+/// (up to 16G: larger machines take another memory backend), written to
+/// `target/qemu-tests/{name}.dtb`; its path.
+pub fn qemu_dtb(name: &str, cpu: &str, smp: &str, mem: &str) -> PathBuf {
     let dir = repo_root().join("target").join("qemu-tests");
     std::fs::create_dir_all(&dir).expect("target dir");
-    let dtb = dir.join(format!("{name}-orig.dtb"));
+    let dtb = dir.join(format!("{name}.dtb"));
     let status = Command::new("qemu-system-aarch64")
         .args(["-machine"])
         .arg(format!(
@@ -116,11 +137,11 @@ pub fn qemu_dts(name: &str) -> (PathBuf, String) {
         ))
         .args([
             "-cpu",
-            "max",
+            cpu,
             "-smp",
-            "2",
+            smp,
             "-m",
-            "2G",
+            mem,
             "-nographic",
             "-nic",
             "none",
@@ -128,6 +149,14 @@ pub fn qemu_dts(name: &str) -> (PathBuf, String) {
         .status()
         .expect("run qemu-system-aarch64");
     assert!(status.success(), "dumpdtb failed");
+    dtb
+}
+
+/// QEMU's own DTB for the default machine (`-cpu max -smp 2 -m 2G`), as DTS text, and
+/// the folder to write variants to.
+pub fn qemu_dts(name: &str) -> (PathBuf, String) {
+    let dtb = qemu_dtb(&format!("{name}-orig"), "max", "2", "2G");
+    let dir = dtb.parent().map(Path::to_path_buf).unwrap_or_default();
     let dts = Command::new("dtc")
         .args(["-q", "-I", "dtb", "-O", "dts"])
         .arg(&dtb)

@@ -173,14 +173,13 @@ fn linux_on(name: &str, cpu: &str, mem: &str, hypervisor_args: &str) {
         ],
     );
     run.assert_success();
-    assert!(run.console.contains("guest-check: pass"), "{}", run.console);
+    assert!(run.guest_printed(1, "guest-check: pass"), "{}", run.console);
     let given = run
         .lines(LineKind::Facts)
         .find_map(|line| line.number(facts::GUEST_RAM_BYTES))
         .unwrap_or_else(|| panic!("no guest_ram_bytes\n{}", run.console));
     let memtotal_kb: u64 = run
-        .console
-        .lines()
+        .guest_lines(1)
         .find_map(|l| l.strip_prefix("guest-check: memtotal_kb="))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no memtotal\n{}", run.console));

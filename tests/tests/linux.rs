@@ -24,10 +24,9 @@ fn check_linux(name: &str, cpu: &str, smp: &str, mem: &str, hypervisor_args: &st
         ],
     );
     run.assert_success();
-    assert!(run.console.contains("guest-check: pass"), "{}", run.console);
+    assert!(run.guest_printed(1, "guest-check: pass"), "{}", run.console);
     assert!(
-        run.console
-            .contains(&format!("guest-check: nproc={smp} ok")),
+        run.guest_printed(1, &format!("guest-check: nproc={smp} ok")),
         "{}",
         run.console
     );

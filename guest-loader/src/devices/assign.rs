@@ -13,9 +13,8 @@ use dtoolkit::{Node, Property};
 
 use super::DeviceRequest;
 use super::assignment::{
-    EmulatedKind,
-    DeviceAssignment, EmulatedDevice, GuestTreeLayout, NodeRole, PassthroughDevice, RefusedDevice,
-    fingerprint,
+    DeviceAssignment, EmulatedDevice, EmulatedKind, GuestTreeLayout, NodeRole, PassthroughDevice,
+    RefusedDevice, fingerprint,
 };
 use super::classify::{
     architected, disabled_status, has, is_gic_v3, is_iommu, is_its, refused_kind, strings,

@@ -469,9 +469,11 @@ pub mod foreign_access {
     pub const DTB: &str = "dtb";
     /// Host RAM that is not the guest's.
     pub const HOST_RAM: &str = "host_ram";
-    /// No RAM: a hole, an unassigned device or beyond the end.
+    /// Neither RAM nor a device of the host DT: a hole, or beyond the end.
     pub const OUTSIDE_RAM: &str = "outside_ram";
-    pub const ALL: [&str; 6] = [IMAGE, POOL, CRASH, DTB, HOST_RAM, OUTSIDE_RAM];
+    /// A device of the host DT the guest was not given (each logged once by node path).
+    pub const DEVICE: &str = "device";
+    pub const ALL: [&str; 7] = [IMAGE, POOL, CRASH, DTB, HOST_RAM, OUTSIDE_RAM, DEVICE];
 }
 
 /// Keys of the `hyp-exits:` line, in the order printed: the guest's exits by reason.

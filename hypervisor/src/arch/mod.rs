@@ -3,6 +3,7 @@
 //! vectors, system registers, EL2 controls, cache maintenance, firmware calls.
 
 pub mod esr;
+pub mod gicv3;
 pub mod trap_frame;
 
 #[cfg(target_os = "none")]

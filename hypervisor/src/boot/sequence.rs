@@ -233,7 +233,20 @@ pub fn after_boot(
         log::info!("no guest kernel module in /chosen: nothing to run");
         boot::stop(Outcome::Success);
     }
+    if let Err(error) = crate::vm::interrupts::init_gic(info) {
+        log::error!("gic: {error}");
+        boot::stop_failure("cannot take over the GIC");
+    }
     let guest = crate::vm::build::prepare(info, host_dtb, &layout, cpu, caps, flags);
+    crate::vm::registry::register(guest.vm);
+    crate::console::input::init(
+        &info.console,
+        crate::vm::registry::count(),
+        crate::console::input::InputSinks {
+            guest: crate::vm::registry::console_input,
+            hypervisor: crate::vm::registry::hypervisor_key,
+        },
+    );
     if args.selftest {
         crate::selftest::protect_bench::run(guest.vm);
         crate::selftest::run_stage2(guest.vm);

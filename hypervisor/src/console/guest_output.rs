@@ -81,6 +81,11 @@ impl GuestLines {
         }
     }
 
+    /// Whether a line was started and not finished.
+    pub fn has_partial_line(&self) -> bool {
+        !self.line.is_empty()
+    }
+
     /// Lines written in pieces so far.
     pub fn cut_lines(&self) -> u64 {
         self.cut_lines

@@ -5,14 +5,20 @@ use core::fmt::{self, Write};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use crate::console::backlog::{BACKLOG_BYTES, Backlog};
+use crate::console::guest_output::LINE_BYTES;
 use crate::console::log_ring::LogRing;
+use arrayvec::ArrayVec;
 use platform::info::Console;
 use platform::pl011::Pl011;
 use spin::Mutex;
 
 use crate::arch::sysreg;
 
+// Lock order: UART, then GUEST_BACKLOG, then LOG_RING.
 static UART: Mutex<Option<Pl011>> = Mutex::new(None);
+/// Guest lines waiting for the UART.
+static GUEST_BACKLOG: Mutex<Backlog<BACKLOG_BYTES>> = Mutex::new(Backlog::new());
 /// The newest console output, for the crash record.
 pub static LOG_RING: Mutex<LogRing<LOG_RING_BYTES>> = Mutex::new(LogRing::new());
 pub const LOG_RING_BYTES: usize = 8192;
@@ -44,6 +50,42 @@ pub fn init(console: &Console<'_>) {
     *UART.lock() = Some(uart);
 }
 
+/// Runs `f` on the console UART, if there is one.
+pub(super) fn with_uart<R>(f: impl FnOnce(&mut Pl011) -> R) -> Option<R> {
+    UART.lock().as_mut().map(f)
+}
+
+/// Queues a guest's line (already tagged by `guest_output`) for the UART and sends what
+/// the transmit FIFO takes now; never waits for the UART (see `console::backlog`).
+pub fn write_guest_line(line: &[u8]) {
+    let mut terminal = ArrayVec::<u8, { LINE_BYTES + 16 }>::new();
+    for &byte in line {
+        if byte == b'\n' {
+            let _ = terminal.try_push(b'\r');
+        }
+        let _ = terminal.try_push(byte);
+    }
+    GUEST_BACKLOG.lock().push_line(&terminal);
+    LOG_RING.lock().write(line);
+    send_guest_backlog();
+}
+
+/// Sends queued guest output while the UART's transmit FIFO has room; keeps the transmit
+/// interrupt on while some is left (its handler calls this again).
+pub fn send_guest_backlog() {
+    let mut uart = UART.lock();
+    let Some(uart) = uart.as_mut() else {
+        return;
+    };
+    let more = GUEST_BACKLOG.lock().send(|byte| uart.try_write_raw(byte));
+    uart.set_transmit_interrupt(more);
+}
+
+/// Guest lines dropped because the backlog was full, and their bytes.
+pub fn dropped_guest_output() -> (u64, u64) {
+    GUEST_BACKLOG.lock().dropped()
+}
+
 /// Installs the `log` backend with the given level.
 pub fn init_logging(level: log::LevelFilter) {
     // A second call fails harmlessly; the first logger stays.
@@ -67,9 +109,15 @@ impl Write for Sinks<'_> {
     }
 }
 
-/// Writes text as is (no timestamp), for marker and `hyp-facts:` lines.
+/// Writes text as is (no timestamp), for marker and `hyp-facts:` lines. A guest line
+/// partly sent is finished first, so this starts at the beginning of a line.
 pub fn write_raw(args: fmt::Arguments<'_>) {
     let mut uart = UART.lock();
+    if let Some(uart) = uart.as_mut() {
+        GUEST_BACKLOG
+            .lock()
+            .finish_line(|byte| uart.write_raw_byte(byte));
+    }
     let mut ring = LOG_RING.lock();
     let _ = Sinks {
         uart: uart.as_mut(),
@@ -80,7 +128,13 @@ pub fn write_raw(args: fmt::Arguments<'_>) {
 
 /// Waits until everything written has left the UART.
 pub fn flush() {
-    if let Some(uart) = UART.lock().as_ref() {
+    if let Some(uart) = UART.lock().as_mut() {
+        let mut backlog = GUEST_BACKLOG.lock();
+        backlog.send(|byte| {
+            uart.write_raw_byte(byte);
+            true
+        });
+        uart.set_transmit_interrupt(false);
         uart.flush();
     }
 }
@@ -102,6 +156,10 @@ pub fn break_locks_for_crash() {
     if !wait_for_unlock(&UART) {
         // SAFETY: see above; this CPU never returns to the interrupted writer.
         unsafe { UART.force_unlock() };
+    }
+    if !wait_for_unlock(&GUEST_BACKLOG) {
+        // SAFETY: as above; a torn backlog garbles guest output only.
+        unsafe { GUEST_BACKLOG.force_unlock() };
     }
     if !wait_for_unlock(&LOG_RING) {
         // SAFETY: as above; a torn ring only garbles the last line of the record.

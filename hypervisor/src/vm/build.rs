@@ -5,7 +5,7 @@
 
 use crate::boot::facts::CpuFacts;
 use crate::mm::memory_plan::Layout;
-use crate::vm::foreign_access::HostMemoryMap;
+use crate::vm::foreign_access::{HostDevice, HostMemoryMap};
 use arrayvec::ArrayVec;
 use guest_loader::{GuestConfig as LoaderConfig, GuestPlan};
 use pgtable::{
@@ -23,10 +23,70 @@ use crate::mm::report;
 use crate::mm::table_hw::{TableHw, TlbRegime};
 use crate::vm::change_window::ChangeWindow;
 use crate::vm::controls::GuestControls;
+use crate::vm::emulated_devices::EmulatedDevices;
 use crate::vm::guest::{Stage2, VcpuSetup, Vcpus, Vm, VmStats};
+use crate::vm::vgic::{SpiAssignment, SpiSource, Vgic, VgicConfig};
+use crate::vm::virtual_console::VirtualConsole;
 
 /// The first guest's VMID (0 is left unused, so a VTTBR_EL2 never set reads as no guest).
 const FIRST_VMID: u16 = 1;
+/// The first guest's number (its `(g1) ` console tag).
+const GUEST_NUMBER: u16 = 1;
+
+/// Where the guest's emulated devices sit: the physical GIC's and console's addresses,
+/// as the guest's DT names them (one redistributor frame pair per vCPU).
+fn emulated_devices(info: &PlatformInfo<'_>) -> EmulatedDevices {
+    let Some(redistributors) = info.gic.redistributors.first() else {
+        boot::stop_failure("the GICv3 has no redistributor region");
+    };
+    EmulatedDevices {
+        distributor: info.gic.distributor.base,
+        redistributors: redistributors.base,
+        vcpus: info.cpus.len(),
+        uart: Some(info.console.regs.base),
+        uart_intid: info.console.intid,
+    }
+}
+
+/// The guest's vGIC: its vCPUs, its console's SPI (emulated) and its assigned devices'
+/// SPIs (hardware-linked), its timers' and PMU's PPIs (hardware-linked).
+fn vgic_for(info: &PlatformInfo<'_>, devices: &EmulatedDevices, device_spis: &[u32]) -> Vgic {
+    let mut spis: alloc::vec::Vec<SpiAssignment> = device_spis
+        .iter()
+        .map(|&intid| SpiAssignment {
+            intid,
+            source: SpiSource::Hardware {
+                physical_intid: intid,
+            },
+        })
+        .collect();
+    if let Some(intid) = devices.uart_intid {
+        spis.push(SpiAssignment {
+            intid,
+            source: SpiSource::Emulated,
+        });
+    }
+    let mut hardware_ppis = alloc::vec::Vec::new();
+    if let Some(timer) = info.timer {
+        hardware_ppis.extend([timer.virt_intid, timer.nonsecure_phys_intid]);
+    }
+    hardware_ppis.extend(info.pmu_intid);
+    let (list_registers, priority_bits) = crate::vm::interrupts::list_register_facts();
+    let config = VgicConfig {
+        vcpu_mpidrs: info.cpus.iter().map(|c| c.mpidr & 0xff_00ff_ffff).collect(),
+        spis,
+        hardware_ppis,
+        list_registers,
+        priority_bits,
+    };
+    match Vgic::new(config) {
+        Ok(vgic) => vgic,
+        Err(error) => {
+            log::error!("guest: vGIC: {error}");
+            boot::stop_failure("cannot configure the guest's vGIC");
+        }
+    }
+}
 
 fn plan<'d>(info: &PlatformInfo<'d>, host_dtb: &[u8], layout: &Layout) -> GuestPlan<'d> {
     let reserved: ArrayVec<PhysRange, MAX_RESERVED> =
@@ -53,7 +113,16 @@ fn plan<'d>(info: &PlatformInfo<'d>, host_dtb: &[u8], layout: &Layout) -> GuestP
             core::slice::from_raw_parts(kernel.base as *const u8, kernel.size.min(4096) as usize)
         }
     };
-    match guest_loader::plan_guest(&info.modules, host_dtb, &config, read_head) {
+    // The command line was checked and its diagnostics logged by `boot::bootargs`.
+    let cmdline = platform::bootargs::parse(info.bootargs.unwrap_or(""));
+    let passthrough = cmdline.passthrough.as_slice();
+    match guest_loader::plan_guest_with_passthrough(
+        &info.modules,
+        host_dtb,
+        &config,
+        passthrough,
+        read_head,
+    ) {
         Ok(plan) => plan,
         Err(error) => {
             log::error!("guest: {error}");
@@ -108,20 +177,14 @@ fn build_stage2(
     Ok(table)
 }
 
-/// The device regions of the guest's DT, checked: none may touch RAM (the guest's or the
-/// hypervisor's), and regions beyond the stage-2 input size are left out with a warning.
+/// The regions of the devices assigned to the guest, checked again here (the loader
+/// refused overlaps already): none may touch RAM (the guest's or the hypervisor's), and
+/// regions beyond the stage-2 input size are left out with a warning.
 fn passthrough_mmio(
-    guest_dtb: &[u8],
+    regions: alloc::vec::Vec<PhysRange>,
     layout: &Layout,
     ia_limit: u64,
 ) -> alloc::vec::Vec<PhysRange> {
-    let regions = match guest_loader::passthrough_regions(guest_dtb) {
-        Ok(regions) => regions,
-        Err(error) => {
-            log::error!("guest: passthrough devices: {error}");
-            boot::stop_failure("cannot map the guest's devices");
-        }
-    };
     let mut kept = alloc::vec::Vec::with_capacity(regions.len());
     for region in regions {
         let touches_ram = layout
@@ -149,6 +212,49 @@ fn passthrough_mmio(
             continue;
         }
         kept.push(region);
+    }
+    kept
+}
+
+/// Logs what the guest was refused and why, and prints its `guest-devices:` line.
+fn report_devices(plan: &GuestPlan<'_>) {
+    for refused in &plan.devices.refused {
+        log::warn!("guest: {refused}");
+    }
+    for note in &plan.devices.notes {
+        log::info!("guest: {note}");
+    }
+    crate::console::write_raw(format_args!(
+        "{}\n",
+        plan.devices.console_line(u64::from(GUEST_NUMBER))
+    ));
+}
+
+/// `regions` with the emulated devices' frames cut out: those must trap, whatever else
+/// the DT put around them.
+fn without_emulated_frames(
+    regions: alloc::vec::Vec<PhysRange>,
+    devices: &EmulatedDevices,
+) -> alloc::vec::Vec<PhysRange> {
+    let mut kept = regions;
+    for hole in devices.ranges() {
+        kept = kept
+            .into_iter()
+            .flat_map(|region| {
+                let below = PhysRange::new(
+                    region.base,
+                    hole.base.saturating_sub(region.base).min(region.size),
+                );
+                let above_base = hole.end().max(region.base);
+                let above = PhysRange::new(above_base, region.end().saturating_sub(above_base));
+                if region.overlaps(&hole) {
+                    [below, above]
+                } else {
+                    [Some(region), None]
+                }
+            })
+            .flatten()
+            .collect();
     }
     kept
 }
@@ -229,6 +335,23 @@ fn stage2_for(
     (table, regime)
 }
 
+/// The host DT's devices by node path, so that a refused guest access names the device
+/// it hit; the GIC is marked as partly emulated. Only a diagnostic: an unreadable host DT
+/// (the guest was planned from it already) leaves the devices unnamed, with a warning.
+fn host_devices(host_dtb: &[u8], devices: &EmulatedDevices) -> alloc::vec::Vec<HostDevice> {
+    let emulated: alloc::vec::Vec<PhysRange> = devices.ranges().collect();
+    match HostDevice::from_dtb(host_dtb, &emulated) {
+        Ok(devices) => devices,
+        Err(error) => {
+            log::warn!(
+                "guest: host devices unnamed ({error}); refused accesses to them count as {}",
+                crate::vm::foreign_access::ForeignKind::OutsideRam.key()
+            );
+            alloc::vec::Vec::new()
+        }
+    }
+}
+
 /// Plans the guest, puts its kernel, initrd and DTB in place and builds its stage 2: a
 /// `Vm` ready to enter (`vm::vcpu::start`). What runs in between (selftests, the
 /// MEM_PROTECT benchmark) is the caller's business.
@@ -253,7 +376,17 @@ pub fn prepare(
         plan.modules.bootargs.unwrap_or("")
     );
     place_modules(&plan);
-    let mmio = passthrough_mmio(&plan.dtb, layout, cpu_ipa_limit(cpu));
+    let devices = emulated_devices(info);
+    report_devices(&plan);
+    let mmio = without_emulated_frames(
+        passthrough_mmio(
+            plan.devices.passthrough_regions(),
+            layout,
+            cpu_ipa_limit(cpu),
+        ),
+        &devices,
+    );
+    let mmio_spis = plan.devices.passthrough_intids();
     let (table, regime) = stage2_for(cpu, caps, flags, &layout.guest_ram, &mmio);
     let vtcr = match pgtable::vtcr_el2(&regime, cpu.features.pa_bits.min(48)) {
         Ok(vtcr) => vtcr,
@@ -263,6 +396,7 @@ pub fn prepare(
         }
     };
     let ids = sysreg::id_registers();
+    let vgic = vgic_for(info, &devices, &mmio_spis);
     let vm = Vm {
         vmid: FIRST_VMID,
         setup: VcpuSetup {
@@ -281,9 +415,14 @@ pub fn prepare(
             crash: layout.crash,
             dtb: Some(info.dtb),
             ram: info.memory.clone(),
+            devices: host_devices(host_dtb, &devices),
         },
         change_window: ChangeWindow::new(),
         stats: VmStats::default(),
+        vgic: Mutex::new(vgic),
+        console: Mutex::new(VirtualConsole::new(GUEST_NUMBER)),
+        devices,
+        number: GUEST_NUMBER,
     };
     let guest_ram_bytes: u64 = layout.guest_ram.iter().map(|r| r.size).sum();
     crate::console::write_raw(format_args!(

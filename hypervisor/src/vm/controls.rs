@@ -2,9 +2,11 @@
 //! features: what traps, what the guest owns. Pure values, tested on the host; the EL2
 //! layer (`arch::aarch64::el2_setup`) only writes them.
 //!
-//! The guest owns the GICv3 CPU interface and its timers (as pKVM's host does): physical
-//! interrupts go straight to EL1 (HCR_EL2.IMO/FMO = 0). Features the CPU has are opened to
-//! the guest explicitly, because their EL2 trap controls reset to "trap".
+//! The hypervisor owns the GIC: physical interrupts are taken at EL2 (HCR_EL2.IMO/FMO =
+//! 1), the guest's EL1 accesses to the CPU interface reach the virtual one (ICV_*), and
+//! its SGI-generation register writes trap (`vm::vgic`, `vm::interrupts`). The guest owns
+//! its timers. Features the CPU has are opened to the guest explicitly, because their EL2
+//! trap controls reset to "trap".
 
 use crate::cpu::features::GuestFeatures;
 
@@ -37,6 +39,8 @@ pub struct GuestControls {
 pub fn guest_hcr(features: &GuestFeatures) -> u64 {
     const VM: u64 = 1 << 0; // stage 2 on
     const SWIO: u64 = 1 << 1; // set/way invalidate becomes clean+invalidate
+    const FMO: u64 = 1 << 3; // physical FIQs to EL2, virtual FIQs to the guest
+    const IMO: u64 = 1 << 4; // physical IRQs to EL2, virtual IRQs to the guest
     const FB: u64 = 1 << 9; // force broadcast of EL1 TLB/cache maintenance
     const BSU_INNER: u64 = 1 << 10; // barriers upgraded to inner shareable
     const TSC: u64 = 1 << 19; // trap SMC: PSCI is ours
@@ -48,7 +52,7 @@ pub fn guest_hcr(features: &GuestFeatures) -> u64 {
     const API: u64 = 1 << 41; // pointer-auth instructions not trapped
     const ATA: u64 = 1 << 56; // MTE allocation-tag access allowed at EL1/EL0
     // What the guest may reach through TACR/TERR/TIDCP is decided in `vm::sysreg_trap`.
-    let mut hcr = VM | SWIO | FB | BSU_INNER | TSC | TACR | RW | TIDCP | APK | API;
+    let mut hcr = VM | SWIO | FMO | IMO | FB | BSU_INNER | TSC | TACR | RW | TIDCP | APK | API;
     if features.ras {
         hcr |= TERR;
     }
@@ -157,6 +161,12 @@ mod tests {
         let (tidcp, tacr, terr, tsc) = (1 << 20, 1 << 21, 1 << 36, 1 << 19);
         assert_eq!(controls.hcr & (tidcp | tacr | tsc), tidcp | tacr | tsc);
         assert_eq!(controls.hcr & terr, 0, "TERR is RES0 without FEAT_RAS");
+        let (fmo, imo) = (1 << 3, 1 << 4);
+        assert_eq!(
+            controls.hcr & (fmo | imo),
+            fmo | imo,
+            "the hypervisor owns the GIC"
+        );
         assert_eq!(controls.mdcr, 0, "no PMU: no counters, HPMD is RES0");
         assert_eq!(
             (

@@ -16,8 +16,11 @@ use crate::mm::memory_plan::MAX_GUEST_RAM_RANGES;
 use crate::mm::table_hw::TableHw;
 use crate::vm::change_window::ChangeWindow;
 use crate::vm::controls::GuestControls;
+use crate::vm::emulated_devices::EmulatedDevices;
 use crate::vm::foreign_access::{ForeignAccessTally, HostMemoryMap};
 use crate::vm::psci::CpuPowerState;
+use crate::vm::vgic::Vgic;
+use crate::vm::virtual_console::VirtualConsole;
 
 /// A guest's stage-2 tree.
 pub type Stage2 = PageTable<TableHw>;
@@ -59,6 +62,22 @@ impl Vcpus {
         self.mpidrs.get(index).copied()
     }
 
+    /// The physical CPU vCPU `vcpu` is pinned to (its twin in the DT's order).
+    pub fn physical_cpu(&self, vcpu: usize) -> Option<usize> {
+        (vcpu < self.mpidrs.len()).then_some(vcpu)
+    }
+
+    /// The vCPU pinned to physical CPU `cpu`, if this guest has one there.
+    pub fn vcpu_on(&self, cpu: usize) -> Option<usize> {
+        (cpu < self.mpidrs.len()).then_some(cpu)
+    }
+
+    /// The MPIDR of the physical CPU vCPU `vcpu` runs on (the same as its own: the
+    /// guest sees its CPUs' real identities).
+    pub fn physical_mpidr(&self, vcpu: usize) -> Option<u64> {
+        self.mpidr(vcpu)
+    }
+
     /// As AFFINITY_INFO reports it.
     pub fn power(&self, index: usize) -> CpuPowerState {
         match self.power[index].load(Ordering::Acquire) {
@@ -93,6 +112,10 @@ pub struct ExitCounters {
     sysreg: AtomicU64,
     data_abort: AtomicU64,
     instruction_abort: AtomicU64,
+    /// Loads and stores emulated for the vGIC or the virtual console.
+    mmio: AtomicU64,
+    /// Physical interrupts (device, timer, kick, maintenance).
+    interrupt: AtomicU64,
     other: AtomicU64,
 }
 
@@ -108,6 +131,14 @@ impl ExitCounters {
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
+
+    pub fn count_mmio(&self) {
+        self.mmio.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_interrupt(&self) {
+        self.interrupt.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// What is counted about a guest.
@@ -120,6 +151,16 @@ pub struct VmStats {
     pub exits: ExitCounters,
     /// Accesses outside its memory, by what they hit.
     pub foreign_accesses: ForeignAccessTally,
+    /// Counter ticks spent at EL2 on its exits.
+    pub el2_ticks: AtomicU64,
+    /// Physical interrupts nobody owned (deactivated and dropped).
+    pub unexpected_interrupts: AtomicU64,
+    /// Kick SGIs sent to its vCPUs on other CPUs.
+    pub kicks: AtomicU64,
+    /// SGI-generation register writes it made.
+    pub sgis: AtomicU64,
+    /// Emulated-device accesses refused (bad width or offset, not a single load/store).
+    pub refused_mmio: AtomicU64,
 }
 
 impl core::fmt::Display for VmStats {
@@ -129,14 +170,21 @@ impl core::fmt::Display for VmStats {
         let e = &self.exits;
         write!(
             f,
-            "hvc={} smc={} sysreg={} data_abort={} instruction_abort={} other={} tlb_conflict={}",
+            "hvc={} smc={} sysreg={} data_abort={} instruction_abort={} mmio={} irq={} wfi=0 other={} tlb_conflict={} el2_us={} kicks={} sgis={} unexpected_irqs={} refused_mmio={}",
             get(&e.hvc),
             get(&e.smc),
             get(&e.sysreg),
             get(&e.data_abort),
             get(&e.instruction_abort),
+            get(&e.mmio),
+            get(&e.interrupt),
             get(&e.other),
-            get(&self.tlb_conflicts)
+            get(&self.tlb_conflicts),
+            crate::arch::sysreg::ticks_to_micros(get(&self.el2_ticks)),
+            get(&self.kicks),
+            get(&self.sgis),
+            get(&self.unexpected_interrupts),
+            get(&self.refused_mmio),
         )
     }
 }
@@ -158,6 +206,14 @@ pub struct Vm {
     /// The IPA range a MEM_PROTECT is changing, for the fault handler.
     pub change_window: ChangeWindow,
     pub stats: VmStats,
+    /// Its virtual GIC.
+    pub vgic: Mutex<Vgic>,
+    /// Its virtual console (a PL011).
+    pub console: Mutex<VirtualConsole>,
+    /// Where its emulated devices sit (stage-2 holes).
+    pub devices: EmulatedDevices,
+    /// Its number: the `(gN) ` tag of its console lines and `guest=N` in reports.
+    pub number: u16,
 }
 
 impl Vm {

@@ -5,6 +5,7 @@
 
 pub mod change_window;
 pub mod controls;
+pub mod emulated_devices;
 pub mod fault;
 pub mod foreign_access;
 pub mod inject;
@@ -12,11 +13,19 @@ pub mod ipa_size;
 pub mod mmio;
 pub mod psci;
 pub mod sysreg_trap;
+pub mod vgic;
+pub mod virtual_console;
 pub mod vpl011;
 
 #[cfg(target_os = "none")]
 pub mod build;
 #[cfg(target_os = "none")]
+pub mod emulation;
+#[cfg(target_os = "none")]
 pub mod guest;
+#[cfg(target_os = "none")]
+pub mod interrupts;
+#[cfg(target_os = "none")]
+pub mod registry;
 #[cfg(target_os = "none")]
 pub mod vcpu;

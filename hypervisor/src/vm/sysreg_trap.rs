@@ -13,6 +13,11 @@
 //!   Error records are the hypervisor's to handle; the guest sees none (ERRIDR_EL1.NUM
 //!   = 0, every record register reads as zero, writes ignored), as under KVM.
 //!
+//! - HCR_EL2.IMO/FMO (the hypervisor owns the GIC): the SGI-generation registers
+//!   ICC_SGI1R_EL1, ICC_ASGI1R_EL1 and ICC_SGI0R_EL1 trap (IHI 0069 §12.2.20-22) and are
+//!   handed to the guest's vGIC, which delivers to the guest's own vCPUs only. They are
+//!   write-only: a read is UNDEFINED.
+//!
 //! Anything else that reaches this class is not expected and gets UNDEFINED.
 
 use crate::arch::esr::{Esr, ExceptionClass};
@@ -75,6 +80,20 @@ pub enum SysregAction {
     IgnoreWrite,
     /// Inject an UNDEFINED exception (the instruction does not exist for the guest).
     Undefined,
+    /// Hand Rt's value to the vGIC as a write of this SGI register, then step over.
+    GenerateSgi(SgiGeneration),
+}
+
+/// Which SGI-generation register was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SgiGeneration {
+    /// ICC_SGI1R_EL1: a Group 1 SGI.
+    Group1,
+    /// ICC_ASGI1R_EL1: a Group 1 SGI for the other Security state (with one Security
+    /// state, as the guest's vGIC has, the same as Group 1's).
+    Group1Alias,
+    /// ICC_SGI0R_EL1: a Group 0 SGI.
+    Group0,
 }
 
 /// Which group an access belongs to, for the decision and the exit counters.
@@ -83,6 +102,7 @@ pub enum SysregGroup {
     ImplementationDefined,
     AuxiliaryControl,
     ErrorRecord,
+    SgiGeneration(SgiGeneration),
     Other,
 }
 
@@ -97,6 +117,12 @@ pub fn group(access: &SysregAccess) -> SysregGroup {
         // ERRIDR_EL1, ERRSELR_EL1 (CRm 3), ERXFR/CTLR/STATUS/ADDR/PFG* (CRm 4),
         // ERXMISC0..3 (CRm 5).
         SysregGroup::ErrorRecord
+    } else if access.is(3, 0, 12, 11, 5) {
+        SysregGroup::SgiGeneration(SgiGeneration::Group1)
+    } else if access.is(3, 0, 12, 11, 6) {
+        SysregGroup::SgiGeneration(SgiGeneration::Group1Alias)
+    } else if access.is(3, 0, 12, 11, 7) {
+        SysregGroup::SgiGeneration(SgiGeneration::Group0)
     } else {
         SysregGroup::Other
     }
@@ -110,7 +136,11 @@ pub fn decide(access: &SysregAccess) -> SysregAction {
         (SysregGroup::AuxiliaryControl | SysregGroup::ErrorRecord, false) => {
             SysregAction::IgnoreWrite
         }
-        (SysregGroup::ImplementationDefined | SysregGroup::Other, _) => SysregAction::Undefined,
+        (SysregGroup::SgiGeneration(register), false) => SysregAction::GenerateSgi(register),
+        (
+            SysregGroup::ImplementationDefined | SysregGroup::Other | SysregGroup::SgiGeneration(_),
+            _,
+        ) => SysregAction::Undefined,
     }
 }
 
@@ -166,6 +196,23 @@ mod tests {
     }
 
     #[test]
+    fn sgi_generation_writes_go_to_the_vgic_and_reads_are_undefined() {
+        for (op2, register) in [
+            (5, SgiGeneration::Group1),
+            (6, SgiGeneration::Group1Alias),
+            (7, SgiGeneration::Group0),
+        ] {
+            let write = SysregAccess::decode(syndrome(3, 0, 12, 11, op2, 4, false)).unwrap();
+            assert_eq!(decide(&write), SysregAction::GenerateSgi(register));
+            let read = SysregAccess::decode(syndrome(3, 0, 12, 11, op2, 4, true)).unwrap();
+            assert_eq!(decide(&read), SysregAction::Undefined);
+        }
+        // ICC_DIR_EL1 (op2 1) does not trap for a reason of ours.
+        let dir = SysregAccess::decode(syndrome(3, 0, 12, 11, 1, 4, false)).unwrap();
+        assert_eq!(decide(&dir), SysregAction::Undefined);
+    }
+
+    #[test]
     fn other_classes_are_not_decoded() {
         assert_eq!(SysregAccess::decode(Esr(0x5600_0000)), None); // HVC64
         assert_eq!(SysregAccess::decode(Esr(0x9200_0046)), None); // data abort
@@ -186,7 +233,9 @@ mod tests {
             if decide(&access) != SysregAction::Undefined {
                 proptest::prop_assert!(matches!(
                     group(&access),
-                    SysregGroup::AuxiliaryControl | SysregGroup::ErrorRecord
+                    SysregGroup::AuxiliaryControl
+                        | SysregGroup::ErrorRecord
+                        | SysregGroup::SgiGeneration(_)
                 ));
             }
         }

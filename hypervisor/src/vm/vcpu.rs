@@ -11,13 +11,15 @@ use crate::vm::fault::{self, FaultIpa, Stage2Fault};
 use crate::vm::inject::{self, GuestState, SyncException};
 use crate::vm::mmio::{Attempt, MmioAccess};
 use crate::vm::psci::{self, CpuPowerState, Followup, PsciPlatform};
-use crate::vm::sysreg_trap::{self, ReadValue, SysregAccess, SysregAction};
+use crate::vm::sysreg_trap::{self, ReadValue, SgiGeneration, SysregAccess, SysregAction};
+use crate::vm::vgic::SgiRegister;
 use hyp_abi::console::{EXITS_PREFIX, FOREIGN_ACCESS_PREFIX};
 use platform::info::MAX_CPUS;
 
 use crate::arch::aarch64::el2_setup;
 use crate::arch::aarch64::sysreg::{read_sysreg, write_sysreg};
 use crate::vm::build::PreparedGuest;
+use crate::vm::emulation;
 use crate::vm::guest::Vm;
 use crate::{boot, cpu};
 
@@ -81,6 +83,13 @@ fn run_vcpu(vm: &Vm, index: usize, entry: u64, x0: u64) -> ! {
         setup.midr,
         mpidr | (1 << 31),
     );
+    let Some(vcpu) = vm.vcpus.vcpu_on(index) else {
+        boot::stop_failure("a vCPU was started on a CPU it is not pinned to");
+    };
+    if let Err(error) = crate::vm::interrupts::prepare_vcpu(vm, index, vcpu) {
+        log::error!("cpu{index}: {error}");
+        boot::stop_failure("this CPU cannot take the GIC's interrupts");
+    }
     vm.vcpus.set_power(index, CpuPowerState::On);
     log::debug!("cpu{index}: entering the guest at {entry:#x}");
     // SAFETY: the stack top is this CPU's own EL2 stack, unused below this call chain once
@@ -149,18 +158,45 @@ impl PsciPlatform for Firmware {
     }
 }
 
+/// This CPU's index and the vCPU of `vm` pinned to it.
+fn this_vcpu(vm: &Vm) -> Option<(usize, usize)> {
+    let cpu = cpu::this_cpu()?;
+    Some((cpu, vm.vcpus.vcpu_on(cpu)?))
+}
+
+/// A physical IRQ or FIQ taken while the guest ran.
+pub fn handle_interrupt() {
+    let Some(vm) = current() else {
+        boot::stop_failure("a guest interrupt on a CPU that runs no guest");
+    };
+    if let Some((cpu, vcpu)) = this_vcpu(vm) {
+        crate::vm::interrupts::handle_physical_interrupt(vm, cpu, vcpu);
+    }
+}
+
+/// Adds the time since `started` (counter ticks) to this CPU's guest's EL2 time.
+pub fn account_el2_time(started: u64) {
+    if let Some(vm) = current() {
+        let spent = crate::arch::sysreg::counter().wrapping_sub(started);
+        vm.stats.el2_ticks.fetch_add(spent, Ordering::Relaxed);
+    }
+}
+
 /// A synchronous trap from the guest (EL1 or EL0, AArch64).
 pub fn handle_sync(frame: &mut TrapFrame, esr: Esr, far: u64) {
     let Some(vm) = current() else {
         boot::stop_failure("a guest trap on a CPU that runs no guest");
     };
-    vm.stats.exits.count(esr.class());
+    // Data aborts are counted once classified: an emulated device access or a fault.
+    if esr.class() != ExceptionClass::DATA_ABORT_LOWER {
+        vm.stats.exits.count(esr.class());
+    }
     if retry_guest_tlb_conflict(vm, esr) {
         return;
     }
     match esr.class() {
         ExceptionClass::HVC64 => smccc_call(vm, frame),
-        ExceptionClass::SYSREG => trapped_sysreg(frame, esr),
+        ExceptionClass::SYSREG => trapped_sysreg(vm, frame, esr),
         ExceptionClass::SMC64 => {
             // A trapped SMC returns to the SMC itself (Arm ARM D1.10.2): step over it.
             frame.elr = frame.elr.wrapping_add(4);
@@ -181,7 +217,7 @@ pub fn handle_sync(frame: &mut TrapFrame, esr: Esr, far: u64) {
 
 /// A system-register access trapped by HCR_EL2.TIDCP/TACR/TERR (decided in
 /// `crate::vm::sysreg_trap`).
-fn trapped_sysreg(frame: &mut TrapFrame, esr: Esr) {
+fn trapped_sysreg(vm: &Vm, frame: &mut TrapFrame, esr: Esr) {
     let Some(access) = SysregAccess::decode(esr) else {
         inject_into_guest(frame, SyncException::Undefined);
         return;
@@ -199,6 +235,18 @@ fn trapped_sysreg(frame: &mut TrapFrame, esr: Esr) {
             frame.elr = frame.elr.wrapping_add(4);
         }
         SysregAction::IgnoreWrite => frame.elr = frame.elr.wrapping_add(4),
+        SysregAction::GenerateSgi(register) => {
+            let value = frame.regs.get(usize::from(access.rt)).copied().unwrap_or(0);
+            frame.elr = frame.elr.wrapping_add(4);
+            if let Some((cpu, vcpu)) = this_vcpu(vm) {
+                let register = match register {
+                    SgiGeneration::Group1 => SgiRegister::Group1,
+                    SgiGeneration::Group1Alias => SgiRegister::AlternateGroup1,
+                    SgiGeneration::Group0 => SgiRegister::Group0,
+                };
+                emulation::generate_sgi(vm, cpu, vcpu, register, value);
+            }
+        }
         SysregAction::Undefined => {
             log::debug!("guest {esr} at {:#x}: UNDEFINED for the guest", frame.elr);
             inject_into_guest(frame, SyncException::Undefined);
@@ -224,7 +272,18 @@ fn smccc_call(vm: &'static Vm, frame: &mut TrapFrame) {
                 "{FOREIGN_ACCESS_PREFIX} {}\n",
                 vm.stats.foreign_accesses
             ));
+            vm.console
+                .lock()
+                .flush(&mut |line: &[u8]| crate::console::write_guest_line(line));
             crate::console::write_raw(format_args!("{EXITS_PREFIX} {}\n", vm.stats));
+            crate::console::write_raw(format_args!(
+                "vgic-stats: guest={} {} console_dropped_bytes={} console_dropped_lines={} console_input_dropped={}\n",
+                vm.number,
+                vm.vgic.lock().stats(),
+                vm.console.lock().dropped_bytes(),
+                crate::console::dropped_guest_output().0,
+                crate::console::input::dropped_input()
+            ));
             boot::stop(crate::boot::outcome::Outcome::Success);
         }
         Some(Followup::SystemReset) => {
@@ -271,6 +330,9 @@ fn stage2_abort(vm: &Vm, frame: &mut TrapFrame, esr: Esr, far: u64) {
         }
     };
     let in_guest_ram = vm.owns_ram(ipa);
+    if in_guest_ram {
+        vm.stats.exits.count(esr.class());
+    }
     if in_guest_ram
         && let Stage2Fault::Translation { level, .. } | Stage2Fault::Permission { level, .. } =
             fault
@@ -296,6 +358,16 @@ fn stage2_abort(vm: &Vm, frame: &mut TrapFrame, esr: Esr, far: u64) {
         }
         return;
     }
+    if let Some(register) = vm.devices.find(ipa) {
+        let emulated = this_vcpu(vm).is_some_and(|(cpu, vcpu)| {
+            emulation::emulate_mmio(vm, cpu, vcpu, frame, esr, ipa, register)
+        });
+        if !emulated {
+            inject_external_abort(frame, esr, far);
+        }
+        return;
+    }
+    vm.stats.exits.count(esr.class());
     // The guest's IPA space is the identity of the host's physical one.
     let target = vm.host.classify(ipa);
     if vm.stats.foreign_accesses.record(target) {

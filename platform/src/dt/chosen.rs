@@ -156,6 +156,7 @@ pub(super) fn console_at<'dtb>(
         regs: range(node.path(), base, size)?,
         path,
         baud,
+        intid: super::interrupts::first_interrupt(node),
     })
 }
 

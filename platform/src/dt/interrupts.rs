@@ -46,6 +46,13 @@ fn interrupt_ids<'dtb>(
     }))
 }
 
+/// The first INTID of `node`'s `interrupts`, if it has a well-formed one (for a device
+/// the hypervisor can live without interrupts from, such as the console).
+pub(super) fn first_interrupt(node: &Node<'_, '_, '_>) -> Option<u32> {
+    let value = node.property("interrupts")?;
+    interrupt_ids(node, value).ok()?.next()?.ok()
+}
+
 fn malformed(node: &Node<'_, '_, '_>, problem: InterruptProblem) -> DtError {
     DtError::MalformedInterrupts {
         node: node.path(),

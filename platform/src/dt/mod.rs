@@ -100,6 +100,7 @@ pub fn parse(dtb: &[u8], dtb_base: u64) -> Result<PlatformInfo<'_>, DtError> {
     let mut gic = None;
     let mut timer = None;
     let mut psci = None;
+    let mut pmu_intid = None;
     memory::add_memreserve(header::reservations(blob, &header), &mut reserved)?;
     root.walk(&mut |node| {
         if node.is_top_level() {
@@ -118,6 +119,10 @@ pub fn parse(dtb: &[u8], dtb_base: u64) -> Result<PlatformInfo<'_>, DtError> {
         }
         if timer.is_none() && node.is_compatible("arm,armv8-timer") {
             timer = Some(interrupts::read_timer(node)?);
+        }
+        if pmu_intid.is_none() && is_pmu(node) {
+            pmu_intid =
+                interrupts::first_interrupt(node).filter(|&intid| (16..32).contains(&intid));
         }
         if psci.is_none() && psci::is_psci(node) {
             psci = Some(psci::read_psci(node)?);
@@ -142,9 +147,17 @@ pub fn parse(dtb: &[u8], dtb_base: u64) -> Result<PlatformInfo<'_>, DtError> {
         cpus,
         gic: gic.ok_or(DtError::MissingGicV3)?,
         timer,
+        pmu_intid,
         psci,
         modules: chosen.modules,
     })
+}
+
+/// A PMUv3 node (`arm,armv8-pmuv3` or a core's own `arm,cortex-a72-pmu`, ...: the
+/// bindings in `arm,pmu.yaml` all end in `-pmu` or `pmuv3`).
+fn is_pmu(node: &Node<'_, '_, '_>) -> bool {
+    node.compatibles()
+        .any(|c| c.ends_with(b"-pmu") || c.ends_with(b"pmuv3"))
 }
 
 /// Finds the console, best effort, for reporting a problem when [`parse`] fails or the

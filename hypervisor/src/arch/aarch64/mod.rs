@@ -5,6 +5,8 @@ pub mod conflict;
 pub mod el2_setup;
 
 pub mod firmware;
+pub mod gic;
+pub mod hyp_timer;
 pub mod sysreg;
 pub mod tlb;
 pub mod trap;

@@ -72,6 +72,11 @@ pub fn counter_frequency() -> u64 {
     CNTFRQ_EL0.get()
 }
 
+/// Counter ticks as microseconds.
+pub fn ticks_to_micros(ticks: u64) -> u64 {
+    (u128::from(ticks) * 1_000_000 / u128::from(counter_frequency().max(1))) as u64
+}
+
 pub fn esr_el2() -> u64 {
     ESR_EL2.get()
 }

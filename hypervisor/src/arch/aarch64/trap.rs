@@ -64,8 +64,17 @@ pub extern "C" fn el2_trap(frame: &mut TrapFrame, slot: u64) {
     let esr = Esr(sysreg::esr_el2());
     let far = sysreg::far_el2();
     match VectorSlot::from_slot(slot) {
-        Some(VectorSlot::LowerElAarch64(TrapKind::Synchronous)) => {
-            vcpu::handle_sync(frame, esr, far)
+        Some(VectorSlot::LowerElAarch64(
+            kind @ (TrapKind::Synchronous | TrapKind::Irq | TrapKind::Fiq),
+        )) => {
+            let started = sysreg::counter();
+            if kind == TrapKind::Synchronous {
+                vcpu::handle_sync(frame, esr, far);
+            } else {
+                // HCR_EL2.IMO/FMO: every physical interrupt comes here while a guest runs.
+                vcpu::handle_interrupt();
+            }
+            vcpu::account_el2_time(started);
         }
         Some(VectorSlot::CurrentElSpx(TrapKind::Synchronous))
             if is_el2_tlb_conflict(esr) && super::conflict::retry_el2_tlb_conflict(frame) => {}

@@ -1,0 +1,83 @@
+//! The guests that exist, by number (1 for the first), for what reaches a guest from
+//! outside its own vCPUs: console input, reports.
+
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+use crate::vm::guest::Vm;
+
+/// Guests the hypervisor can hold at once.
+pub const MAX_GUESTS: usize = 8;
+
+static GUESTS: [AtomicPtr<Vm>; MAX_GUESTS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_GUESTS];
+
+/// Records `vm` under its number; `false` if the number is out of range or taken.
+pub fn register(vm: &'static Vm) -> bool {
+    let Some(slot) = usize::from(vm.number)
+        .checked_sub(1)
+        .and_then(|i| GUESTS.get(i))
+    else {
+        return false;
+    };
+    slot.compare_exchange(
+        core::ptr::null_mut(),
+        core::ptr::from_ref(vm).cast_mut(),
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    )
+    .is_ok()
+}
+
+/// Guest number `number`, if it exists.
+pub fn by_number(number: u16) -> Option<&'static Vm> {
+    let slot = usize::from(number)
+        .checked_sub(1)
+        .and_then(|i| GUESTS.get(i))?;
+    let vm = slot.load(Ordering::Acquire);
+    // SAFETY: only `register` stores here, from a `&'static Vm`.
+    unsafe { vm.as_ref() }
+}
+
+/// How many guests are registered.
+pub fn count() -> u16 {
+    GUESTS
+        .iter()
+        .filter(|slot| !slot.load(Ordering::Acquire).is_null())
+        .count() as u16
+}
+
+/// Console input for guest `number` (the console's guest sink): how many bytes it took.
+pub fn console_input(number: u16, bytes: &[u8]) -> usize {
+    let Some(vm) = by_number(number) else {
+        return 0;
+    };
+    let cpu = crate::cpu::this_cpu().unwrap_or(0);
+    crate::vm::emulation::console_input(vm, cpu, bytes)
+}
+
+/// Writes out every guest's unfinished console line (the EL2 timer's work).
+pub fn flush_partial_lines() {
+    for number in 1..=count() {
+        if let Some(vm) = by_number(number) {
+            vm.console
+                .lock()
+                .flush(&mut |line: &[u8]| crate::console::write_guest_line(line));
+        }
+    }
+}
+
+/// Keys typed while the hypervisor has console focus.
+pub fn hypervisor_key(key: u8) {
+    match key {
+        b's' => {
+            for number in 1..=count() {
+                if let Some(vm) = by_number(number) {
+                    log::info!("guest {number}: exits {}", vm.stats);
+                    log::info!("guest {number}: vgic {}", vm.vgic.lock().stats());
+                }
+            }
+        }
+        b'\r' | b'\n' => {}
+        _ => log::info!("console: s = guest statistics; Ctrl-a three times = next guest"),
+    }
+}
