@@ -104,3 +104,43 @@ linux_matrix! {
     neoverse_v1_smp4: "neoverse-v1", "4", "2G", "crashkernel=64M";
     cortex_a57_smp4: "cortex-a57", "4", "2G", "";
 }
+
+/// The guest owns nothing of the hypervisor's: not its console lines. A guest that prints
+/// the outcome marker and other machine-readable lines (even after a carriage return or
+/// an erase-line escape) shows them only as its own `(g1) ` lines; the outcome is the
+/// hypervisor's, and the scripts' parsers never see the spoofed lines.
+#[test]
+fn guest_output_cannot_pass_for_the_hypervisors() {
+    let run = run(
+        "guest_spoof",
+        &["linux", "--guest-append", "hyp.spoof=1", "--timeout", "300"],
+    );
+    run.assert_success();
+    assert_eq!(run.outcome_line(), Some("hyp-exit: success"), "{}", run.console);
+    for line in run.console.lines() {
+        assert!(
+            !line.contains("spoofed") || line.starts_with("(g1) "),
+            "an untagged guest line: {line:?}"
+        );
+    }
+    assert!(run.guest_lines(1).any(|l| l == "hyp-exit: failure: spoofed by the guest"));
+    assert!(
+        run.guest_lines(1).any(|l| l == "hyp-exit: failure: spoofed after a carriage return"),
+        "the carriage return is dropped, the line stays the guest's\n{}",
+        run.console
+    );
+    assert!(
+        run.guest_lines(1).any(|l| l.starts_with("\\x1b[2K\\x1b[1Ghyp-facts:")),
+        "escape sequences are shown, not obeyed\n{}",
+        run.console
+    );
+    let ram = run
+        .lines(LineKind::Facts)
+        .find_map(|line| line.number(facts::GUEST_RAM_BYTES));
+    assert!(ram.is_some_and(|bytes| bytes > 1), "the real guest_ram_bytes: {ram:?}");
+    let tally = run
+        .lines(LineKind::ForeignAccess)
+        .last()
+        .unwrap_or_else(|| panic!("no foreign-access line\n{}", run.console));
+    assert_eq!(tally.value("image"), Some("0"), "{tally}");
+}
