@@ -9,6 +9,12 @@
                               written vs the minimal count
   scripts/bench.sh boot       Linux booted directly by QEMU vs under the hypervisor (blocks and
                               mapping=pages; with --with-xen also Xen 4.17): wall time, peak RSS
+                              and the hyp ÷ direct wall-time ratio against 1.26x (+0.03 allowed)
+  scripts/bench.sh exits      exits by reason (IRQ, MMIO, HVC, SMC, sysreg, WFI, ...) and EL2 time:
+                              per guest boot (the boot rows' runs, which it prints too) and per
+                              second of an idle guest (hyp.idle=10 against hyp.idle=0)
+  scripts/bench.sh latency    the guest's timer latency (tests/guest-tools/timerlat, hyp.timerlat=2000):
+                              min/median/p99/max µs under the hypervisor against direct
   scripts/bench.sh stage2     the guest's stage-2 table memory, blocks vs mapping=pages
   scripts/bench.sh heap       heap leaves (from the map and boot runs)
   scripts/bench.sh scale      the EL2 map and the guest's stage 2 at 1G, 16G, 64G and 256G RAM (and
@@ -55,6 +61,8 @@ from benchlib.report import write_report  # noqa: E402
 SINGLE = {
     "map": [("EL2 direct-map build", sections.section_map)],
     "boot": [("Guest boot wall time", sections.section_boot)],
+    "exits": [("Guest boot wall time", sections.section_boot), ("VM exits and EL2 time", sections.section_exits)],
+    "latency": [("Guest timer latency", sections.section_latency)],
     "stage2": [("Stage-2 table memory", sections.section_stage2)],
     "heap": [("EL2 direct-map build", sections.section_map), ("Guest boot wall time", sections.section_boot),
              ("Heap leaves", sections.section_heap)],
@@ -63,8 +71,8 @@ SINGLE = {
     "engine": [("Engine host benchmarks", sections.section_engine)],
     "phases": [("Guest boot phases", phases.section_phases)],
 }
-SINGLE["all"] = SINGLE["map"] + SINGLE["boot"] + SINGLE["stage2"] + SINGLE["heap"][2:] + SINGLE["scale"] \
-    + SINGLE["protect"] + SINGLE["engine"] + SINGLE["phases"]
+SINGLE["all"] = SINGLE["map"] + SINGLE["exits"] + SINGLE["latency"] + SINGLE["stage2"] + SINGLE["heap"][2:] \
+    + SINGLE["scale"] + SINGLE["protect"] + SINGLE["engine"] + SINGLE["phases"]
 
 
 def build(ctx, snapshot_dir):
@@ -84,8 +92,8 @@ def build(ctx, snapshot_dir):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(usage="scripts/bench.sh [report|map|boot|stage2|heap|scale|protect|engine|phases"
-                                           "|all] [--runs N] [--quick] [--with-xen] [--with-1t] [--out DIR]",
+    parser = argparse.ArgumentParser(usage="scripts/bench.sh [report|map|boot|exits|latency|stage2|heap|scale|protect"
+                                           "|engine|phases|all] [--runs N] [--quick] [--with-xen] [--with-1t] [--out DIR]",
                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", nargs="?", default="report", choices=["report"] + list(SINGLE))
     parser.add_argument("--runs", type=int)

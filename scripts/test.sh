@@ -28,6 +28,8 @@ run_tests() {
 
 echo "== host tests (portable crates)"
 run_tests cargo test --workspace --exclude qemu-tests
+# The guest's timer-latency probe is its own workspace (a static no_std Linux binary).
+run_tests cargo test --manifest-path "$repo/tests/guest-tools/timerlat/Cargo.toml"
 
 echo "== lint (formatting; clippy's correctness lints and the workspace lints in Cargo.toml fail the run, the others are shown; no import cycle among the hypervisor's modules)"
 # A lint failure fails the run at the end but does not skip the QEMU tests.

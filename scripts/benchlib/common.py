@@ -182,9 +182,57 @@ def hyp_exit_ok(console):
     return find_line(console, "hyp-exit:") == "hyp-exit: success"
 
 
-def guest_memtotal_kb(console):
-    m = re.findall(r"guest-check: memtotal_kb=(\d+)", console)
-    return int(m[-1]) if m else None
+def guest_lines(console, tagged, guest=1):
+    """The guest's console lines. Under the hypervisor (`tagged`) those it tagged `(gN) `
+    for guest N, the tag removed; the console of a direct boot is the guest's alone."""
+    if not tagged:
+        return console.splitlines()
+    tag = "(g%d) " % guest
+    return [line[len(tag):] for line in console.splitlines() if line.startswith(tag)]
+
+
+def guest_line(console, tagged, prefix):
+    """The guest's last line starting with `prefix` (after any timestamp), or None."""
+    return find_line("\n".join(guest_lines(console, tagged)), prefix)
+
+
+def guest_checks_passed(console, tagged):
+    return "guest-check: pass" in guest_lines(console, tagged)
+
+
+def guest_memtotal_kb(console, tagged):
+    line = guest_line(console, tagged, "guest-check: memtotal_kb=")
+    return kv_ints(line)["memtotal_kb"] if line else None
+
+
+EXIT_COUNTS = ("hvc", "smc", "sysreg", "data_abort", "instruction_abort", "mmio", "irq", "wfi", "other", "el2_us")
+
+
+def hyp_exits(console):
+    """The hypervisor's `hyp-exits:` line at the guest's power-off: counts by exit reason
+    and `el2_us` (µs at EL2 on its exits, all CPUs), since the guest started."""
+    line = find_line(console, "hyp-exits:")
+    if line is None:
+        raise BenchError("no 'hyp-exits:' line in the console:\n%s" % tail(console))
+    counts = kv_ints(line)
+    missing = [k for k in EXIT_COUNTS if k not in counts]
+    if missing:
+        raise BenchError("the 'hyp-exits:' line has no %s: %s" % (", ".join(missing), line))
+    return counts
+
+
+TIMERLAT_FIELDS = ("samples", "min_us", "median_us", "p99_us", "max_us")
+
+
+def guest_timerlat(console, tagged):
+    """The guest's `guest-timerlat:` line (tests/guest-tools/timerlat) as numbers."""
+    line = guest_line(console, tagged, "guest-timerlat:")
+    if line is None:
+        raise BenchError("no 'guest-timerlat:' line from the guest:\n%s" % tail(console))
+    values = kv_ints(line)
+    if any(k not in values for k in TIMERLAT_FIELDS):
+        raise BenchError("the guest's timerlat line is incomplete: %s" % line)
+    return values
 
 
 def ptdump_runs(console, table):

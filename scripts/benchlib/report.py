@@ -135,6 +135,8 @@ def write_report(ctx, outroot):
 
     # QEMU boots one at a time; the engine benchmark (host only) last.
     section("Guest boot wall time", sections.section_boot)
+    section("VM exits and EL2 time", sections.section_exits)
+    section("Guest timer latency: under the hypervisor against direct", sections.section_latency)
     section("Where the guest's boot time goes", phases.section_phases)
     section("Stage-2 table memory for the guest", sections.section_stage2)
     section("EL2 direct-map build: blocks against forced 4K pages", sections.section_map)

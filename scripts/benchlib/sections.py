@@ -7,9 +7,9 @@ import subprocess
 import time
 
 from .xen import XEN_ARGS, ensure_xen, xen_options
-from .common import (REPO, TARGET, BenchError, DumpShape, command_line, guest_memtotal_kb, heap_stats,
-                     hyp_exit_ok, map_stats, median, minimal_cover, progress, ptdump_runs, qemu_command, ratio,
-                     run_qemu, same, spread, tail)
+from .common import (REPO, TARGET, BenchError, DumpShape, command_line, guest_checks_passed, guest_lines,
+                     guest_memtotal_kb, guest_timerlat, heap_stats, hyp_exit_ok, hyp_exits, map_stats, median,
+                     minimal_cover, progress, ptdump_runs, qemu_command, ratio, run_qemu, same, spread, tail)
 
 # The guest's whole command line in every Linux boot here (run.sh --guest-cmdline): no
 # earlycon, unlike run.sh's default, except in the phases benchmark.
@@ -29,6 +29,8 @@ class Context:
         self.xen = None            # (image, version) once fetched
         self.boot = None           # variant key -> [sample]
         self.boot_variants = None  # [(key, label, args)]
+        self.idle = None           # hyp.idle seconds -> [sample]
+        self.latency = None        # "direct" / "hyp" -> [sample]
         self.map = None            # (mem, mapping) -> [sample]
         self.scale = None          # (mem, mapping) -> [scale.Sample]
         self.scale_sizes = None    # RAM sizes of the scale section (None: scale.SCALE_SIZES)
@@ -96,10 +98,15 @@ def boot_variants(ctx):
     return variants
 
 
+def under_hypervisor(key):
+    """Whether the boot `key` runs under our hypervisor (its guest's lines tagged `(g1) `)."""
+    return key.startswith("hyp")
+
+
 def check_boot(key, result):
     if result.timed_out:
         raise BenchError("%s boot timed out after %.0f s:\n%s" % (key, result.wall, tail(result.console)))
-    if "guest-check: pass" not in result.console:
+    if not guest_checks_passed(result.console, under_hypervisor(key)):
         raise BenchError("%s boot did not pass its guest checks:\n%s" % (key, tail(result.console)))
     if key.startswith("hyp") and not hyp_exit_ok(result.console):
         raise BenchError("%s boot did not end with 'hyp-exit: success':\n%s" % (key, tail(result.console)))
@@ -149,15 +156,33 @@ def section_boot(ctx):
     for key, label, _ in ctx.boot_variants:
         samples = ctx.boot[key]
         walls, rss = [s.wall for s in samples], [s.rss_mib for s in samples]
-        mem = [guest_memtotal_kb(s.console) for s in samples]
+        mem = [guest_memtotal_kb(s.console, under_hypervisor(key)) for s in samples]
         mem = "%.0f" % (median([m for m in mem if m]) / 1024) if any(mem) else "?"
         lines.append("| %s | %s | %s | %s | %s | %s |" % (
             label, spread(walls), "–" if key == "direct" else ratio(median(walls), dw),
             spread(rss, "{:.0f}"), "–" if key == "direct" else ratio(median(rss), dr), mem))
+    lines += ["", boot_ratio_check(ctx)]
     if ctx.with_xen:
         lines += ["", "Xen runs with `%s` and its defaults otherwise: dom0 gets 512 MiB (the MemTotal "
                   "column), and Xen scrubs all free RAM at boot, which shows in QEMU's RSS." % XEN_ARGS]
     return "\n".join(lines)
+
+
+# hyp ÷ direct boot wall time before the vGIC and console emulation (README, "Boot time
+# under TCG"), and what that work may add to it.
+BOOT_RATIO_BEFORE = 1.26
+BOOT_RATIO_TOLERANCE = 0.03
+
+
+def boot_ratio_check(ctx):
+    """The `hyp` ÷ `direct` wall-time ratio next to the figure from before the vGIC and
+    console emulation and its limit; printed, never failed (TCG times vary with load)."""
+    now = median([s.wall for s in ctx.boot["hyp"]]) / median([s.wall for s in ctx.boot["direct"]])
+    limit = BOOT_RATIO_BEFORE + BOOT_RATIO_TOLERANCE
+    verdict = "within" if now <= limit else "**above**"
+    return ("Boot ratio, under the hypervisor (blocks) ÷ direct: **%.2f×** in this run; %.2f× before the "
+            "vGIC and console emulation, which may add at most %.2f: limit %.2f×, %s it (%+.2f)." % (
+                now, BOOT_RATIO_BEFORE, BOOT_RATIO_TOLERANCE, limit, verdict, now - BOOT_RATIO_BEFORE))
 
 
 def stage2_row(label, samples):
@@ -196,6 +221,194 @@ def section_stage2(ctx):
     ours_pages, base_pages = median(rows[0][1]), median(rows[1][1])
     lines += ["", "Table memory: %.0f KiB against %.0f KiB, %s less with blocks." % (
         ours_pages * 4, base_pages * 4, ratio(base_pages, ours_pages, "{:.0f}"))]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# VM exits: per guest boot (the boot section's `hyp` runs) and per second of an idle guest
+# (a boot that idles 10 s against the same boot that idles 0 s).
+
+EXIT_REASONS = (
+    ("irq", "IRQ"),
+    ("mmio", "MMIO (emulated GIC, PL011)"),
+    ("hvc", "HVC"),
+    ("smc", "SMC"),
+    ("sysreg", "system register"),
+    ("wfi", "WFI"),
+    ("data_abort", "data abort, not MMIO"),
+    ("instruction_abort", "instruction abort"),
+    ("other", "other"),
+)
+IDLE_SECONDS = 10
+
+
+def total_exits(counts):
+    return sum(counts[key] for key, _ in EXIT_REASONS)
+
+
+def exit_metrics():
+    """(row label, counts -> number) for every row of the exits table but the EL2 share."""
+    rows = [(label, lambda c, key=key: c[key]) for key, label in EXIT_REASONS]
+    return rows + [("all exits", total_exits), ("EL2 time, ms", lambda c: c["el2_us"] / 1000)]
+
+
+def el2_percent(el2_us, seconds, vcpus):
+    """EL2 time as a share of `seconds` of wall time on `vcpus` vCPUs, in percent."""
+    return 100.0 * el2_us / (seconds * 1e6 * vcpus)
+
+
+def per_idle_second(short, long, seconds=IDLE_SECONDS):
+    """Per second of idling, run by run: (long − short) ÷ seconds."""
+    return [(b - a) / seconds for a, b in zip(short, long)]
+
+
+def check_idle(seconds, result):
+    name = "hyp.idle=%d boot" % seconds
+    if result.timed_out:
+        raise BenchError("%s timed out after %.0f s:\n%s" % (name, result.wall, tail(result.console)))
+    if "guest-idle: end" not in guest_lines(result.console, True):
+        raise BenchError("%s: no '(g1) guest-idle: end' line:\n%s" % (name, tail(result.console)))
+    if not hyp_exit_ok(result.console):
+        raise BenchError("%s did not end with 'hyp-exit: success':\n%s" % (name, tail(result.console)))
+    hyp_exits(result.console)
+
+
+def run_idle(ctx):
+    """Boots with hyp.idle=0 and hyp.idle=10 in turn, `runs` rounds."""
+    if ctx.idle is not None:
+        return
+    kernel, initrd = guest_files()
+    commands = {s: hyp_linux(ctx, kernel, initrd, "%s hyp.idle=%d" % (GUEST_ARGS, s)) for s in (0, IDLE_SECONDS)}
+    ctx.idle = {s: [] for s in commands}
+    for r in range(ctx.runs):
+        for seconds, args in commands.items():
+            progress("exits: hyp.idle=%d, run %d/%d" % (seconds, r + 1, ctx.runs))
+            result = run_qemu(args, timeout=300, log=ctx.log("exits-idle%d-run%d.log" % (seconds, r + 1)))
+            check_idle(seconds, result)
+            ctx.idle[seconds].append(result)
+            ctx.commands.setdefault("exits hyp.idle=%d" % seconds, command_line(args))
+
+
+def boot_exit_cells(metric, boots):
+    """Per boot and per second of the boot's wall time."""
+    counts = [hyp_exits(s.console) for s in boots]
+    per_boot = [metric(c) for c in counts]
+    return [spread(per_boot, "{:.0f}"), spread([v / s.wall for v, s in zip(per_boot, boots)], "{:.0f}")]
+
+
+def idle_exit_cells(metric, short, long):
+    """The idle=0 boot, the idle=10 boot, and their difference per idle second."""
+    a = [metric(hyp_exits(s.console)) for s in short]
+    b = [metric(hyp_exits(s.console)) for s in long]
+    return [spread(a, "{:.0f}"), spread(b, "{:.0f}"), spread(per_idle_second(a, b), "{:.1f}")]
+
+
+def el2_share_cells(boots, short, long, vcpus):
+    def el2(samples):
+        return [hyp_exits(s.console)["el2_us"] for s in samples]
+    boot = [el2_percent(us, s.wall, vcpus) for us, s in zip(el2(boots), boots)]
+    a = [el2_percent(us, s.wall, vcpus) for us, s in zip(el2(short), short)]
+    b = [el2_percent(us, s.wall, vcpus) for us, s in zip(el2(long), long)]
+    idle = [el2_percent(us, 1, vcpus) for us in per_idle_second(el2(short), el2(long))]
+    return [spread(boot), "–", spread(a), spread(b), spread(idle, "{:.3f}")]
+
+
+def section_exits(ctx):
+    run_boot(ctx)
+    run_idle(ctx)
+    boots, short, long = ctx.boot["hyp"], ctx.idle[0], ctx.idle[IDLE_SECONDS]
+    vcpus = int(BOOT_SMP)
+    lines = [
+        "The hypervisor's `hyp-exits:` line at the guest's power-off: exits by reason since the guest "
+        "started and `el2_us`, the time at EL2 handling them summed over CPUs. *Per boot*: the boot "
+        "section's runs under the hypervisor (`%s`, to the guest checks and power-off), per boot and "
+        "per second of the QEMU process's wall time. *Idle*: the same command line with `hyp.idle=0` "
+        "and `hyp.idle=%d` instead of the checks (the guest's /init sleeps that long, then powers off), "
+        "in turn each round; their difference ÷ %d s is the rate of an idle guest (it also carries the two "
+        "boots' own variation, e.g. in the SGIs each sends, trapped as system-register writes, so with "
+        "few runs a small rate can come out negative). The EL2 share is "
+        "of wall time × %d vCPUs (the wall time also holds QEMU's start and the hypervisor's own boot). "
+        "WFI is not trapped (HCR_EL2.TWI clear: an idle vCPU waits in the guest), so the line prints "
+        "`wfi=0`. Under TCG the times are QEMU's." % (GUEST_ARGS, IDLE_SECONDS, IDLE_SECONDS, vcpus),
+        "",
+        "| exit reason | per boot | per s of boot | `hyp.idle=0` boot | `hyp.idle=%d` boot | per idle s |"
+        % IDLE_SECONDS,
+        "|---|---|---|---|---|---|",
+    ]
+    for label, metric in exit_metrics():
+        cells = boot_exit_cells(metric, boots) + idle_exit_cells(metric, short, long)
+        lines.append("| %s | %s |" % (label, " | ".join(cells)))
+    lines.append("| EL2 time, %% of wall × %d vCPUs | %s |" % (vcpus, " | ".join(el2_share_cells(
+        boots, short, long, vcpus))))
+    lines += ["", "The `hyp.idle=%d` boots took %s s longer than the `hyp.idle=0` ones (wall time; the "
+              "guest's sleep is %d s)." % (IDLE_SECONDS, spread(per_idle_second(
+                  [s.wall for s in short], [s.wall for s in long], 1)), IDLE_SECONDS)]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# Timer latency seen by the guest: timerlat booted directly and under the hypervisor.
+
+TIMERLAT_SAMPLES = 2000
+LATENCY_VARIANTS = (("direct", "Linux booted directly by QEMU (baseline)"), ("hyp", "Linux under the hypervisor"))
+
+
+def latency_commands(ctx):
+    kernel, initrd = guest_files()
+    cmdline = "%s hyp.timerlat=%d" % (GUEST_ARGS, TIMERLAT_SAMPLES)
+    return {"direct": direct_linux(kernel, initrd, cmdline), "hyp": hyp_linux(ctx, kernel, initrd, cmdline)}
+
+
+def check_latency(key, result):
+    """The guest's timerlat figures of one boot; an error when the boot did not give them."""
+    name = "timerlat %s boot" % key
+    if result.timed_out:
+        raise BenchError("%s timed out after %.0f s:\n%s" % (name, result.wall, tail(result.console)))
+    if under_hypervisor(key) and not hyp_exit_ok(result.console):
+        raise BenchError("%s did not end with 'hyp-exit: success':\n%s" % (name, tail(result.console)))
+    values = guest_timerlat(result.console, under_hypervisor(key))
+    if values["samples"] != TIMERLAT_SAMPLES:
+        raise BenchError("%s: %d samples, not %d" % (name, values["samples"], TIMERLAT_SAMPLES))
+    return values
+
+
+def run_latency(ctx):
+    """Direct and under the hypervisor in turn, `runs` rounds."""
+    if ctx.latency is not None:
+        return
+    commands = latency_commands(ctx)
+    ctx.latency = {key: [] for key in commands}
+    for r in range(ctx.runs):
+        for key, args in commands.items():
+            progress("latency %s, run %d/%d" % (key, r + 1, ctx.runs))
+            result = run_qemu(args, timeout=300, log=ctx.log("latency-%s-run%d.log" % (key, r + 1)))
+            ctx.latency[key].append(check_latency(key, result))
+            ctx.commands.setdefault("latency " + key, command_line(args))
+
+
+def section_latency(ctx):
+    run_latency(ctx)
+    stats = ("min_us", "median_us", "p99_us", "max_us")
+    lines = [
+        "`timerlat` (`tests/guest-tools/timerlat`, `/bin/timerlat` in the initramfs, run by /init with "
+        "`hyp.timerlat=%d`): a static program that sleeps with `clock_nanosleep(CLOCK_MONOTONIC, "
+        "TIMER_ABSTIME)` to a deadline every 1 ms, %d times, with 1 ns timer slack, and records how "
+        "late each wake-up is (CLOCK_MONOTONIC − deadline). Each run gives min, median, p99 (nearest "
+        "rank) and max in µs; the cells are the median over runs (min–max). Same kernel, initramfs and "
+        "command line (`%s hyp.timerlat=%d`) both ways; the variants alternate in each round. Under "
+        "the hypervisor the timer interrupt is taken at EL2 (it owns the GIC) and injected by the vGIC. "
+        "Under TCG these are QEMU's times." % (TIMERLAT_SAMPLES, TIMERLAT_SAMPLES, GUEST_ARGS, TIMERLAT_SAMPLES),
+        "",
+        "| configuration | samples | min µs | median µs | p99 µs | max µs |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, label in LATENCY_VARIANTS:
+        runs = ctx.latency[key]
+        lines.append("| %s | %s | %s |" % (label, same([v["samples"] for v in runs]), " | ".join(
+            spread([v[k] for v in runs], "{:.0f}") for k in stats)))
+    direct, hyp = ctx.latency["direct"], ctx.latency["hyp"]
+    lines.append("| under the hypervisor ÷ direct | – | %s |" % " | ".join(
+        ratio(median([v[k] for v in hyp]), median([v[k] for v in direct])) for k in stats))
     return "\n".join(lines)
 
 

@@ -3,7 +3,7 @@
 //! the two-vCPU stress run from inside. The run exits 0 only when the combined summary
 //! reports no failure; the stress and isolation counts are checked here too.
 
-use hyp_abi::console::{LineKind, cpu, exits, facts, foreign_access};
+use hyp_abi::console::{LineKind, cpu, exits, facts, foreign_access, vgic_stats};
 use qemu_tests::run;
 
 /// CPUs every selftest run has: every one runs EL2 with its MMU on.
@@ -47,6 +47,12 @@ fn selftest(name: &str, cpu: &str) -> qemu_tests::Run {
         "el2_split_without_a_table_leaves_the_map_intact",
         "el2_heap_growth_without_a_table_fails_cleanly",
         "el2_stage2_protect_without_a_table_fails_cleanly",
+        "vgic_sgi_to_self_arrives",
+        "vgic_more_pending_than_list_registers_all_arrive_in_priority_order",
+        "vgic_sgi_to_a_cpu_that_is_not_ours_is_dropped",
+        "vgic_sgi_between_vcpus_arrives",
+        "vgic_virtual_timer_interrupt_arrives",
+        "vgic_unowned_spis_and_lpi_registers_are_refused",
     ] {
         assert!(
             run.console.contains(&format!("selftest: {test} ... ok")),
@@ -64,7 +70,33 @@ fn selftest(name: &str, cpu: &str) -> qemu_tests::Run {
     check_isolation(&run);
     check_cpus(&run, SMP);
     check_trapped_system_registers(&run);
+    check_vgic(&run);
     run
+}
+
+/// The vGIC's counters agree with what the test guest did: 16 SGIs pending at once on 4
+/// list registers (12 queued), one SGI aimed at no vCPU, the timer's hardware-linked
+/// interrupt, LPI registers and another guest's SPIs written.
+fn check_vgic(run: &qemu_tests::Run) {
+    let line = run
+        .lines(LineKind::VgicStats)
+        .last()
+        .unwrap_or_else(|| panic!("no vgic-stats line\n{}", run.console));
+    let number = |key: &str| {
+        line.number(key)
+            .unwrap_or_else(|| panic!("no number for {key:?} in {line}"))
+    };
+    assert!(number(vgic_stats::MAX_QUEUE_DEPTH) >= 12, "{line}");
+    assert!(number(vgic_stats::UNDERFLOW_REQUESTS) >= 1, "{line}");
+    assert!(number(vgic_stats::SGI_TARGETS_DROPPED) >= 1, "{line}");
+    assert!(number(vgic_stats::HARDWARE_FIRES) >= 1, "{line}");
+    assert!(number(vgic_stats::REFUSED_LPI_ACCESSES) >= 2, "{line}");
+    assert!(number(vgic_stats::REFUSED_FOREIGN_WRITES) >= 2, "{line}");
+    assert!(
+        run.guest_lines(1).any(|l| l.contains("vgic-latency:")),
+        "no timer latency line\n{}",
+        run.console
+    );
 }
 
 /// One `hyp-cpu:` line per CPU, each with its MMU and caches on and its own features.

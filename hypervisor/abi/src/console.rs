@@ -6,6 +6,7 @@
 //! line    = prefix *( " " item )            ; e.g. "map-stats: table=el2 leaves_2m=3"
 //! prefix  = "hyp-facts:" | "hyp-cpu:" | "ptdump:" | "map-stats:" | "heap-stats:"
 //!         | "foreign-access:" | "hyp-exits:" | "hyp-exit:" | "guest-devices:"
+//!         | "vgic-stats:"
 //! item    = key "=" value | word             ; neither holds whitespace
 //! outcome = "hyp-exit: success" | "hyp-exit: failure: " reason
 //! ```
@@ -37,6 +38,7 @@ pub const EXITS_PREFIX: &str = "hyp-exits:";
 /// tells them apart).
 pub const OUTCOME_PREFIX: &str = "hyp-exit:";
 pub const GUEST_DEVICES_PREFIX: &str = "guest-devices:";
+pub const VGIC_STATS_PREFIX: &str = "vgic-stats:";
 
 /// The kinds of machine-readable lines, one per prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -59,10 +61,12 @@ pub enum LineKind {
     Outcome,
     /// `guest-devices:` what a guest is given, see [`guest_devices`].
     GuestDevices,
+    /// `vgic-stats:` a guest's virtual GIC and console counters, see [`vgic_stats`].
+    VgicStats,
 }
 
 impl LineKind {
-    pub const ALL: [LineKind; 9] = [
+    pub const ALL: [LineKind; 10] = [
         Self::Facts,
         Self::Cpu,
         Self::Ptdump,
@@ -72,6 +76,7 @@ impl LineKind {
         Self::Exits,
         Self::Outcome,
         Self::GuestDevices,
+        Self::VgicStats,
     ];
 
     pub const fn prefix(self) -> &'static str {
@@ -85,6 +90,7 @@ impl LineKind {
             Self::Exits => EXITS_PREFIX,
             Self::Outcome => OUTCOME_PREFIX,
             Self::GuestDevices => GUEST_DEVICES_PREFIX,
+            Self::VgicStats => VGIC_STATS_PREFIX,
         }
     }
 }
@@ -487,15 +493,58 @@ pub mod exits {
     pub const OTHER: &str = "other";
     /// TLB conflict aborts from the guest.
     pub const TLB_CONFLICT: &str = "tlb_conflict";
-    pub const ALL: [&str; 7] = [
+    /// Loads and stores emulated for the vGIC or the virtual console.
+    pub const MMIO: &str = "mmio";
+    /// Physical interrupts taken while the guest ran.
+    pub const IRQ: &str = "irq";
+    /// WFI/WFE exits (0: not trapped, one vCPU per physical CPU).
+    pub const WFI: &str = "wfi";
+    /// Microseconds spent at EL2 on its exits, summed over CPUs.
+    pub const EL2_US: &str = "el2_us";
+    /// Kick SGIs sent to its vCPUs on other CPUs.
+    pub const KICKS: &str = "kicks";
+    /// SGI-generation register writes.
+    pub const SGIS: &str = "sgis";
+    pub const UNEXPECTED_IRQS: &str = "unexpected_irqs";
+    pub const REFUSED_MMIO: &str = "refused_mmio";
+    pub const ALL: [&str; 15] = [
         HVC,
         SMC,
         SYSREG,
         DATA_ABORT,
         INSTRUCTION_ABORT,
+        MMIO,
+        IRQ,
+        WFI,
         OTHER,
         TLB_CONFLICT,
+        EL2_US,
+        KICKS,
+        SGIS,
+        UNEXPECTED_IRQS,
+        REFUSED_MMIO,
     ];
+}
+
+/// The `vgic-stats:` line, printed when a guest powers off: its vGIC's counters
+/// (`vm::vgic::VgicStats`) and its console's.
+pub mod vgic_stats {
+    pub const GUEST: &str = "guest";
+    pub const SGIS_DELIVERED: &str = "sgis_delivered";
+    /// SGI targets that were not the guest's vCPUs.
+    pub const SGI_TARGETS_DROPPED: &str = "sgi_targets_dropped";
+    /// LPI-register accesses refused (GICR_PROPBASER and the like).
+    pub const REFUSED_LPI_ACCESSES: &str = "refused_lpi_accesses";
+    /// Writes to SPIs the guest does not own.
+    pub const REFUSED_FOREIGN_WRITES: &str = "refused_foreign_writes";
+    pub const HARDWARE_FIRES: &str = "hardware_fires";
+    /// The most interrupts that waited for a list register at once.
+    pub const MAX_QUEUE_DEPTH: &str = "max_queue_depth";
+    pub const UNDERFLOW_REQUESTS: &str = "underflow_requests";
+    /// Bytes the guest wrote while its UART's FIFO was full.
+    pub const CONSOLE_DROPPED_BYTES: &str = "console_dropped_bytes";
+    /// Guest lines dropped because the console backlog was full.
+    pub const CONSOLE_DROPPED_LINES: &str = "console_dropped_lines";
 }
 
 /// The `guest-devices:` line: what one guest is given, printed once when it is built.

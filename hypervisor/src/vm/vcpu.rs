@@ -13,7 +13,7 @@ use crate::vm::mmio::{Attempt, MmioAccess};
 use crate::vm::psci::{self, CpuPowerState, Followup, PsciPlatform};
 use crate::vm::sysreg_trap::{self, ReadValue, SgiGeneration, SysregAccess, SysregAction};
 use crate::vm::vgic::SgiRegister;
-use hyp_abi::console::{EXITS_PREFIX, FOREIGN_ACCESS_PREFIX};
+use hyp_abi::console::{EXITS_PREFIX, FOREIGN_ACCESS_PREFIX, VGIC_STATS_PREFIX};
 use platform::info::MAX_CPUS;
 
 use crate::arch::aarch64::el2_setup;
@@ -277,7 +277,7 @@ fn smccc_call(vm: &'static Vm, frame: &mut TrapFrame) {
                 .flush(&mut |line: &[u8]| crate::console::write_guest_line(line));
             crate::console::write_raw(format_args!("{EXITS_PREFIX} {}\n", vm.stats));
             crate::console::write_raw(format_args!(
-                "vgic-stats: guest={} {} console_dropped_bytes={} console_dropped_lines={} console_input_dropped={}\n",
+                "{VGIC_STATS_PREFIX} guest={} {} console_dropped_bytes={} console_dropped_lines={} console_input_dropped={}\n",
                 vm.number,
                 vm.vgic.lock().stats(),
                 vm.console.lock().dropped_bytes(),

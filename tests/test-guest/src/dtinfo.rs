@@ -1,11 +1,13 @@
 //! What the guest needs from its device tree: RAM, what in RAM is taken, the CPUs, the
-//! console and the PSCI conduit. Missing or malformed parts leave fields empty (and a
-//! note in `problems`); parsing never fails as a whole and never panics.
+//! console, the PSCI conduit and the interrupt controller (`gic_dt`). Missing or
+//! malformed parts leave fields empty (and a note in `problems`); parsing never fails as
+//! a whole and never panics.
 
 use core::fmt;
 
 use crate::fdt::{Fdt, Node, read_cells};
 use crate::fixed::List;
+use crate::gic_dt::GicInfo;
 use crate::layout::{MAX_PROBE_ARGS, ProbeArgError, Range, parse_probe_args};
 
 pub const MAX_RAM_RANGES: usize = 16;
@@ -87,6 +89,8 @@ pub struct GuestInfo {
     /// A malformed `isolation_probe=` (then `probe_args` is empty).
     pub probe_args_error: Option<ProbeArgError>,
     pub problems: List<Problem, 8>,
+    /// The GICv3's frames and the INTIDs the vGIC tests use.
+    pub gic: GicInfo,
 }
 
 impl GuestInfo {
@@ -185,6 +189,7 @@ impl GuestInfo {
                 }
             }
         };
+        info.gic = GicInfo::parse(fdt, info.console_base());
         info
     }
 
@@ -302,6 +307,9 @@ mod tests {
         );
         // QEMU's own DT (virtualization=on) says SMC; the guest's says HVC.
         assert_eq!(info.conduit, Conduit::Smc);
+        // The GIC is read too (gic_dt.rs has the details), with the console's SPI.
+        assert_eq!(info.gic.ranges().count(), 2);
+        assert_eq!(info.gic.console_intid, Some(33));
         assert!(info.problems.is_empty(), "{:?}", info.problems);
     }
 

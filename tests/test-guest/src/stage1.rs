@@ -3,8 +3,8 @@
 //! - guest RAM, rounded out to 2 MiB, as Normal write-back (MAIR index 1), inner
 //!   shareable, EL1 read/write/execute — the tests write code into RAM and run it, and
 //!   Normal memory is what exclusives (the console lock, the counters) need;
-//! - each device (the console UART) as the 2 MiB around it, Device-nGnRE (index 0),
-//!   never executable;
+//! - each device (the console UART, the GIC's frames) as the 2 MiB blocks around it,
+//!   Device-nGnRE (index 0), never executable;
 //! - everything else unmapped.
 //!
 //! A naturally aligned GiB wholly inside a RAM range is one level-1 block; the rest are

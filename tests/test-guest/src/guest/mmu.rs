@@ -13,8 +13,8 @@ use crate::layout::{self, IsolationProbes, Range};
 use crate::stage1::{self, Builder, DEVICE_BLOCK, NORMAL_BLOCK, Stage1Error, Table};
 
 /// Page-table pages: the root, a level-1 table per 512 GiB touched, a level-2 table per
-/// GiB that is not one block (RAM, the console, the isolation probes: a few with the
-/// probes the guest generates, up to two more per `isolation_probe=` address).
+/// GiB that is not one block (RAM, the console and the GIC, the isolation probes: a few
+/// with the probes the guest generates, up to two more per `isolation_probe=` address).
 const POOL_TABLES: usize = 40;
 
 #[repr(C, align(4096))]
@@ -67,7 +67,7 @@ pub fn isolation_probes(info: &GuestInfo) -> IsolationProbes {
 }
 
 /// Builds the identity map of guest RAM (or, without any memory node, of the image and
-/// the DTB) and the console UART, and turns the MMU on.
+/// the DTB), the console UART and the GIC, and turns the MMU on.
 ///
 /// # Safety
 /// Boot CPU only, once, with the MMU off and no other CPU running.
@@ -78,6 +78,10 @@ pub unsafe fn enable(info: &GuestInfo, image: Range, dtb: Range) -> Result<MmuCo
     let mut builder = Builder::new(tables, pool_pa)?;
     if let Some(uart) = info.console_base() {
         builder.map(Range::new(uart, 0x1000), DEVICE_BLOCK)?;
+    }
+    // The GIC's distributor and redistributor frames, for the vGIC tests (gic.rs).
+    for frames in info.gic.ranges() {
+        builder.map(frames, DEVICE_BLOCK)?;
     }
     if info.ram.is_empty() {
         builder.map(image, NORMAL_BLOCK)?;

@@ -5,12 +5,17 @@ pub(crate) mod console;
 mod cpu;
 mod every_gib;
 mod exceptions;
+mod gic;
 mod mmu;
 mod runner;
 mod secondary;
 mod stress;
 mod sysregs;
 mod tests;
+mod vgic_registers;
+mod vgic_sgi;
+mod vgic_smp;
+mod vgic_timer;
 mod walk_faults;
 
 use core::panic::PanicInfo;

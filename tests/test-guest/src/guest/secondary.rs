@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use super::cpu::{self, Deadline};
 use super::mmu::MmuConfig;
-use super::{Env, concurrent, runner, stress};
+use super::{Env, concurrent, runner, stress, vgic_smp};
 use crate::abi::*;
 use crate::report::Failure;
 use crate::{failed, text};
@@ -44,6 +44,8 @@ pub enum Job {
     Stress = 2,
     /// Nothing: power off at once (`cpu_off_then_on_at_once`).
     PowerOff = 3,
+    /// Ready its GIC and take one SGI (`vgic_sgi_between_vcpus_arrives`).
+    ReceiveSgi = 4,
 }
 
 static JOB: AtomicU8 = AtomicU8::new(0);
@@ -117,6 +119,8 @@ extern "C" fn secondary_main(_slot: u64) -> ! {
         concurrent::secondary_sweep();
     } else if job == Job::Stress as u8 {
         stress::secondary_stress();
+    } else if job == Job::ReceiveSgi as u8 {
+        vgic_smp::secondary_receive_sgi();
     } else if job == Job::PowerOff as u8 {
         // Straight to CPU_OFF below.
     } else {

@@ -7,6 +7,7 @@ use super::console::say;
 use super::cpu::{self, hvc};
 use super::exceptions::{Recovery, expect_fault};
 use super::stress;
+use super::vgic_sgi;
 use crate::abi::*;
 use crate::cases::hostile_cases;
 use crate::esr::{self, Access, ExpectedFault, Syndrome};
@@ -47,6 +48,30 @@ pub const TESTS: &[(&str, Test)] = &[
     (
         "protect_every_gib_then_restore_at_once",
         super::every_gib::protect_every_gib_then_restore_at_once,
+    ),
+    (
+        "vgic_sgi_to_self_arrives",
+        vgic_sgi::vgic_sgi_to_self_arrives,
+    ),
+    (
+        "vgic_more_pending_than_list_registers_all_arrive_in_priority_order",
+        vgic_sgi::vgic_more_pending_than_list_registers_all_arrive_in_priority_order,
+    ),
+    (
+        "vgic_sgi_to_a_cpu_that_is_not_ours_is_dropped",
+        vgic_sgi::vgic_sgi_to_a_cpu_that_is_not_ours_is_dropped,
+    ),
+    (
+        "vgic_sgi_between_vcpus_arrives",
+        super::vgic_smp::vgic_sgi_between_vcpus_arrives,
+    ),
+    (
+        "vgic_virtual_timer_interrupt_arrives",
+        super::vgic_timer::vgic_virtual_timer_interrupt_arrives,
+    ),
+    (
+        "vgic_unowned_spis_and_lpi_registers_are_refused",
+        super::vgic_registers::vgic_unowned_spis_and_lpi_registers_are_refused,
     ),
 ];
 
