@@ -116,28 +116,41 @@ fn guest_output_cannot_pass_for_the_hypervisors() {
         &["linux", "--guest-append", "hyp.spoof=1", "--timeout", "300"],
     );
     run.assert_success();
-    assert_eq!(run.outcome_line(), Some("hyp-exit: success"), "{}", run.console);
+    assert_eq!(
+        run.outcome_line(),
+        Some("hyp-exit: success"),
+        "{}",
+        run.console
+    );
     for line in run.console.lines() {
         assert!(
             !line.contains("spoofed") || line.starts_with("(g1) "),
             "an untagged guest line: {line:?}"
         );
     }
-    assert!(run.guest_lines(1).any(|l| l == "hyp-exit: failure: spoofed by the guest"));
     assert!(
-        run.guest_lines(1).any(|l| l == "hyp-exit: failure: spoofed after a carriage return"),
+        run.guest_lines(1)
+            .any(|l| l == "hyp-exit: failure: spoofed by the guest")
+    );
+    assert!(
+        run.guest_lines(1)
+            .any(|l| l == "hyp-exit: failure: spoofed after a carriage return"),
         "the carriage return is dropped, the line stays the guest's\n{}",
         run.console
     );
     assert!(
-        run.guest_lines(1).any(|l| l.starts_with("\\x1b[2K\\x1b[1Ghyp-facts:")),
+        run.guest_lines(1)
+            .any(|l| l.starts_with("\\x1b[2K\\x1b[1Ghyp-facts:")),
         "escape sequences are shown, not obeyed\n{}",
         run.console
     );
     let ram = run
         .lines(LineKind::Facts)
         .find_map(|line| line.number(facts::GUEST_RAM_BYTES));
-    assert!(ram.is_some_and(|bytes| bytes > 1), "the real guest_ram_bytes: {ram:?}");
+    assert!(
+        ram.is_some_and(|bytes| bytes > 1),
+        "the real guest_ram_bytes: {ram:?}"
+    );
     let tally = run
         .lines(LineKind::ForeignAccess)
         .last()
