@@ -1,62 +1,72 @@
 //! A guest's console output as it reaches the physical console, marked as the guest's.
 //!
 //! The convention (Xen prefixes `(d1) `): every line a guest prints is written as one
-//! line that starts with its tag, `(g1) ` for the first guest. Every machine-readable
-//! line of the hypervisor (`hyp-facts:`, `hyp-exit:`, `ptdump:`, ... see `hyp_abi::console`)
-//! starts at the beginning of a line with its own prefix, and a guest line always starts
-//! with `(g`, so no guest can print a line that scripts take for the hypervisor's. What
-//! would let a guest get around the tag is neutralised: a carriage return (back to column
-//! 0, over the tag) is dropped, and every byte that is not printable ASCII or a tab (the
-//! escape sequences that move the cursor or erase, C1 controls, DEL) is shown as `\xNN`.
-//! A guest's line is buffered until its newline, so it is written whole, never
-//! interleaved with the hypervisor's lines; a line longer than the buffer is written in
-//! pieces, each with the tag.
+//! line that starts with its tag, `(g1) ` for the first guest ([`guest_tag`]). Every
+//! machine-readable line of the hypervisor (`hyp-facts:`, `hyp-exit:`, `ptdump:`, ... see
+//! `hyp_abi::console`) starts at the beginning of a line with its own prefix, and a guest
+//! line always starts with `(g`, so no guest can print a line that scripts take for the
+//! hypervisor's. What would let a guest get around the tag is neutralised here: a
+//! carriage return (back to column 0, over the tag) is dropped, and every byte that is
+//! not printable ASCII or a tab (the escape sequences that move the cursor or erase, C1
+//! controls, DEL) is shown as `\xNN`. So a piece never holds a line break.
+//!
+//! [`GuestLines`] cuts the guest's bytes into pieces: a whole line (complete), a line too
+//! long for the buffer (complete, written in pieces), or the start of a line the guest
+//! has not finished ([`GuestLines::flush`], for a prompt). The tag and the line breaks
+//! are added where the pieces meet the wire (`console::backlog`), which alone knows
+//! whether the wire is still inside this guest's line: a continued line gets no second
+//! tag, and a line something else interrupted is ended first and continued under a new
+//! tag.
 //!
 //! Portable: the EL2 console hands the bytes the guest's (virtual) UART transmits to
-//! [`GuestLines::push`] and writes what comes out.
+//! [`GuestLines::push`] and queues what comes out.
 
 use arrayvec::ArrayVec;
 
-/// The longest line written at once (escapes included), the tag excluded.
+/// The longest piece written at once (escapes included), the tag excluded.
 pub const LINE_BYTES: usize = 240;
 
-/// One guest's output, cut into tagged lines.
+/// The longest tag: `(g65535) `.
+pub const TAG_BYTES: usize = 9;
+
+/// `(gN) ` for guest `guest`.
+pub fn guest_tag(guest: u16) -> ArrayVec<u8, TAG_BYTES> {
+    let mut tag = ArrayVec::new();
+    let _ = tag.try_extend_from_slice(b"(g");
+    let mut digits = ArrayVec::<u8, 5>::new();
+    let mut n = guest;
+    loop {
+        let _ = digits.try_push(b'0' + (n % 10) as u8);
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    tag.extend(digits.iter().rev().copied());
+    let _ = tag.try_extend_from_slice(b") ");
+    tag
+}
+
+/// One guest's output, cut into pieces of lines.
 pub struct GuestLines {
-    /// `(gN) `.
-    tag: ArrayVec<u8, 12>,
     line: ArrayVec<u8, LINE_BYTES>,
     /// Lines written in pieces because they were longer than [`LINE_BYTES`].
     cut_lines: u64,
 }
 
 impl GuestLines {
-    /// The output of guest number `guest` (1 for the first).
-    pub fn new(guest: u16) -> Self {
-        let mut tag = ArrayVec::new();
-        let _ = tag.try_extend_from_slice(b"(g");
-        let mut digits = ArrayVec::<u8, 5>::new();
-        let mut n = guest;
-        loop {
-            let _ = digits.try_push(b'0' + (n % 10) as u8);
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        tag.extend(digits.iter().rev().copied());
-        let _ = tag.try_extend_from_slice(b") ");
+    pub const fn new() -> Self {
         Self {
-            tag,
-            line: ArrayVec::new(),
+            line: ArrayVec::new_const(),
             cut_lines: 0,
         }
     }
 
-    /// Takes one byte the guest transmitted; `emit` is called with each complete tagged
-    /// line, newline included.
-    pub fn push(&mut self, byte: u8, emit: &mut impl FnMut(&[u8])) {
+    /// Takes one byte the guest transmitted; `emit(content, complete)` is called with
+    /// each piece: `complete` when the line ends there.
+    pub fn push(&mut self, byte: u8, emit: &mut impl FnMut(&[u8], bool)) {
         match byte {
-            b'\n' => self.end_line(emit),
+            b'\n' => self.end_piece(true, emit),
             // Back to column 0 would let the rest overwrite the tag on a terminal.
             b'\r' => {}
             b'\t' | 0x20..=0x7e => self.append(&[byte], emit),
@@ -73,15 +83,15 @@ impl GuestLines {
         }
     }
 
-    /// Writes a partial line (the guest stopped mid-line: it powered off, or the console
-    /// switches away) as a line of its own.
-    pub fn flush(&mut self, emit: &mut impl FnMut(&[u8])) {
+    /// Writes out the start of a line the guest has not finished (a prompt; or it powers
+    /// off) as an incomplete piece: the line goes on with what comes next.
+    pub fn flush(&mut self, emit: &mut impl FnMut(&[u8], bool)) {
         if !self.line.is_empty() {
-            self.end_line(emit);
+            self.end_piece(false, emit);
         }
     }
 
-    /// Whether a line was started and not finished.
+    /// Whether a line was started and not written out.
     pub fn has_partial_line(&self) -> bool {
         !self.line.is_empty()
     }
@@ -91,21 +101,23 @@ impl GuestLines {
         self.cut_lines
     }
 
-    fn append(&mut self, bytes: &[u8], emit: &mut impl FnMut(&[u8])) {
+    fn append(&mut self, bytes: &[u8], emit: &mut impl FnMut(&[u8], bool)) {
         if self.line.remaining_capacity() < bytes.len() {
             self.cut_lines += 1;
-            self.end_line(emit);
+            self.end_piece(true, emit);
         }
         let _ = self.line.try_extend_from_slice(bytes);
     }
 
-    fn end_line(&mut self, emit: &mut impl FnMut(&[u8])) {
-        let mut out = ArrayVec::<u8, { LINE_BYTES + 13 }>::new();
-        let _ = out.try_extend_from_slice(&self.tag);
-        let _ = out.try_extend_from_slice(&self.line);
-        let _ = out.try_push(b'\n');
-        emit(&out);
+    fn end_piece(&mut self, complete: bool, emit: &mut impl FnMut(&[u8], bool)) {
+        emit(&self.line, complete);
         self.line.clear();
+    }
+}
+
+impl Default for GuestLines {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -113,15 +125,37 @@ impl GuestLines {
 mod tests {
     use super::*;
 
+    /// The lines as a wire with only this guest on it shows them (the backlog's job,
+    /// done simply here): each piece that starts a line gets the tag.
     fn lines_of(guest: u16, input: &[u8]) -> Vec<String> {
-        let mut out = GuestLines::new(guest);
+        let mut out = GuestLines::new();
+        let tag = String::from_utf8(guest_tag(guest).to_vec()).unwrap();
         let mut lines = Vec::new();
-        let mut emit = |l: &[u8]| lines.push(String::from_utf8(l.to_vec()).unwrap());
+        let mut emit = |l: &[u8], _complete: bool| {
+            lines.push(format!("{tag}{}\n", String::from_utf8(l.to_vec()).unwrap()))
+        };
         for &b in input {
             out.push(b, &mut emit);
         }
         out.flush(&mut emit);
         lines
+    }
+
+    #[test]
+    fn pieces_say_whether_the_line_ends() {
+        let mut out = GuestLines::new();
+        let mut pieces = Vec::new();
+        let mut emit = |l: &[u8], complete: bool| pieces.push((l.to_vec(), complete));
+        for &b in b"/ # " {
+            out.push(b, &mut emit);
+        }
+        assert!(out.has_partial_line());
+        out.flush(&mut emit);
+        for &b in b"ls\n" {
+            out.push(b, &mut emit);
+        }
+        assert_eq!(pieces, [(b"/ # ".to_vec(), false), (b"ls".to_vec(), true)]);
+        assert_eq!(guest_tag(65535).as_slice(), b"(g65535) ");
     }
 
     #[test]

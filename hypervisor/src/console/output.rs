@@ -6,9 +6,8 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::console::backlog::{BACKLOG_BYTES, Backlog};
-use crate::console::guest_output::LINE_BYTES;
+use crate::console::guest_output::guest_tag;
 use crate::console::log_ring::LogRing;
-use arrayvec::ArrayVec;
 use platform::info::Console;
 use platform::pl011::Pl011;
 use spin::Mutex;
@@ -55,18 +54,17 @@ pub(super) fn with_uart<R>(f: impl FnOnce(&mut Pl011) -> R) -> Option<R> {
     UART.lock().as_mut().map(f)
 }
 
-/// Queues a guest's line (already tagged by `guest_output`) for the UART and sends what
-/// the transmit FIFO takes now; never waits for the UART (see `console::backlog`).
-pub fn write_guest_line(line: &[u8]) {
-    let mut terminal = ArrayVec::<u8, { LINE_BYTES + 16 }>::new();
-    for &byte in line {
-        if byte == b'\n' {
-            let _ = terminal.try_push(b'\r');
-        }
-        let _ = terminal.try_push(byte);
+/// Queues a piece of guest `guest`'s output (`console::guest_output`; `complete`: its
+/// line ends there) and sends what the transmit FIFO takes now; never waits for the UART
+/// (`console::backlog` adds the tag and line breaks as it goes on the wire).
+pub fn write_guest_piece(guest: u16, content: &[u8], complete: bool) {
+    GUEST_BACKLOG.lock().push_piece(guest, content, complete);
+    {
+        let mut ring = LOG_RING.lock();
+        ring.write(&guest_tag(guest));
+        ring.write(content);
+        ring.write(b"\n");
     }
-    GUEST_BACKLOG.lock().push_line(&terminal);
-    LOG_RING.lock().write(line);
     send_guest_backlog();
 }
 
@@ -81,7 +79,7 @@ pub fn send_guest_backlog() {
     uart.set_transmit_interrupt(more);
 }
 
-/// Guest lines dropped because the backlog was full, and their bytes.
+/// Guest pieces dropped because the backlog was full, and their bytes.
 pub fn dropped_guest_output() -> (u64, u64) {
     GUEST_BACKLOG.lock().dropped()
 }
@@ -109,14 +107,15 @@ impl Write for Sinks<'_> {
     }
 }
 
-/// Writes text as is (no timestamp), for marker and `hyp-facts:` lines. A guest line
-/// partly sent is finished first, so this starts at the beginning of a line.
+/// Writes text as is (no timestamp), for marker and `hyp-facts:` lines. The guest piece
+/// being sent is finished and an open guest line ended first, so this starts at the
+/// beginning of a line.
 pub fn write_raw(args: fmt::Arguments<'_>) {
     let mut uart = UART.lock();
     if let Some(uart) = uart.as_mut() {
         GUEST_BACKLOG
             .lock()
-            .finish_line(|byte| uart.write_raw_byte(byte));
+            .to_line_start(|byte| uart.write_raw_byte(byte));
     }
     let mut ring = LOG_RING.lock();
     let _ = Sinks {
@@ -134,6 +133,7 @@ pub fn flush() {
             uart.write_raw_byte(byte);
             true
         });
+        backlog.to_line_start(|byte| uart.write_raw_byte(byte));
         uart.set_transmit_interrupt(false);
         uart.flush();
     }

@@ -105,8 +105,8 @@ fn access_register(
             let mut console = vm.console.lock();
             let result = if access.write {
                 console
-                    .write(offset, size, value as u32, &mut |line: &[u8]| {
-                        crate::console::write_guest_line(line)
+                    .write(offset, size, value as u32, &mut |piece: &[u8], complete| {
+                        crate::console::write_guest_piece(vm.number, piece, complete)
                     })
                     .map(|()| 0)
             } else {

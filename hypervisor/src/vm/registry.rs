@@ -59,9 +59,9 @@ pub fn console_input(number: u16, bytes: &[u8]) -> usize {
 pub fn flush_partial_lines() {
     for number in 1..=count() {
         if let Some(vm) = by_number(number) {
-            vm.console
-                .lock()
-                .flush(&mut |line: &[u8]| crate::console::write_guest_line(line));
+            vm.console.lock().flush(&mut |piece: &[u8], complete| {
+                crate::console::write_guest_piece(number, piece, complete)
+            });
         }
     }
 }

@@ -272,9 +272,9 @@ fn smccc_call(vm: &'static Vm, frame: &mut TrapFrame) {
                 "{FOREIGN_ACCESS_PREFIX} {}\n",
                 vm.stats.foreign_accesses
             ));
-            vm.console
-                .lock()
-                .flush(&mut |line: &[u8]| crate::console::write_guest_line(line));
+            vm.console.lock().flush(&mut |piece: &[u8], complete| {
+                crate::console::write_guest_piece(vm.number, piece, complete)
+            });
             crate::console::write_raw(format_args!("{EXITS_PREFIX} {}\n", vm.stats));
             crate::console::write_raw(format_args!(
                 "{VGIC_STATS_PREFIX} guest={} {} console_dropped_bytes={} console_dropped_lines={} console_input_dropped={}\n",

@@ -1,8 +1,8 @@
-//! One guest's virtual console: its emulated PL011 ([`Vpl011`]) joined to the tagging of
-//! its output ([`GuestLines`]). A register access goes to the UART; whatever the UART
-//! transmitted is then cut into `(gN) ` lines for the physical console; the UART's
-//! interrupt line is reported for the vGIC. Portable: the EL2 caller supplies where
-//! lines go.
+//! One guest's virtual console: its emulated PL011 ([`Vpl011`]) joined to the cutting of
+//! its output into line pieces ([`GuestLines`], tagged `(gN) ` on the wire). A register
+//! access goes to the UART; whatever the UART transmitted is then cut into pieces for the
+//! physical console; the UART's interrupt line is reported for the vGIC. Portable: the
+//! EL2 caller supplies where pieces go (`emit(content, complete)`).
 
 use crate::console::guest_output::GuestLines;
 use crate::vm::mmio::AccessSize;
@@ -12,6 +12,7 @@ use crate::vm::vpl011::{AccessError, Vpl011};
 pub struct VirtualConsole {
     uart: Vpl011,
     lines: GuestLines,
+    guest: u16,
 }
 
 impl VirtualConsole {
@@ -19,7 +20,8 @@ impl VirtualConsole {
     pub fn new(guest: u16) -> Self {
         Self {
             uart: Vpl011::new(),
-            lines: GuestLines::new(guest),
+            lines: GuestLines::new(),
+            guest,
         }
     }
 
@@ -28,13 +30,19 @@ impl VirtualConsole {
         self.uart.read(offset, size)
     }
 
-    /// A guest store to the UART frame; each complete line it finishes goes to `emit`.
+    /// The guest's number (its tag).
+    pub fn guest(&self) -> u16 {
+        self.guest
+    }
+
+    /// A guest store to the UART frame; each line it finishes goes to `emit` as a
+    /// complete piece.
     pub fn write(
         &mut self,
         offset: u64,
         size: AccessSize,
         value: u32,
-        emit: &mut impl FnMut(&[u8]),
+        emit: &mut impl FnMut(&[u8], bool),
     ) -> Result<(), AccessError> {
         self.uart.write(offset, size, value)?;
         self.drain(emit);
@@ -42,7 +50,7 @@ impl VirtualConsole {
     }
 
     /// Moves what the UART transmitted into lines.
-    fn drain(&mut self, emit: &mut impl FnMut(&[u8])) {
+    fn drain(&mut self, emit: &mut impl FnMut(&[u8], bool)) {
         let lines = &mut self.lines;
         self.uart.drain_output(|byte| {
             lines.push(byte, emit);
@@ -50,9 +58,9 @@ impl VirtualConsole {
         });
     }
 
-    /// Writes out a line the guest left unfinished (it powered off, or input focus
-    /// moves to it and its prompt must show).
-    pub fn flush(&mut self, emit: &mut impl FnMut(&[u8])) {
+    /// Writes out the start of a line the guest left unfinished (a prompt, or it powered
+    /// off) as an incomplete piece.
+    pub fn flush(&mut self, emit: &mut impl FnMut(&[u8], bool)) {
         self.drain(emit);
         self.lines.flush(emit);
     }
@@ -105,14 +113,14 @@ mod tests {
 
     fn enabled(guest: u16) -> VirtualConsole {
         let mut console = VirtualConsole::new(guest);
-        let mut nothing = |_: &[u8]| panic!("no output expected");
+        let mut nothing = |_: &[u8], _: bool| panic!("no output expected");
         console
             .write(UARTCR, AccessSize::Word, UARTEN_TXE_RXE, &mut nothing)
             .unwrap();
         console
     }
 
-    fn print(console: &mut VirtualConsole, text: &[u8]) -> Vec<Vec<u8>> {
+    fn print(console: &mut VirtualConsole, text: &[u8]) -> Vec<(Vec<u8>, bool)> {
         let mut out = Vec::new();
         for &byte in text {
             console
@@ -120,7 +128,7 @@ mod tests {
                     UARTDR,
                     AccessSize::Byte,
                     u32::from(byte),
-                    &mut |line: &[u8]| out.push(line.to_vec()),
+                    &mut |piece: &[u8], complete| out.push((piece.to_vec(), complete)),
                 )
                 .unwrap();
         }
@@ -128,25 +136,27 @@ mod tests {
     }
 
     #[test]
-    fn guest_lines_come_out_tagged_and_whole() {
+    fn guest_lines_come_out_whole_and_a_prompt_on_flush() {
         let mut console = enabled(1);
-        let lines = print(&mut console, b"hello\r\nhyp-exit: success\n# ");
+        let pieces = print(&mut console, b"hello\r\nhyp-exit: success\n# ");
         assert_eq!(
-            lines,
+            pieces,
             [
-                b"(g1) hello\n".to_vec(),
-                b"(g1) hyp-exit: success\n".to_vec()
+                (b"hello".to_vec(), true),
+                (b"hyp-exit: success".to_vec(), true)
             ]
         );
+        assert!(console.has_partial_line());
         let mut rest = Vec::new();
-        console.flush(&mut |line: &[u8]| rest.push(line.to_vec()));
-        assert_eq!(rest, [b"(g1) # \n".to_vec()]);
+        console.flush(&mut |piece: &[u8], complete| rest.push((piece.to_vec(), complete)));
+        assert_eq!(rest, [(b"# ".to_vec(), false)]);
+        assert_eq!(console.guest(), 1);
     }
 
     #[test]
     fn input_reaches_the_guest_and_raises_its_interrupt() {
         let mut console = enabled(2);
-        let mut nothing = |_: &[u8]| {};
+        let mut nothing = |_: &[u8], _: bool| {};
         const RXIM: u32 = 1 << 4;
         const RTIM: u32 = 1 << 6;
         console
