@@ -22,6 +22,7 @@
 //! | `invalidation.rs` | the commands that mirror one CPU [`pgtable::TlbInvalidation`] |
 //! | `queue.rs` | PROD/CONS arithmetic with wrap bits, CMDQ_CONS.ERR, event-queue overflow, queue base registers, CMD_SYNC completion |
 //! | `event.rs` | decoding 32-byte event records into a log line |
+//! | `driver.rs` | (EL2) one SMMU brought up: registers, stream table and queues in pool memory, STEs attached, commands completed by CMD_SYNC, events drained |
 //! | `global_error.rs` | GERROR/GERRORN: active errors, what to do, the acknowledgement |
 //!
 //! # Bring-up (Linux's `arm_smmu_device_reset` order)
@@ -91,6 +92,8 @@
 //! both the CPUs and the SMMU have it, and log such faults with the engine's report.
 
 pub mod command;
+#[cfg(target_os = "none")]
+pub mod driver;
 pub mod event;
 pub mod global_error;
 pub mod invalidation;

@@ -1,0 +1,371 @@
+//! The EL2 half of the SMMUv3: one SMMU's registers, its stream table, command queue and
+//! event queue in pool memory, brought up in `iommu`'s documented order, then stage-2
+//! STEs installed for a guest's streams, commands issued and completed, events drained
+//! into the log. Every value written comes from the portable modules next to this one.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use platform::info::PhysRange;
+use spin::Mutex;
+
+use super::command::{Command, SyncSignal};
+use super::event::SmmuEvent;
+use super::global_error::GlobalErrors;
+use super::queue::{COMMAND_BYTES, EVENT_BYTES, QueueGeometry};
+use super::registers::{self as reg, SmmuFeatures, cr0, gbpa, irq_ctrl};
+use super::ste::{Stage2Config, Ste};
+use super::stream_table::{SteLocation, StreamTableLayout};
+use crate::arch::aarch64::sysreg;
+use crate::mm::FRAMES;
+
+/// Entries of each queue (2^8 commands = 4 KiB, 2^7 events = 4 KiB), capped by IDR1.
+const COMMAND_QUEUE_LOG2: u8 = 8;
+const EVENT_QUEUE_LOG2: u8 = 7;
+/// How long a register handshake or a CMD_SYNC may take before the SMMU is declared
+/// broken.
+const TIMEOUT_US: u64 = 100_000;
+const PAGE: u64 = 4096;
+
+/// Why an SMMU could not be brought up or used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmmuError {
+    /// It lacks what the hypervisor needs (see `registers::Incompatibility`).
+    Unsuitable(super::registers::Incompatibility),
+    /// The stream table cannot cover the assigned StreamIDs.
+    StreamTable(super::stream_table::StreamTableError),
+    /// The pool has no memory for its tables or queues.
+    NoMemory,
+    /// A register acknowledgement or a CMD_SYNC did not come.
+    Timeout(&'static str),
+    /// CMDQ_CONS.ERR: the SMMU refused a command.
+    CommandError(&'static str),
+}
+
+impl core::fmt::Display for SmmuError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Unsuitable(why) => write!(f, "unsuitable: {why:?}"),
+            Self::StreamTable(why) => write!(f, "stream table: {why:?}"),
+            Self::NoMemory => f.write_str("no pool memory for its tables and queues"),
+            Self::Timeout(what) => write!(f, "{what} did not complete"),
+            Self::CommandError(what) => write!(f, "command error: {what}"),
+        }
+    }
+}
+
+/// Commands and SYNCs issued, events read: the SMMU side of the TLBI counters.
+#[derive(Default)]
+pub struct SmmuCounters {
+    pub commands: AtomicU64,
+    pub syncs: AtomicU64,
+    pub events: AtomicU64,
+}
+
+/// One SMMU, brought up.
+pub struct Smmu {
+    base: usize,
+    pub features: SmmuFeatures,
+    queues: Mutex<Queues>,
+    pub counters: SmmuCounters,
+}
+
+struct Queues {
+    cmdq: QueueGeometry,
+    cmdq_memory: u64,
+    /// Our producer index (CMDQ_PROD as last written).
+    prod: u32,
+    evtq: QueueGeometry,
+    evtq_memory: u64,
+    stream_table: StreamTableLayout,
+    strtab_memory: u64,
+}
+
+fn read32(base: usize, offset: usize) -> u32 {
+    // SAFETY: `base` is an SMMU register frame the EL2 map holds as Device memory
+    // (mm::el2_map maps every DT SMMU), and each offset is a register inside its two
+    // 64 KiB pages; MMIO needs a volatile access.
+    unsafe { ((base + offset) as *const u32).read_volatile() }
+}
+
+fn write32(base: usize, offset: usize, value: u32) {
+    // SAFETY: as in `read32`.
+    unsafe { ((base + offset) as *mut u32).write_volatile(value) }
+}
+
+fn write64(base: usize, offset: usize, value: u64) {
+    // SAFETY: as in `read32`; the 64-bit registers written (STRTAB_BASE, CMDQ_BASE,
+    // EVTQ_BASE) allow 64-bit accesses (IHI 0070 §6.2).
+    unsafe { ((base + offset) as *mut u64).write_volatile(value) }
+}
+
+/// Zeroed pool memory of `bytes` (a power of two of pages), aligned to its size.
+fn zeroed_pool_memory(bytes: u64) -> Result<u64, SmmuError> {
+    let pages = bytes.div_ceil(PAGE).next_power_of_two() as usize;
+    let memory = FRAMES
+        .lock()
+        .alloc_contiguous(pages)
+        .ok_or(SmmuError::NoMemory)?;
+    // SAFETY: the frames were just handed out to us, identity-mapped RAM of the pool.
+    unsafe { core::ptr::write_bytes(memory as *mut u8, 0, pages * PAGE as usize) };
+    Ok(memory)
+}
+
+/// DSB ISH: stores to tables and queues are observable by the (coherent, IDR0.COHACC)
+/// SMMU before the register write or command that makes it look (IHI 0070 §3.21.1:
+/// the SMMU is an observer in the inner-shareable domain).
+fn publish_stores() {
+    // SAFETY: a barrier touches no memory.
+    unsafe { core::arch::asm!("dsb ish", options(nostack, preserves_flags)) };
+}
+
+impl Smmu {
+    /// Brings up the SMMU at `regs` for stage-2 translation of `stream_ids` (which must
+    /// fit its StreamID size), everything else aborting.
+    pub fn bring_up(regs: PhysRange, stream_ids: &[u32]) -> Result<Self, SmmuError> {
+        let base = regs.base as usize;
+        let features = SmmuFeatures::decode(
+            read32(base, reg::IDR0),
+            read32(base, reg::IDR1),
+            read32(base, reg::IDR5),
+        )
+        .with_idr3(read32(base, reg::IDR3));
+        let stream_table = StreamTableLayout::choose(
+            features.sid_bits,
+            features.two_level_stream_table,
+            stream_ids,
+        )
+        .map_err(SmmuError::StreamTable)?;
+        let queues = Self::allocate(&features, stream_table)?;
+        let smmu = Self {
+            base,
+            features,
+            queues: Mutex::new(queues),
+            counters: SmmuCounters::default(),
+        };
+        smmu.reset()?;
+        Ok(smmu)
+    }
+
+    fn allocate(
+        features: &SmmuFeatures,
+        stream_table: StreamTableLayout,
+    ) -> Result<Queues, SmmuError> {
+        let cmdq = QueueGeometry::new(COMMAND_QUEUE_LOG2.min(features.cmdq_max_log2))
+            .ok_or(SmmuError::Timeout("a command queue size"))?;
+        let evtq = QueueGeometry::new(EVENT_QUEUE_LOG2.min(features.evtq_max_log2))
+            .ok_or(SmmuError::Timeout("an event queue size"))?;
+        let strtab_memory = zeroed_pool_memory(stream_table.base_table_bytes())?;
+        let cmdq_memory = zeroed_pool_memory(cmdq.bytes(COMMAND_BYTES))?;
+        let evtq_memory = zeroed_pool_memory(evtq.bytes(EVENT_BYTES))?;
+        Ok(Queues {
+            cmdq,
+            cmdq_memory,
+            prod: 0,
+            evtq,
+            evtq_memory,
+            stream_table,
+            strtab_memory,
+        })
+    }
+
+    fn wait(&self, what: &'static str, done: impl FnMut() -> bool) -> Result<(), SmmuError> {
+        if sysreg::wait_until(done, TIMEOUT_US) {
+            Ok(())
+        } else {
+            Err(SmmuError::Timeout(what))
+        }
+    }
+
+    /// Writes CR0 and waits for CR0ACK to match (IHI 0070 §6.3.10).
+    fn set_cr0(&self, value: u32) -> Result<(), SmmuError> {
+        write32(self.base, reg::CR0, value);
+        self.wait("CR0ACK", || read32(self.base, reg::CR0ACK) == value)
+    }
+
+    /// The bring-up order of `iommu`'s module doc (Linux's `arm_smmu_device_reset`).
+    fn reset(&self) -> Result<(), SmmuError> {
+        let base = self.base;
+        // While SMMUEN = 0 incoming transactions follow GBPA: abort, never bypass.
+        self.wait("GBPA.UPDATE", || {
+            read32(base, reg::GBPA) & gbpa::UPDATE == 0
+        })?;
+        write32(base, reg::GBPA, gbpa::ABORT | gbpa::UPDATE);
+        self.wait("GBPA.UPDATE", || {
+            read32(base, reg::GBPA) & gbpa::UPDATE == 0
+        })?;
+        self.set_cr0(0)?;
+        write32(base, reg::IRQ_CTRL, 0);
+        self.wait("IRQ_CTRLACK", || read32(base, reg::IRQ_CTRLACK) == 0)?;
+        self.fill_stream_table_with_aborts();
+        publish_stores();
+        write32(base, reg::CR1, reg::cr1::COHERENT_WB);
+        write32(base, reg::CR2, reg::cr2::VALUE);
+        {
+            let q = self.queues.lock();
+            let strtab = q
+                .stream_table
+                .base(q.strtab_memory)
+                .map_err(SmmuError::StreamTable)?;
+            write64(base, reg::STRTAB_BASE, strtab);
+            write32(base, reg::STRTAB_BASE_CFG, q.stream_table.base_cfg());
+            let cmdq = q.cmdq.base_register(q.cmdq_memory, COMMAND_BYTES);
+            let evtq = q.evtq.base_register(q.evtq_memory, EVENT_BYTES);
+            let (Ok(cmdq), Ok(evtq)) = (cmdq, evtq) else {
+                return Err(SmmuError::NoMemory);
+            };
+            write64(base, reg::CMDQ_BASE, cmdq);
+            write32(base, reg::CMDQ_PROD, 0);
+            write32(base, reg::CMDQ_CONS, 0);
+            write64(base, reg::EVTQ_BASE, evtq);
+            write32(base, reg::EVTQ_PROD, 0);
+            write32(base, reg::EVTQ_CONS, 0);
+        }
+        self.set_cr0(cr0::EVTQEN | cr0::CMDQEN)?;
+        // Nothing cached from before the hypervisor survives.
+        let mut first = [
+            Command::cfgi_all(),
+            Command::tlbi_nsnh_all(),
+            Command::tlbi_el2_all(),
+        ];
+        let count = if self.features.hyp { 3 } else { 2 };
+        self.submit_and_sync(&mut first[..count])?;
+        write32(
+            base,
+            reg::IRQ_CTRL,
+            irq_ctrl::GERROR_IRQEN | irq_ctrl::EVTQ_IRQEN,
+        );
+        self.wait("IRQ_CTRLACK", || {
+            read32(base, reg::IRQ_CTRLACK) == irq_ctrl::GERROR_IRQEN | irq_ctrl::EVTQ_IRQEN
+        })?;
+        self.set_cr0(cr0::EVTQEN | cr0::CMDQEN | cr0::SMMUEN)
+    }
+
+    /// Every STE of a linear table aborts (a two-level table starts with every L1
+    /// descriptor invalid, which is zero, and aborts too).
+    fn fill_stream_table_with_aborts(&self) {
+        let q = self.queues.lock();
+        if q.stream_table.format() != super::stream_table::Format::Linear {
+            return;
+        }
+        let abort = Ste::abort().words();
+        for sid in 0..q.stream_table.stream_ids() {
+            let ste = (q.strtab_memory + sid * 64) as *mut [u64; 8];
+            // SAFETY: `sid` is below the table's entry count, so the 64-byte STE lies in
+            // the stream table's own zeroed pool memory.
+            unsafe { ste.write_volatile(abort) };
+        }
+    }
+
+    /// Installs a stage-2 STE for `stream_id` translating through `config` (the guest's
+    /// stage 2), in Linux's order for a live STE: words 1-7, CFGI_STE + SYNC, then word
+    /// 0 (V and Config) in one store, CFGI_STE + SYNC.
+    pub fn attach_stage2(&self, stream_id: u32, config: &Stage2Config) -> Result<(), SmmuError> {
+        let words = Ste::stage2(config).words();
+        let ste = self.ste_address(stream_id)?;
+        for (index, &word) in words.iter().enumerate().skip(1) {
+            // SAFETY: `ste_address` returned the 64-byte STE slot of `stream_id` in the
+            // stream table's pool memory.
+            unsafe { (ste as *mut u64).add(index).write_volatile(word) };
+        }
+        publish_stores();
+        self.submit_and_sync(&mut [Command::cfgi_ste(stream_id, true)])?;
+        // SAFETY: as above; one 64-bit store makes the STE valid at once.
+        unsafe { (ste as *mut u64).write_volatile(words[0]) };
+        publish_stores();
+        self.submit_and_sync(&mut [Command::cfgi_ste(stream_id, true)])
+    }
+
+    /// Where `stream_id`'s STE lives (linear tables only for now: two-level tables need
+    /// their L2 tables allocated first).
+    fn ste_address(&self, stream_id: u32) -> Result<u64, SmmuError> {
+        let q = self.queues.lock();
+        match q.stream_table.locate(stream_id) {
+            Some(SteLocation::Linear { index }) => Ok(q.strtab_memory + u64::from(index) * 64),
+            _ => Err(SmmuError::StreamTable(
+                super::stream_table::StreamTableError::StreamIdTooLarge { stream_id },
+            )),
+        }
+    }
+
+    /// Queues `commands`, then a CMD_SYNC, and waits until the SMMU has consumed the
+    /// SYNC (so every command before it completed, IHI 0070 §4.7.3).
+    pub fn submit_and_sync(&self, commands: &mut [Command]) -> Result<(), SmmuError> {
+        let mut q = self.queues.lock();
+        for command in commands
+            .iter()
+            .chain(core::iter::once(&Command::sync(SyncSignal::None)))
+        {
+            self.push(&mut q, *command)?;
+        }
+        let sync_position = q.prod;
+        publish_stores();
+        write32(self.base, reg::CMDQ_PROD, q.prod);
+        self.counters
+            .commands
+            .fetch_add(commands.len() as u64, Ordering::Relaxed);
+        self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+        let cmdq = q.cmdq;
+        drop(q);
+        let mut error = None;
+        let done = sysreg::wait_until(
+            || {
+                let cons = read32(self.base, reg::CMDQ_CONS);
+                let global = GlobalErrors::decode(
+                    read32(self.base, reg::GERROR),
+                    read32(self.base, reg::GERRORN),
+                );
+                if !global.is_empty() {
+                    error = Some(super::queue::CommandError::from_cons(cons).name());
+                    return true;
+                }
+                cmdq.has_consumed(cons, sync_position.wrapping_sub(1))
+            },
+            TIMEOUT_US,
+        );
+        match (done, error) {
+            (_, Some(what)) => Err(SmmuError::CommandError(what)),
+            (true, None) => Ok(()),
+            (false, None) => Err(SmmuError::Timeout("CMD_SYNC")),
+        }
+    }
+
+    /// Writes one command at PROD, waiting for room.
+    fn push(&self, q: &mut Queues, command: Command) -> Result<(), SmmuError> {
+        let cmdq = q.cmdq;
+        let prod = q.prod;
+        self.wait("command queue room", || {
+            !cmdq.is_full(prod, read32(self.base, reg::CMDQ_CONS))
+        })?;
+        let slot = q.cmdq_memory + u64::from(cmdq.index(q.prod)) * COMMAND_BYTES;
+        // SAFETY: the index is below the queue's entry count, so the 16-byte slot lies
+        // in the command queue's own pool memory; the SMMU reads it only once PROD
+        // moves past it.
+        unsafe { (slot as *mut [u64; 2]).write_volatile(command.words()) };
+        q.prod = cmdq.advance(q.prod, 1);
+        Ok(())
+    }
+
+    /// Reads every pending event record, hands each to `log`, and acknowledges them.
+    pub fn drain_events(&self, mut log: impl FnMut(&SmmuEvent)) -> usize {
+        let q = self.queues.lock();
+        let evtq = q.evtq;
+        let mut cons = read32(self.base, reg::EVTQ_CONS);
+        let prod = read32(self.base, reg::EVTQ_PROD);
+        let mut drained = 0;
+        while !evtq.is_empty(prod, cons) {
+            let slot = q.evtq_memory + u64::from(evtq.index(cons)) * EVENT_BYTES;
+            // SAFETY: the index is below the queue's entry count, so the 32-byte record
+            // lies in the event queue's own pool memory, written by the SMMU before it
+            // moved EVTQ_PROD past it.
+            let record = unsafe { (slot as *const [u64; 4]).read_volatile() };
+            log(&SmmuEvent::decode(record));
+            cons = evtq.advance(cons, 1);
+            drained += 1;
+        }
+        write32(self.base, reg::EVTQ_CONS, cons);
+        self.counters
+            .events
+            .fetch_add(drained as u64, Ordering::Relaxed);
+        drained
+    }
+}
