@@ -31,13 +31,16 @@
 #                           which is then not built (a copy of it, or another hypervisor's
 #                           arm64 Image such as Xen's)
 #   --check                 run the guest-side checks and power off (linux, direct)
-#   --probe-devices         (linux) give the guest hyp.probe= with the first and last word
-#                           of every device window of the board (from QEMU's own DTB for
+#   --probe-devices         (linux, selftest) give the guest the first and last word of
+#                           every device window of the board (from QEMU's own DTB for
 #                           this -cpu/-smp/-m, dumped with dumpdtb=), less the frames the
 #                           hypervisor emulates for the guest (GIC distributor, its vCPUs'
-#                           redistributors, the console PL011), for scripts/guest/isolation
-#                           (--guest-append hyp.isolation=1) to show each access is refused.
-#                           The windows and their probes are listed on standard error
+#                           redistributors, the console PL011): linux as hyp.probe=, for
+#                           scripts/guest/isolation (--guest-append hyp.isolation=1);
+#                           selftest as isolation_probe= in the test guest's bootargs (after
+#                           --guest-append), for its isolation_probe_addresses case. Either
+#                           shows each access is refused. The windows and their probes are
+#                           listed on standard error
 #   --timeout SECONDS       stop QEMU after this long (default: none interactively,
 #                           300 with --check and for none/selftest)
 #   --log FILE              also write the console to FILE (default: target/run.log)
@@ -148,11 +151,9 @@ fi
 if [ "$guest_cmdline_set" -eq 1 ] && [ "$mode" != linux ] && [ "$mode" != direct ]; then
     die_usage "--guest-cmdline is for the linux and direct modes"
 fi
-# Without the hypervisor (direct) the devices answer; the test guest (selftest) probes
-# 2 MiB windows of at most 8 isolation_probe= addresses, which device windows next to its
-# own console and GIC cannot be.
-[ "$probe_devices" -eq 0 ] || [ "$mode" = linux ] \
-    || die_usage "--probe-devices is for the linux mode"
+# Without the hypervisor (direct) the devices answer; the none mode boots no guest to probe them.
+[ "$probe_devices" -eq 0 ] || [ "$mode" = linux ] || [ "$mode" = selftest ] \
+    || die_usage "--probe-devices is for the linux and selftest modes"
 
 mem_mib() {
     case "$1" in
@@ -450,7 +451,12 @@ elif [ "$mode" = selftest ]; then
     [ -f "$target_dir/test-guest.bin" ] \
         || die_missing "$target_dir/test-guest.bin" "scripts/build-test-guest.sh builds it"
     # A crash region, so the selftests can check it stays unmapped.
-    # --guest-append becomes the test guest's /chosen/bootargs (e.g. isolation_probe=).
+    # --guest-append becomes the test guest's /chosen/bootargs (e.g. isolation_probe=), and
+    # --probe-devices adds the device probes there (the test guest's vCPUs are all -smp).
+    if [ "$probe_devices" -eq 1 ]; then
+        probes=$(device_probes)
+        guest_append="${guest_append:+$guest_append }isolation_probe=$probes"
+    fi
     guest_loader="guest-loader,addr=0x50000000,kernel=$target_dir/test-guest.bin"
     [ -n "$guest_append" ] && guest_loader="$guest_loader,bootargs=${guest_append//,/,,}"
     qemu+=(-append "crashkernel=32M${append:+ $append} selftest" -device "$guest_loader")

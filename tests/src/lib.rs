@@ -1,9 +1,20 @@
 //! Helpers for the QEMU tests: run `scripts/run.sh` and read what the hypervisor printed.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hyp_abi::console::{Line, LineKind, OUTCOME_PREFIX, Outcome};
+use hyp_abi::console::guest_devices::{self, GuestDevices};
+use hyp_abi::console::{Line, LineKind, OUTCOME_PREFIX, Outcome, facts, foreign_access};
+use hypervisor::vm::emulated_devices::EmulatedDevices;
+use hypervisor::vm::foreign_access::{ForeignTarget, HostDevice, HostMemoryMap};
+
+/// The hypervisor's log line for a refused guest access, up to what it hit.
+pub const REFUSED: &str = "guest access outside its memory refused: ";
+
+/// What `scripts/run.sh --probe-devices` prints on standard error before each device
+/// window: `run.sh: --probe-devices: PATH [BASE, END): ADDR ADDR` (or `: none (...)`).
+const PROBE_DEVICES_PREFIX: &str = "run.sh: --probe-devices: ";
 
 /// The repository root (the parent of this crate).
 pub fn repo_root() -> PathBuf {
@@ -81,6 +92,70 @@ impl Run {
     /// malformed).
     pub fn outcome(&self) -> Option<Outcome<'_>> {
         self.outcome_line().and_then(Outcome::parse)
+    }
+
+    /// The `foreign-access:` tally the hypervisor prints at power-off, as (kind, count).
+    pub fn foreign_access_tally(&self) -> Vec<(String, u64)> {
+        let line = self
+            .lines(LineKind::ForeignAccess)
+            .next()
+            .unwrap_or_else(|| panic!("no foreign-access tally\n{}", self.console));
+        if let Some(word) = line.words().next() {
+            panic!("bad tally entry {word:?}");
+        }
+        line.pairs()
+            .map(|(key, value)| {
+                let count = value
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad tally count {key}={value}"));
+                (key.to_string(), count)
+            })
+            .collect()
+    }
+
+    /// The count of `key` (`hyp_abi::console::foreign_access`) in the tally.
+    pub fn foreign_access_count(&self, key: &str) -> u64 {
+        let tally = self.foreign_access_tally();
+        tally
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, c)| *c)
+            .unwrap_or_else(|| panic!("no {key} in the tally {tally:?}"))
+    }
+
+    /// How often the hypervisor's log names each device path as the target of a refused
+    /// access (`... refused: device /fw-cfg@9020000 at IPA ...`).
+    pub fn refused_devices(&self) -> BTreeMap<String, usize> {
+        let mut logged = BTreeMap::new();
+        for line in self.hypervisor_lines() {
+            if let Some((_, rest)) = line.split_once(&format!("{REFUSED}device ")) {
+                let path = rest.split(' ').next().unwrap_or_default().to_string();
+                *logged.entry(path).or_insert(0) += 1;
+            }
+        }
+        logged
+    }
+
+    /// The addresses `scripts/run.sh --probe-devices` gave the guest, in order, from the
+    /// windows it listed on standard error.
+    pub fn listed_device_probes(&self) -> Vec<u64> {
+        self.stderr
+            .lines()
+            .filter_map(|line| line.strip_prefix(PROBE_DEVICES_PREFIX))
+            .filter_map(|rest| rest.split_once(" [")?.1.split_once("): "))
+            .flat_map(|(_, probes)| {
+                let probes = if probes.starts_with("none") {
+                    ""
+                } else {
+                    probes
+                };
+                probes.split_whitespace().map(|addr| {
+                    addr.strip_prefix("0x")
+                        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+                        .unwrap_or_else(|| panic!("bad probe address {addr:?} from run.sh"))
+                })
+            })
+            .collect()
     }
 
     /// Panics with the console attached, so a failing test shows what the guest saw.
@@ -178,4 +253,98 @@ pub fn compile_dts(dir: &Path, name: &str, dts: &str) -> PathBuf {
         .expect("dtc");
     assert!(status.success(), "dtc could not compile {name}");
     out
+}
+
+/// The guest's emulated devices, from what the hypervisor printed (its `guest-devices:`
+/// emulated list and vCPU count) and the GIC's redistributor region in the host DT
+/// `dtb` (the GICv3 binding's second `reg` entry).
+pub fn emulated_devices(run: &Run, dtb: &[u8]) -> EmulatedDevices {
+    let line = run
+        .console
+        .lines()
+        .find_map(GuestDevices::parse)
+        .unwrap_or_else(|| panic!("no guest-devices line\n{}", run.console));
+    let base = |kind| {
+        line.emulated
+            .iter()
+            .find(|d| d.name == kind)
+            .and_then(|d| d.base)
+            .unwrap_or_else(|| panic!("no emulated {kind} in {line}"))
+    };
+    let distributor = base(guest_devices::GICV3);
+    let devices = HostDevice::from_dtb(dtb, &[]).expect("QEMU's DTB");
+    let gic = devices
+        .iter()
+        .find(|d| d.windows.iter().any(|w| w.contains(distributor)))
+        .expect("a host device holds the distributor");
+    let vcpus: usize = run
+        .fact(facts::GUEST_VCPUS)
+        .and_then(|n| n.parse().ok())
+        .expect("guest_vcpus fact");
+    EmulatedDevices {
+        distributor,
+        redistributors: gic.windows.get(1).expect("a GICR region").base,
+        vcpus,
+        uart: Some(base(guest_devices::PL011)),
+        uart_intid: None,
+    }
+}
+
+/// Checks a run whose guest read and wrote each of `probes` (the device probes of
+/// `scripts/run.sh --probe-devices`) once, against the board's own DTB `dtb`: every
+/// probe is in a device window and in none of the guest's emulated frames; every window
+/// not wholly emulated has a probe; the hypervisor named each probed device exactly once
+/// (and nothing else as a device) and counted 2 device accesses per probe. Returns how
+/// many probes each device path got.
+pub fn assert_device_probes_refused(
+    run: &Run,
+    dtb: &[u8],
+    probes: &[u64],
+) -> BTreeMap<String, usize> {
+    let console = &run.console;
+    assert!(!probes.is_empty(), "no device probes\n{console}");
+    let emulated: Vec<_> = emulated_devices(run, dtb).ranges().collect();
+    let map = HostMemoryMap {
+        devices: HostDevice::from_dtb(dtb, &emulated).expect("QEMU's DTB"),
+        ..HostMemoryMap::default()
+    };
+    // Every probe is a device's, none is in a frame the guest has emulated.
+    let mut probed: BTreeMap<String, usize> = BTreeMap::new();
+    for &probe in probes {
+        assert!(
+            !emulated.iter().any(|frame| frame.contains(probe)),
+            "{probe:#x} is in one of the guest's emulated frames {emulated:x?}"
+        );
+        match map.classify(probe) {
+            ForeignTarget::Device(hit) => *probed.entry(hit.path.to_string()).or_insert(0) += 1,
+            other => panic!("{probe:#x} is no device's window: {other}"),
+        }
+    }
+    // Every window of the board that is not wholly emulated has a probe.
+    for device in &map.devices {
+        for window in &device.windows {
+            let emulated_whole = emulated.iter().any(|frame| frame.contains_range(window));
+            assert!(
+                emulated_whole || probes.iter().any(|&p| window.contains(p)),
+                "{} [{:#x}, {:#x}) was not probed",
+                device.path,
+                window.base,
+                window.end()
+            );
+        }
+    }
+    // The hypervisor named each probed device exactly once, and nothing else as a device.
+    let once: BTreeMap<String, usize> = probed.keys().map(|path| (path.clone(), 1)).collect();
+    assert_eq!(
+        run.refused_devices(),
+        once,
+        "devices logged vs probed\n{console}"
+    );
+    // Each probe is a read and a write, each counted as a device access.
+    assert_eq!(
+        run.foreign_access_count(foreign_access::DEVICE),
+        2 * probes.len() as u64,
+        "device accesses\n{console}"
+    );
+    probed
 }

@@ -7,35 +7,8 @@
 //! `scripts/run.sh --probe-devices` the guest also probes every device window of the board
 //! it was not given, and the hypervisor must name each device by its DT path, once.
 
-use std::collections::BTreeMap;
-
-use hyp_abi::console::guest_devices::{self, GuestDevices};
-use hyp_abi::console::{LineKind, facts, foreign_access};
-use hypervisor::vm::emulated_devices::EmulatedDevices;
-use hypervisor::vm::foreign_access::{ForeignTarget, HostDevice, HostMemoryMap};
-use qemu_tests::{Run, run};
-
-/// The hypervisor's log line for a refused access, up to what it hit.
-const REFUSED: &str = "guest access outside its memory refused: ";
-
-/// The `foreign-access:` tally the hypervisor prints at power-off, as (kind, count).
-fn tally(run: &Run) -> Vec<(String, u64)> {
-    let line = run
-        .lines(LineKind::ForeignAccess)
-        .next()
-        .unwrap_or_else(|| panic!("no foreign-access tally\n{}", run.console));
-    if let Some(word) = line.words().next() {
-        panic!("bad tally entry {word:?}");
-    }
-    line.pairs()
-        .map(|(key, value)| {
-            let count = value
-                .parse()
-                .unwrap_or_else(|_| panic!("bad tally count {key}={value}"));
-            (key.to_string(), count)
-        })
-        .collect()
-}
+use hyp_abi::console::foreign_access;
+use qemu_tests::{REFUSED, Run, run};
 
 /// A `linux` run of the isolation script on 2 GiB (and `extra` run.sh options): the
 /// guest's own verdict is a pass and no access went through.
@@ -76,16 +49,6 @@ fn isolation_run(
     run
 }
 
-/// The number of `key` in the tally.
-fn tally_count(run: &Run, key: &str) -> u64 {
-    let tally = tally(run);
-    tally
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, c)| *c)
-        .unwrap_or_else(|| panic!("no {key} in the tally {tally:?}"))
-}
-
 /// The accesses the guest made: `guest-isolation: H hole(s), N access(es), ...`.
 fn guest_accesses(run: &Run) -> u64 {
     run.guest_lines(1)
@@ -104,10 +67,10 @@ fn guest_accesses(run: &Run) -> u64 {
 
 /// Each kind the guest reached is logged exactly once and counted as often as probed.
 fn assert_kinds(run: &Run, kinds: &[(&str, &str)]) {
-    let tally = tally(run);
+    let tally = run.foreign_access_tally();
     for &(key, name) in kinds {
         assert!(
-            tally_count(run, key) >= 2,
+            run.foreign_access_count(key) >= 2,
             "{key}: want a refused read and write, tally {tally:?}\n{}",
             run.console
         );
@@ -190,54 +153,6 @@ fn requested_probes(run: &Run) -> Vec<u64> {
         .collect()
 }
 
-/// The guest's emulated devices, from what the hypervisor printed (its `guest-devices:`
-/// emulated list and vCPU count) and the GIC's redistributor region in the host DT (the
-/// GICv3 binding's second `reg` entry).
-fn emulated_devices(run: &Run, dtb: &[u8]) -> EmulatedDevices {
-    let line = run
-        .console
-        .lines()
-        .find_map(GuestDevices::parse)
-        .unwrap_or_else(|| panic!("no guest-devices line\n{}", run.console));
-    let base = |kind| {
-        line.emulated
-            .iter()
-            .find(|d| d.name == kind)
-            .and_then(|d| d.base)
-            .unwrap_or_else(|| panic!("no emulated {kind} in {line}"))
-    };
-    let distributor = base(guest_devices::GICV3);
-    let devices = HostDevice::from_dtb(dtb, &[]).expect("QEMU's DTB");
-    let gic = devices
-        .iter()
-        .find(|d| d.windows.iter().any(|w| w.contains(distributor)))
-        .expect("a host device holds the distributor");
-    let vcpus: usize = run
-        .fact(facts::GUEST_VCPUS)
-        .and_then(|n| n.parse().ok())
-        .expect("guest_vcpus fact");
-    EmulatedDevices {
-        distributor,
-        redistributors: gic.windows.get(1).expect("a GICR region").base,
-        vcpus,
-        uart: Some(base(guest_devices::PL011)),
-        uart_intid: None,
-    }
-}
-
-/// How often the hypervisor's log names each device path as the target of a refused
-/// access (`... refused: device /fw-cfg@9020000 at IPA ...`).
-fn logged_devices(run: &Run) -> BTreeMap<String, usize> {
-    let mut logged = BTreeMap::new();
-    for line in run.hypervisor_lines() {
-        if let Some((_, rest)) = line.split_once(&format!("{REFUSED}device ")) {
-            let path = rest.split(' ').next().unwrap_or_default().to_string();
-            *logged.entry(path).or_insert(0) += 1;
-        }
-    }
-    logged
-}
-
 #[test]
 fn devmem_cannot_reach_any_device_window_the_guest_was_not_given() {
     let run = isolation_run(
@@ -247,53 +162,21 @@ fn devmem_cannot_reach_any_device_window_the_guest_was_not_given() {
         "",
         &["--smp", "2", "--probe-devices"],
     );
-    let probes = requested_probes(&run);
-    let console = &run.console;
-    assert!(!probes.is_empty(), "no device probes requested\n{console}");
-    // The board as the hypervisor saw it: QEMU's DTB for the same machine.
+    // What the guest was given: run.sh's list on standard error. The guest's own
+    // `requested probe` lines only confirm it (the console can split a guest line that a
+    // hypervisor warning interrupts, so one may not parse).
+    let probes = run.listed_device_probes();
+    let requested = requested_probes(&run);
+    assert!(
+        !requested.is_empty() && requested.iter().all(|p| probes.contains(p)),
+        "the guest probed {requested:x?}, run.sh listed {probes:x?}"
+    );
+    // The board as the hypervisor saw it: QEMU's DTB for the same machine. Every probe
+    // refused, each probed device named once, two device accesses counted per probe.
     let dtb = std::fs::read(qemu_tests::qemu_dtb("isolation-devices", "max", "2", "2G"))
         .expect("QEMU's DTB");
-    let emulated: Vec<_> = emulated_devices(&run, &dtb).ranges().collect();
-    let map = HostMemoryMap {
-        devices: HostDevice::from_dtb(&dtb, &emulated).expect("QEMU's DTB"),
-        ..HostMemoryMap::default()
-    };
-    // Every probe is a device's, none is in a frame the guest has emulated.
-    let mut probed: BTreeMap<String, usize> = BTreeMap::new();
-    for &probe in &probes {
-        assert!(
-            !emulated.iter().any(|frame| frame.contains(probe)),
-            "{probe:#x} is in one of the guest's emulated frames {emulated:x?}"
-        );
-        match map.classify(probe) {
-            ForeignTarget::Device(hit) => *probed.entry(hit.path.to_string()).or_insert(0) += 1,
-            other => panic!("{probe:#x} is no device's window: {other}"),
-        }
-    }
-    // Every window of the board that is not wholly emulated has a probe.
-    for device in &map.devices {
-        for window in &device.windows {
-            let emulated_whole = emulated.iter().any(|frame| frame.contains_range(window));
-            assert!(
-                emulated_whole || probes.iter().any(|&p| window.contains(p)),
-                "{} [{:#x}, {:#x}) was not probed",
-                device.path,
-                window.base,
-                window.end()
-            );
-        }
-    }
-    // The hypervisor named each probed device exactly once, and nothing else as a device.
-    let logged = logged_devices(&run);
-    let once: BTreeMap<String, usize> = probed.keys().map(|path| (path.clone(), 1)).collect();
-    assert_eq!(logged, once, "devices logged vs probed\n{console}");
-    // Each probe is a read and a write, each counted as a device access.
-    assert_eq!(
-        tally_count(&run, foreign_access::DEVICE),
-        2 * probes.len() as u64,
-        "device accesses\n{console}"
-    );
-    let refused: u64 = tally(&run).iter().map(|(_, c)| c).sum();
+    let probed = qemu_tests::assert_device_probes_refused(&run, &dtb, &probes);
+    let refused: u64 = run.foreign_access_tally().iter().map(|(_, c)| c).sum();
     assert_eq!(
         refused,
         guest_accesses(&run),

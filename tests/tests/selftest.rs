@@ -1,7 +1,10 @@
 //! `scripts/run.sh selftest`: the EL2 selftests, then the EL1 test guest checking the
 //! hypercalls, permission faults, splits, collapses, concurrent changes, isolation and
 //! the two-vCPU stress run from inside. The run exits 0 only when the combined summary
-//! reports no failure; the stress and isolation counts are checked here too.
+//! reports no failure; the stress and isolation counts are checked here too. With
+//! `--probe-devices` the test guest also reads and writes every device window of the
+//! board it was not given (`isolation_probe=`), and the hypervisor must refuse each
+//! access, name each device once and count them all.
 
 use hyp_abi::console::{LineKind, cpu, exits, facts, foreign_access, vgic_stats};
 use qemu_tests::run;
@@ -9,22 +12,46 @@ use qemu_tests::run;
 /// CPUs every selftest run has: every one runs EL2 with its MMU on.
 const SMP: usize = 4;
 
+/// RAM of every selftest run.
+const MEM: &str = "4G";
+
+/// A selftest run without device probes: everything passes, the test guest's
+/// `isolation_probe_addresses` is skipped (no `isolation_probe=`) and nothing touched a
+/// device window.
 fn selftest(name: &str, cpu: &str) -> qemu_tests::Run {
-    let smp = SMP.to_string();
-    let run = run(
-        name,
-        &[
-            "selftest",
-            "--cpu",
-            cpu,
-            "--smp",
-            &smp,
-            "--mem",
-            "4G",
-            "--timeout",
-            "300",
-        ],
+    let run = selftest_with(name, cpu, &[]);
+    assert!(
+        run.guest_lines(1)
+            .any(|l| l.starts_with("selftest: isolation_probe_addresses ... skipped: ")),
+        "{}",
+        run.console
     );
+    assert_eq!(
+        run.foreign_access_count(foreign_access::DEVICE),
+        0,
+        "{}",
+        run.console
+    );
+    run
+}
+
+/// `scripts/run.sh selftest` with `extra` options on `cpu`: every test passes and the
+/// counts agree.
+fn selftest_with(name: &str, cpu: &str, extra: &[&str]) -> qemu_tests::Run {
+    let smp = SMP.to_string();
+    let mut args = vec![
+        "selftest",
+        "--cpu",
+        cpu,
+        "--smp",
+        &smp,
+        "--mem",
+        MEM,
+        "--timeout",
+        "300",
+    ];
+    args.extend_from_slice(extra);
+    let run = run(name, &args);
     run.assert_success();
     for test in [
         "el2_every_cpu_runs_the_mmu",
@@ -202,9 +229,41 @@ fn check_isolation(run: &qemu_tests::Run) {
             .unwrap_or_else(|| panic!("no number for {kind:?} in {tally}"));
         assert!(count >= 2, "{kind}: {tally}");
     }
-    // The test guest probes no device window (`isolation_probe=` takes 2 MiB windows, which
-    // the board's devices share with the guest's own console and GIC), but the key is there.
+    // Device windows are the test guest's `isolation_probe=` addresses alone (checked by
+    // the callers), but the key is always there.
     assert!(tally.number(foreign_access::DEVICE).is_some(), "{tally}");
+}
+
+/// `--probe-devices`: run.sh gives the test guest the first and last word of every
+/// device window of the board it was not given (`isolation_probe=`), and the guest reads
+/// and writes each through its own 4 KiB Device page.
+#[test]
+fn selftest_probes_every_device_window_the_guest_was_not_given() {
+    let name = "selftest-devices";
+    let run = selftest_with(name, "max", &["--probe-devices"]);
+    let probes = run.listed_device_probes();
+    assert!(
+        !probes.is_empty(),
+        "run.sh listed no device probes\n{}",
+        run.stderr
+    );
+    // The guest probed every address run.sh listed, and left none out.
+    let note = ok_note(&run, "isolation_probe_addresses");
+    let probed: u64 = note
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no address count in {note:?}"));
+    assert_eq!(probed, probes.len() as u64, "{note}");
+    assert!(!note.contains("not probed"), "{note}");
+    // Each refused as a device's window, each device named once, 2 accesses per probe.
+    let dtb = std::fs::read(qemu_tests::qemu_dtb(name, "max", &SMP.to_string(), MEM))
+        .expect("QEMU's DTB");
+    let devices = qemu_tests::assert_device_probes_refused(&run, &dtb, &probes);
+    eprintln!(
+        "{name}: the test guest probed {probed} addresses of {} devices, each refused and named once",
+        devices.len()
+    );
 }
 
 fn retried_faults(run: &qemu_tests::Run) -> u64 {

@@ -447,7 +447,7 @@ mod tests {
         let blob = Builder::new()
             .begin("")
             .begin("chosen")
-            .prop("bootargs", Value::Str("isolation_probe=0x1,nope"))
+            .prop("bootargs", Value::Str("isolation_probe=0x4,nope"))
             .end()
             .end()
             .finish();

@@ -26,8 +26,9 @@
 //!   the highest free run of them in one RAM range (or none).
 //!
 //! Outside guest RAM, [`isolation_probes`] picks the 2 MiB windows the isolation test
-//! reads and writes, all derived from the memory map (and `isolation_probe=` addresses,
-//! [`parse_probe_args`]).
+//! reads and writes, all derived from the memory map; [`address_probes`] checks the
+//! addresses `isolation_probe=` names ([`parse_probe_args`]), which the guest probes at
+//! that exact word through one 4 KiB page each.
 
 use core::fmt;
 
@@ -209,42 +210,127 @@ fn highest_block(ram: &[Range], size: u64, accept: impl Fn(Range) -> bool) -> Op
 pub const PROBE_SPAN_ABOVE_RAM: u64 = 512 << 20;
 /// The far probe: the end of guest RAM rounded up to 1 GiB, plus this.
 pub const FAR_PROBE_DISTANCE: u64 = 4 << 30;
-/// Most addresses `isolation_probe=` may give.
-pub const MAX_PROBE_ARGS: usize = 8;
+/// Most addresses `isolation_probe=` may give (`scripts/run.sh --probe-devices` passes
+/// 86 on QEMU's virt board).
+pub const MAX_PROBE_ARGS: usize = 128;
 /// Most runs of adjacent windows (one after each RAM range, the span above RAM, the far
-/// window, the bootargs windows).
-pub const MAX_PROBE_SPANS: usize = crate::dtinfo::MAX_RAM_RANGES + 2 + MAX_PROBE_ARGS;
+/// window). The `isolation_probe=` addresses are single pages, not windows: see
+/// [`address_probes`].
+pub const MAX_PROBE_SPANS: usize = crate::dtinfo::MAX_RAM_RANGES + 2;
+
+/// Something of the guest's own, which an `isolation_probe=` address must not be in:
+/// an access there is no access outside the guest (RAM works, the emulated GIC and UART
+/// answer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Own {
+    #[default]
+    Ram,
+    Distributor,
+    Redistributors,
+    Console,
+}
+
+impl fmt::Display for Own {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Ram => "guest RAM",
+            Self::Distributor => "the guest's GIC distributor",
+            Self::Redistributors => "the guest's redistributor frames",
+            Self::Console => "the guest's console UART",
+        })
+    }
+}
+
+/// A range of the guest's own, and what it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct OwnRange {
+    pub range: Range,
+    pub what: Own,
+}
 
 /// Why an address given with `isolation_probe=` is not probed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Rejection {
-    /// Its 2 MiB window overlaps guest RAM or the guest's console.
+    /// Its 4 KiB page overlaps something of the guest's own.
     #[default]
-    TouchesGuestMemory,
-    /// Its 2 MiB window ends beyond the guest's address space.
+    NotOutside,
+    /// Its page ends beyond the guest's address space (the stage-1 map cannot reach it).
     BeyondAddressSpace,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct RejectedProbe {
     pub address: u64,
-    pub window: Range,
+    pub page: Range,
     pub why: Rejection,
+    /// What the page overlaps (with [`Rejection::NotOutside`]).
+    pub own: Option<OwnRange>,
 }
 
 impl fmt::Display for RejectedProbe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "isolation_probe={:#x}: its 2 MiB window {} {}",
-            self.address,
-            self.window,
-            match self.why {
-                Rejection::TouchesGuestMemory => "touches the guest's own memory",
-                Rejection::BeyondAddressSpace => "is beyond the guest's address space",
+            "isolation_probe={:#x}: its page {} ",
+            self.address, self.page
+        )?;
+        match (self.why, self.own) {
+            (Rejection::NotOutside, Some(own)) => write!(f, "overlaps {} {}", own.what, own.range),
+            (Rejection::NotOutside, None) => f.write_str("is the guest's own"),
+            (Rejection::BeyondAddressSpace, _) => {
+                f.write_str("is beyond the guest's address space")
             }
-        )
+        }
     }
+}
+
+/// The `isolation_probe=` addresses the guest probes and those it leaves out.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AddressProbes {
+    /// In the order given (an address given twice is probed twice).
+    pub addresses: List<u64, MAX_PROBE_ARGS>,
+    pub rejected: List<RejectedProbe, MAX_PROBE_ARGS>,
+}
+
+impl AddressProbes {
+    /// The distinct 4 KiB pages the addresses are in.
+    pub fn pages(&self) -> usize {
+        let pages = |i: usize| self.addresses.as_slice()[i] & !(PAGE_SIZE - 1);
+        (0..self.addresses.len())
+            .filter(|&i| (0..i).all(|j| pages(j) != pages(i)))
+            .count()
+    }
+}
+
+/// Sorts the `isolation_probe=` addresses `args` into those to probe and those not: an
+/// address whose 4 KiB page overlaps one of `own` (the guest's RAM, its GIC distributor
+/// and redistributor frames, its console), or ends past `limit` (one past the highest
+/// address the guest can reach), is left out. Everything else is probed, at that exact
+/// word: a device window next to the guest's console or GIC frames too.
+pub fn address_probes(own: &[OwnRange], limit: u64, args: &[u64]) -> AddressProbes {
+    let mut probes = AddressProbes::default();
+    for &address in args {
+        let page = Range::new(address & !(PAGE_SIZE - 1), PAGE_SIZE);
+        let mine = own.iter().find(|o| o.range.overlaps(&page)).copied();
+        let why = if mine.is_some() {
+            Some(Rejection::NotOutside)
+        } else if page.end().is_none_or(|end| end > limit) {
+            Some(Rejection::BeyondAddressSpace)
+        } else {
+            None
+        };
+        // Both lists hold MAX_PROBE_ARGS, as many as `args` (parse_probe_args) can.
+        let _ = match why {
+            Some(why) => probes.rejected.push(RejectedProbe {
+                address,
+                page,
+                why,
+                own: mine,
+            }),
+            None => probes.addresses.push(address),
+        };
+    }
+    probes
 }
 
 /// The 2 MiB windows the isolation test reads and writes, none of them touching guest
@@ -257,9 +343,6 @@ pub struct IsolationProbes {
     pub after_ranges: u64,
     pub above_ram: u64,
     pub far: Option<u64>,
-    pub from_args: u64,
-    /// Addresses from `isolation_probe=` that were not taken.
-    pub rejected: List<RejectedProbe, MAX_PROBE_ARGS>,
     /// More runs than [`MAX_PROBE_SPANS`]: some windows were left out.
     pub overflow: bool,
 }
@@ -306,22 +389,15 @@ impl IsolationProbes {
 
 /// The isolation test's windows, from the guest's RAM ranges (`ram`, sorted and merged,
 /// as the device tree gives them), the guest's own device ranges (`devices`: a window
-/// touching one is not "outside"), the highest address + 1 the guest can reach
-/// (`limit`) and the addresses given with `isolation_probe=` (`extra`):
+/// touching one is not "outside") and the highest address + 1 the guest can reach
+/// (`limit`):
 /// - the first whole 2 MiB window after each RAM range;
 /// - every 2 MiB-aligned window from the end of the highest RAM range up to that end
 ///   plus [`PROBE_SPAN_ABOVE_RAM`];
-/// - one far window, at that end rounded up to 1 GiB plus [`FAR_PROBE_DISTANCE`];
-/// - the 2 MiB window around each `extra` address (rejected, not probed, when it
-///   touches guest memory or passes `limit`).
+/// - one far window, at that end rounded up to 1 GiB plus [`FAR_PROBE_DISTANCE`].
 ///
-/// Generated windows that touch guest memory or pass `limit` are left out.
-pub fn isolation_probes(
-    ram: &[Range],
-    devices: &[Range],
-    limit: u64,
-    extra: &[u64],
-) -> IsolationProbes {
+/// Windows that touch guest memory or pass `limit` are left out.
+pub fn isolation_probes(ram: &[Range], devices: &[Range], limit: u64) -> IsolationProbes {
     let mut probes = IsolationProbes::default();
     let touches_guest = |w: &Range| ram.iter().chain(devices).any(|r| r.overlaps(w));
     let usable = |base: u64| {
@@ -359,30 +435,6 @@ pub fn isolation_probes(
             probes.far = Some(window.base);
         }
     }
-    for &address in extra {
-        let window = Range::new(address & !(BLOCK_2M - 1), BLOCK_2M);
-        let why = if touches_guest(&window) {
-            Some(Rejection::TouchesGuestMemory)
-        } else if window.end().is_none_or(|end| end > limit) {
-            Some(Rejection::BeyondAddressSpace)
-        } else {
-            None
-        };
-        match why {
-            Some(why) => {
-                let _ = probes.rejected.push(RejectedProbe {
-                    address,
-                    window,
-                    why,
-                });
-            }
-            None => {
-                if probes.add(window) {
-                    probes.from_args += 1;
-                }
-            }
-        }
-    }
     crate::dtinfo::merge(&mut probes.spans);
     probes
 }
@@ -395,6 +447,9 @@ pub const PROBE_OPTION: &[u8] = b"isolation_probe=";
 pub enum ProbeArgError {
     /// Not a hex number (optionally `0x`-prefixed) that fits in 64 bits; the text given.
     BadAddress(Text<40>),
+    /// Not 4-byte aligned: the probes are 32-bit loads and stores, which must be aligned
+    /// on the Device page they go through.
+    Unaligned(u64),
     TooMany,
 }
 
@@ -405,13 +460,18 @@ impl fmt::Display for ProbeArgError {
                 f,
                 "isolation_probe: '{text}' is not a hex address (ADDR[,ADDR...], e.g. 0x13e000000)"
             ),
+            Self::Unaligned(address) => write!(
+                f,
+                "isolation_probe: {address:#x} is not 4-byte aligned (each address is probed with a 32-bit load and store)"
+            ),
             Self::TooMany => write!(f, "isolation_probe: more than {MAX_PROBE_ARGS} addresses"),
         }
     }
 }
 
 /// The addresses of every `isolation_probe=` option in a command line (options are
-/// separated by whitespace; each may list several comma-separated hex addresses).
+/// separated by whitespace; each may list several comma-separated hex addresses, each
+/// 4-byte aligned).
 pub fn parse_probe_args(bootargs: &[u8]) -> Result<List<u64, MAX_PROBE_ARGS>, ProbeArgError> {
     let mut addresses = List::new();
     let options = bootargs
@@ -425,6 +485,9 @@ pub fn parse_probe_args(bootargs: &[u8]) -> Result<List<u64, MAX_PROBE_ARGS>, Pr
                 let _ = fmt::Write::write_str(&mut text, shown);
                 ProbeArgError::BadAddress(text)
             })?;
+            if address % 4 != 0 {
+                return Err(ProbeArgError::Unaligned(address));
+            }
             if !addresses.push(address) {
                 return Err(ProbeArgError::TooMany);
             }
@@ -580,7 +643,7 @@ mod tests {
         for pair in p.spans.as_slice().windows(2) {
             assert!(pair[0].end_saturating() < pair[1].base, "{:?}", p.spans);
         }
-        let counted = p.after_ranges + p.above_ram + u64::from(p.far.is_some()) + p.from_args;
+        let counted = p.after_ranges + p.above_ram + u64::from(p.far.is_some());
         assert_eq!(counted, p.windows());
     }
 
@@ -588,7 +651,7 @@ mod tests {
     fn probes_one_bank() {
         let ram = [Range::new(0x4000_0000, 2 * G)];
         let limit = 1 << 40;
-        let p = isolation_probes(&ram, &[UART], limit, &[]);
+        let p = isolation_probes(&ram, &[UART], limit);
         check_invariants(&p, &ram, &[UART], limit);
         assert_eq!(p.after_ranges, 1);
         assert_eq!(p.above_ram, M512 / M2 - 1);
@@ -598,7 +661,7 @@ mod tests {
             p.spans.as_slice(),
             [Range::new(0xc000_0000, M512), Range::new(0x1_c000_0000, M2)]
         );
-        assert!(p.rejected.is_empty() && !p.overflow);
+        assert!(!p.overflow);
     }
 
     #[test]
@@ -612,7 +675,7 @@ mod tests {
             Range::new(0x1_0000_0000, 0x3800_0000),
         ];
         let limit = 1 << 44;
-        let p = isolation_probes(&ram, &[UART], limit, &[]);
+        let p = isolation_probes(&ram, &[UART], limit);
         check_invariants(&p, &ram, &[UART], limit);
         // After RAM 0 (the image), not after RAM 1 (RAM 2 starts 1 MiB later), after
         // RAM 2 (the crash region) and after RAM 3 (the pool).
@@ -629,7 +692,7 @@ mod tests {
     fn probes_two_banks_with_a_hole() {
         let ram = [Range::new(0x4000_0000, G), Range::new(0x1_0000_0000, G)];
         let limit = 1 << 40;
-        let p = isolation_probes(&ram, &[], limit, &[]);
+        let p = isolation_probes(&ram, &[], limit);
         check_invariants(&p, &ram, &[], limit);
         assert_eq!(p.after_ranges, 2);
         assert_eq!(windows(&p)[0], 0x8000_0000);
@@ -641,7 +704,7 @@ mod tests {
             Range::new(0x4000_0000, 0x3ff0_0000),
             Range::new(0x8000_0000, G),
         ];
-        let p = isolation_probes(&ram, &[], limit, &[]);
+        let p = isolation_probes(&ram, &[], limit);
         check_invariants(&p, &ram, &[], limit);
         assert_eq!(p.after_ranges, 1);
         assert_eq!(windows(&p)[0], 0xc000_0000);
@@ -651,7 +714,7 @@ mod tests {
     fn probes_an_unaligned_end() {
         let ram = [Range::new(0x4000_0000, 0xff10_0000)];
         let end = 0x1_3f10_0000;
-        let p = isolation_probes(&ram, &[], 1 << 40, &[]);
+        let p = isolation_probes(&ram, &[], 1 << 40);
         check_invariants(&p, &ram, &[], 1 << 40);
         let all = windows(&p);
         // The window holding the end is RAM; the next ones start below end + 512 MiB.
@@ -665,55 +728,122 @@ mod tests {
         let limit: u64 = 1 << 40;
         // 256 MiB below the limit: 128 windows, no far one.
         let ram = [Range::new(limit - G, 0x3000_0000)];
-        let p = isolation_probes(&ram, &[], limit, &[]);
+        let p = isolation_probes(&ram, &[], limit);
         check_invariants(&p, &ram, &[], limit);
         assert_eq!(p.windows(), (256 << 20) / M2);
         assert_eq!(p.far, None);
         // RAM up to the limit: nothing above it to probe.
         let ram = [Range::new(limit - G, G)];
-        let p = isolation_probes(&ram, &[], limit, &[]);
+        let p = isolation_probes(&ram, &[], limit);
         assert_eq!(p.windows(), 0);
         // RAM at the very top of the 64-bit space, and a range whose end wraps.
         for ram in [
             [Range::new(u64::MAX - 4 * M2 + 1, 2 * M2)],
             [Range::new(u64::MAX - M2 + 1, M2)],
         ] {
-            let p = isolation_probes(&ram, &[], u64::MAX, &[u64::MAX]);
+            let p = isolation_probes(&ram, &[], u64::MAX);
             check_invariants(&p, &ram, &[], u64::MAX);
             assert_eq!(p.far, None);
         }
     }
 
     #[test]
-    fn probes_from_bootargs() {
-        let ram = [Range::new(0x4000_0000, 2 * G)];
-        let limit = 1 << 40;
-        let extra = [
-            0xc000_1234,    // already in the span above RAM: not new
-            0x8_0000_0123,  // new: its window
-            0x5000_0000,    // guest RAM: rejected
-            0x0900_0000,    // the console: rejected
-            limit - 0x1000, // the last window below the limit
-            limit,          // beyond: rejected
-            0x8_0010_0000,  // the same window as the second
+    fn addresses_from_bootargs() {
+        let ram = Range::new(0x4000_0000, 2 * G);
+        let own = [
+            OwnRange {
+                range: ram,
+                what: Own::Ram,
+            },
+            OwnRange {
+                range: Range::new(0x0800_0000, 0x1_0000),
+                what: Own::Distributor,
+            },
+            OwnRange {
+                range: Range::new(0x080a_0000, 0x8_0000),
+                what: Own::Redistributors,
+            },
+            OwnRange {
+                range: UART,
+                what: Own::Console,
+            },
         ];
-        let p = isolation_probes(&ram, &[UART], limit, &extra);
-        check_invariants(&p, &ram, &[UART], limit);
-        assert_eq!(p.from_args, 2);
-        assert!(windows(&p).contains(&0x8_0000_0000));
-        assert!(windows(&p).contains(&(limit - M2)));
-        let rejected: Vec<_> = p.rejected.iter().map(|r| (r.address, r.why)).collect();
+        let limit = 1 << 40;
+        let args = [
+            0x0902_0000, // fw-cfg, in the UART's 2 MiB: probed
+            0x0812_0000, // the next redistributor frame, past the guest's vCPUs: probed
+            0x0808_0000, // the ITS, between GICD and GICR: probed
+            0x0801_0000, // just past the distributor frame: probed
+            0x0900_0ffc, // the console's last word: not probed
+            0x0811_fffc, // the last vCPU's last word: not probed
+            0x0800_0000, // the distributor: not probed
+            0x5000_0000, // guest RAM: not probed
+            0x3fff_fffc, // the page below RAM: probed
+            limit - 4,   // the last word below the limit: probed
+            limit,       // beyond: not probed
+            0x0902_0000, // again: probed again
+        ];
+        let p = address_probes(&own, limit, &args);
+        assert_eq!(
+            p.addresses.as_slice(),
+            [
+                0x0902_0000,
+                0x0812_0000,
+                0x0808_0000,
+                0x0801_0000,
+                0x3fff_fffc,
+                limit - 4,
+                0x0902_0000
+            ]
+        );
+        assert_eq!(p.pages(), 6);
+        let rejected: Vec<_> = p
+            .rejected
+            .iter()
+            .map(|r| (r.address, r.why, r.own.map(|o| o.what)))
+            .collect();
         assert_eq!(
             rejected,
             [
-                (0x5000_0000, Rejection::TouchesGuestMemory),
-                (0x0900_0000, Rejection::TouchesGuestMemory),
-                (limit, Rejection::BeyondAddressSpace),
+                (0x0900_0ffc, Rejection::NotOutside, Some(Own::Console)),
+                (
+                    0x0811_fffc,
+                    Rejection::NotOutside,
+                    Some(Own::Redistributors)
+                ),
+                (0x0800_0000, Rejection::NotOutside, Some(Own::Distributor)),
+                (0x5000_0000, Rejection::NotOutside, Some(Own::Ram)),
+                (limit, Rejection::BeyondAddressSpace, None),
             ]
         );
         assert_eq!(
             p.rejected.get(0).unwrap().to_string(),
-            "isolation_probe=0x50000000: its 2 MiB window 0x50000000-0x50200000 touches the guest's own memory"
+            "isolation_probe=0x9000ffc: its page 0x9000000-0x9001000 overlaps the guest's console UART 0x9000000-0x9001000"
+        );
+        assert_eq!(
+            p.rejected.get(4).unwrap().to_string(),
+            "isolation_probe=0x10000000000: its page 0x10000000000-0x10000001000 is beyond the guest's address space"
+        );
+        // As many as the option may give, all taken or all left out.
+        let many: Vec<u64> = (0..MAX_PROBE_ARGS as u64)
+            .map(|i| 0x1000_0000 + i * 0x40)
+            .collect();
+        assert_eq!(
+            address_probes(&own, limit, &many).addresses.len(),
+            MAX_PROBE_ARGS
+        );
+        let mine: Vec<u64> = (0..MAX_PROBE_ARGS as u64)
+            .map(|i| 0x4000_0000 + i * 0x40)
+            .collect();
+        assert_eq!(
+            address_probes(&own, limit, &mine).rejected.len(),
+            MAX_PROBE_ARGS
+        );
+        assert_eq!(
+            address_probes(&own, u64::MAX, &[u64::MAX - 3])
+                .rejected
+                .len(),
+            1
         );
     }
 
@@ -722,7 +852,7 @@ mod tests {
         let ram: Vec<Range> = (0..40u64)
             .map(|i| Range::new(0x4000_0000 + i * 8 * M2, M2))
             .collect();
-        let p = isolation_probes(&ram, &[], 1 << 40, &[]);
+        let p = isolation_probes(&ram, &[], 1 << 40);
         assert!(p.overflow);
         assert_eq!(p.spans.len(), MAX_PROBE_SPANS);
     }
@@ -730,10 +860,10 @@ mod tests {
     #[test]
     fn probe_args_parse() {
         let got = parse_probe_args(
-            b"console=ttyAMA0 isolation_probe=0x13e000000,140000000 quiet\tisolation_probe=0X1F",
+            b"console=ttyAMA0 isolation_probe=0x13e000000,140000000 quiet\tisolation_probe=0X1C",
         )
         .unwrap();
-        assert_eq!(got.as_slice(), [0x1_3e00_0000, 0x1_4000_0000, 0x1f]);
+        assert_eq!(got.as_slice(), [0x1_3e00_0000, 0x1_4000_0000, 0x1c]);
         assert!(parse_probe_args(b"").unwrap().is_empty());
         assert!(
             parse_probe_args(b"xisolation_probe=zz isolation_probes=1")
@@ -741,17 +871,17 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(
-            parse_probe_args(b"isolation_probe=ffffffffffffffff")
+            parse_probe_args(b"isolation_probe=fffffffffffffffc")
                 .unwrap()
                 .as_slice(),
-            [u64::MAX]
+            [u64::MAX - 3]
         );
         let bad = |args: &[u8]| match parse_probe_args(args) {
             Err(ProbeArgError::BadAddress(text)) => text.as_str().to_owned(),
             other => panic!("{other:?}"),
         };
         assert_eq!(bad(b"isolation_probe="), "");
-        assert_eq!(bad(b"isolation_probe=0x1,,0x2"), "");
+        assert_eq!(bad(b"isolation_probe=0x4,,0x8"), "");
         assert_eq!(bad(b"isolation_probe=0xzz"), "0xzz");
         assert_eq!(bad(b"isolation_probe=0x"), "0x");
         assert_eq!(bad(b"isolation_probe=-1"), "-1");
@@ -759,13 +889,33 @@ mod tests {
             bad(b"isolation_probe=10000000000000000"),
             "10000000000000000"
         );
+        let list = |n: u64| {
+            (1..=n)
+                .map(|i| format!("{:#x}", i * 4))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let most = format!("isolation_probe={} isolation_probe={}", list(100), list(28));
+        assert_eq!(
+            parse_probe_args(most.as_bytes()).unwrap().len(),
+            MAX_PROBE_ARGS
+        );
+        let too_many = format!("{most},0x1000");
         assert!(matches!(
-            parse_probe_args(b"isolation_probe=1,2,3,4,5 isolation_probe=6,7,8,9"),
+            parse_probe_args(too_many.as_bytes()),
             Err(ProbeArgError::TooMany)
         ));
         assert_eq!(
             ProbeArgError::TooMany.to_string(),
-            "isolation_probe: more than 8 addresses"
+            "isolation_probe: more than 128 addresses"
+        );
+        assert_eq!(
+            parse_probe_args(b"isolation_probe=0x9020000,0x9020016").unwrap_err(),
+            ProbeArgError::Unaligned(0x902_0016)
+        );
+        assert_eq!(
+            ProbeArgError::Unaligned(0x2).to_string(),
+            "isolation_probe: 0x2 is not 4-byte aligned (each address is probed with a 32-bit load and store)"
         );
         assert_eq!(
             parse_probe_args(b"isolation_probe=0xq")

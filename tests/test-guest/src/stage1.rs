@@ -1,10 +1,13 @@
 //! The guest's own stage-1 map: an identity map (VA = IPA) in TTBR0_EL1 with the 4 KiB
-//! granule and a 48-bit VA (walks start at level 0), built from blocks only:
+//! granule and a 48-bit VA (walks start at level 0), built from blocks, and 4 KiB pages
+//! only where one page must differ from its 2 MiB:
 //! - guest RAM, rounded out to 2 MiB, as Normal write-back (MAIR index 1), inner
 //!   shareable, EL1 read/write/execute — the tests write code into RAM and run it, and
 //!   Normal memory is what exclusives (the console lock, the counters) need;
 //! - each device (the console UART, the GIC's frames) as the 2 MiB blocks around it,
 //!   Device-nGnRE (index 0), never executable;
+//! - single 4 KiB Device pages ([`Builder::map_page`]: the `isolation_probe=` addresses),
+//!   splitting a block that covers one into a table with the block's attributes;
 //! - everything else unmapped.
 //!
 //! A naturally aligned GiB wholly inside a RAM range is one level-1 block; the rest are
@@ -14,7 +17,7 @@
 //!
 //! Tables come from a caller-provided pool; table `i` lives at `pool_pa + i * 4096`.
 
-use crate::abi::{BLOCK_1G, BLOCK_2M};
+use crate::abi::{BLOCK_1G, BLOCK_2M, PAGE_SIZE};
 use crate::layout::Range;
 
 pub const ENTRIES: usize = 512;
@@ -27,6 +30,8 @@ pub const MAIR: u64 = MAIR_DEVICE_NGNRE | (MAIR_NORMAL_WB << 8);
 
 const VALID: u64 = 1 << 0;
 const TABLE: u64 = 1 << 1; // at levels 0..2, with VALID
+/// At level 3 the same bit makes a page descriptor (0b11); 0b01 there is invalid.
+const PAGE: u64 = TABLE;
 const ATTR_DEVICE: u64 = 0 << 2;
 const ATTR_NORMAL: u64 = 1 << 2;
 const SH_INNER: u64 = 3 << 8;
@@ -119,7 +124,8 @@ impl<'t> Builder<'t> {
     }
 
     /// Maps `range` rounded out to 2 MiB with `block_attrs` (one of [`NORMAL_BLOCK`],
-    /// [`DEVICE_BLOCK`]); parts already mapped keep their mapping.
+    /// [`DEVICE_BLOCK`]); parts already mapped keep their mapping (in a 2 MiB that is a
+    /// table of pages, the unmapped pages get `block_attrs`).
     pub fn map(&mut self, range: Range, block_attrs: u64) -> Result<(), Stage1Error> {
         if range.size == 0 {
             return Ok(());
@@ -146,13 +152,73 @@ impl<'t> Builder<'t> {
                 continue;
             }
             let l2 = self.next_table(l1, 1, a)?;
-            let slot = &mut self.tables[l2][index(a, 2)];
-            if *slot == 0 {
-                *slot = a | block_attrs;
+            let slot = self.tables[l2][index(a, 2)];
+            if slot == 0 {
+                self.tables[l2][index(a, 2)] = a | block_attrs;
+            } else if slot & (VALID | TABLE) == VALID | TABLE {
+                let l3 = self.table_index(slot);
+                for (i, entry) in self.tables[l3].iter_mut().enumerate() {
+                    if *entry == 0 {
+                        *entry = (a + i as u64 * PAGE_SIZE) | block_attrs | PAGE;
+                    }
+                }
             }
             a += BLOCK_2M;
         }
         Ok(())
+    }
+
+    /// Maps the 4 KiB page holding `address` as one level-3 page with `block_attrs` (one
+    /// of [`NORMAL_BLOCK`], [`DEVICE_BLOCK`]), whatever mapped it before: a 1 GiB or
+    /// 2 MiB block around it is split into a table of the same mapping first, so the
+    /// rest of the block keeps its mapping. The tables are built with the MMU off, so
+    /// the split needs no break-before-make.
+    pub fn map_page(&mut self, address: u64, block_attrs: u64) -> Result<(), Stage1Error> {
+        let page = address & !(PAGE_SIZE - 1);
+        if page >= VA_LIMIT {
+            return Err(Stage1Error::AboveVaLimit(address));
+        }
+        let l1 = self.next_table(0, 0, page)?;
+        let l2 = self.split_or_next(l1, 1, page)?;
+        let l3 = self.split_or_next(l2, 2, page)?;
+        self.tables[l3][index(page, 3)] = page | block_attrs | PAGE;
+        Ok(())
+    }
+
+    /// The table the entry for `va` in table `table` (at level 1 or 2) points to: made
+    /// from the block there (the same output and attributes in entries one level down),
+    /// or created empty if the entry is empty.
+    fn split_or_next(&mut self, table: usize, level: u32, va: u64) -> Result<usize, Stage1Error> {
+        let i = index(va, level);
+        let entry = self.tables[table][i];
+        if entry & (VALID | TABLE) != VALID {
+            return self.next_table(table, level, va);
+        }
+        let new = self.take_table()?;
+        let (base, attrs) = (entry & ADDRESS_MASK, entry & !ADDRESS_MASK);
+        let (step, leaf) = if level == 1 {
+            (BLOCK_2M, 0)
+        } else {
+            (PAGE_SIZE, PAGE)
+        };
+        for (n, slot) in self.tables[new].iter_mut().enumerate() {
+            *slot = (base + n as u64 * step) | attrs | leaf;
+        }
+        self.tables[table][i] = (self.pool_pa + new as u64 * 4096) | VALID | TABLE;
+        Ok(new)
+    }
+
+    fn table_index(&self, entry: u64) -> usize {
+        (((entry & ADDRESS_MASK) - self.pool_pa) / 4096) as usize
+    }
+
+    /// A zeroed table from the pool.
+    fn take_table(&mut self) -> Result<usize, Stage1Error> {
+        if self.used >= self.tables.len() {
+            return Err(Stage1Error::PoolExhausted);
+        }
+        self.used += 1;
+        Ok(self.used - 1)
     }
 
     /// The table the entry for `va` in table `table` (at `level`) points to, created if
@@ -161,14 +227,9 @@ impl<'t> Builder<'t> {
         let i = index(va, level);
         let entry = self.tables[table][i];
         if entry & (VALID | TABLE) == VALID | TABLE {
-            let pa = entry & ADDRESS_MASK;
-            return Ok(((pa - self.pool_pa) / 4096) as usize);
+            return Ok(self.table_index(entry));
         }
-        if self.used >= self.tables.len() {
-            return Err(Stage1Error::PoolExhausted);
-        }
-        let new = self.used;
-        self.used += 1;
+        let new = self.take_table()?;
         self.tables[table][i] = (self.pool_pa + new as u64 * 4096) | VALID | TABLE;
         Ok(new)
     }
@@ -185,13 +246,17 @@ mod tests {
     /// A software walk: (output address, level of the leaf, leaf attributes).
     fn walk(tables: &[Table], pool_pa: u64, va: u64) -> Option<(u64, u32, u64)> {
         let mut t = 0usize;
-        for level in 0..=2 {
+        for level in 0..=3 {
             let e = tables[t][index(va, level)];
             if e & VALID == 0 {
                 return None;
             }
+            if level == 3 {
+                assert_ne!(e & PAGE, 0, "a level-3 entry that is no page: {e:#x}");
+                let out = (e & ADDRESS_MASK) | (va & (PAGE_SIZE - 1));
+                return Some((out, 3, e & !ADDRESS_MASK & !PAGE));
+            }
             if e & TABLE != 0 {
-                assert!(level < 3);
                 t = (((e & ADDRESS_MASK) - pool_pa) / 4096) as usize;
                 continue;
             }
@@ -201,6 +266,94 @@ mod tests {
             return Some((out, level, e & !ADDRESS_MASK));
         }
         None
+    }
+
+    #[test]
+    fn single_pages_split_blocks_and_keep_the_rest() {
+        let mut pool = vec![[0u64; ENTRIES]; 16];
+        let pool_pa = 0x4030_0000;
+        let mut b = Builder::new(&mut pool, pool_pa).unwrap();
+        b.map(Range::new(0x0900_0000, 0x1000), DEVICE_BLOCK)
+            .unwrap();
+        b.map(Range::new(0x4000_0000, 0x8000_0000), NORMAL_BLOCK)
+            .unwrap();
+        let before = b.tables_used();
+        // A page in the UART's 2 MiB block: the block becomes a table of device pages.
+        b.map_page(0x0902_0014, DEVICE_BLOCK).unwrap();
+        // A page in nothing mapped: new tables down to level 3, and only that page.
+        b.map_page(0x80_0000_0000, DEVICE_BLOCK).unwrap();
+        // A page in a RAM GiB block: split 1G -> 2M blocks -> 4K pages.
+        b.map_page(0x8765_4321, DEVICE_BLOCK).unwrap();
+        // One more in an existing level-3 table takes no new table.
+        let used = b.tables_used();
+        b.map_page(0x0903_0fc0, DEVICE_BLOCK).unwrap();
+        assert_eq!(b.tables_used(), used);
+        // UART split: 1 L3; far page: L1, L2, L3; RAM GiB: L2, L3.
+        assert_eq!(used, before + 6);
+        let device = DEVICE_BLOCK & !ADDRESS_MASK;
+        assert_eq!(
+            walk(b.tables, pool_pa, 0x0902_0014),
+            Some((0x0902_0014, 3, device))
+        );
+        assert_eq!(
+            walk(b.tables, pool_pa, 0x0900_0ff8),
+            Some((0x0900_0ff8, 3, device))
+        );
+        assert_eq!(
+            walk(b.tables, pool_pa, 0x091f_f000),
+            Some((0x091f_f000, 3, device))
+        );
+        assert_eq!(
+            walk(b.tables, pool_pa, 0x80_0000_0ffc),
+            Some((0x80_0000_0ffc, 3, device))
+        );
+        assert!(walk(b.tables, pool_pa, 0x80_0000_1000).is_none());
+        assert!(walk(b.tables, pool_pa, 0x7f_ffff_f000).is_none());
+        assert_eq!(
+            walk(b.tables, pool_pa, 0x8765_4321),
+            Some((0x8765_4321, 3, device))
+        );
+        // The rest of the RAM GiB: 2M blocks, and pages in the split 2M, all Normal.
+        assert_eq!(
+            walk(b.tables, pool_pa, 0x8765_5000),
+            Some((0x8765_5000, 3, NORMAL_BLOCK))
+        );
+        assert_eq!(
+            walk(b.tables, pool_pa, 0x8765_3ff8),
+            Some((0x8765_3ff8, 3, NORMAL_BLOCK))
+        );
+        assert_eq!(
+            walk(b.tables, pool_pa, 0x8000_0000),
+            Some((0x8000_0000, 2, NORMAL_BLOCK))
+        );
+        assert_eq!(
+            walk(b.tables, pool_pa, 0xbfff_fff8),
+            Some((0xbfff_fff8, 2, NORMAL_BLOCK))
+        );
+        assert_eq!(
+            walk(b.tables, pool_pa, 0x4000_0000),
+            Some((0x4000_0000, 1, NORMAL_BLOCK))
+        );
+        // Mapping a range over a 2 MiB of pages fills the empty ones only.
+        b.map(Range::new(0x80_0000_0000, 0x1000), NORMAL_BLOCK)
+            .unwrap();
+        assert_eq!(
+            walk(b.tables, pool_pa, 0x80_0000_0000).map(|w| w.2),
+            Some(device)
+        );
+        assert_eq!(
+            walk(b.tables, pool_pa, 0x80_001f_f000),
+            Some((0x80_001f_f000, 3, NORMAL_BLOCK))
+        );
+        let mut b = Builder::new(&mut pool[..1], pool_pa).unwrap();
+        assert_eq!(
+            b.map_page(0x1000, DEVICE_BLOCK),
+            Err(Stage1Error::PoolExhausted)
+        );
+        assert!(matches!(
+            b.map_page(VA_LIMIT + 0x10, DEVICE_BLOCK),
+            Err(Stage1Error::AboveVaLimit(_))
+        ));
     }
 
     #[test]

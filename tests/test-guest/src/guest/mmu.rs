@@ -9,13 +9,17 @@ use core::cell::UnsafeCell;
 
 use super::cpu::{self, read_sysreg, write_sysreg};
 use crate::dtinfo::GuestInfo;
-use crate::layout::{self, IsolationProbes, Range};
+use crate::fixed::List;
+use crate::layout::{self, AddressProbes, IsolationProbes, MAX_PROBE_ARGS, Own, OwnRange, Range};
 use crate::stage1::{self, Builder, DEVICE_BLOCK, NORMAL_BLOCK, Stage1Error, Table};
 
 /// Page-table pages: the root, a level-1 table per 512 GiB touched, a level-2 table per
-/// GiB that is not one block (RAM, the console and the GIC, the isolation probes: a few
-/// with the probes the guest generates, up to two more per `isolation_probe=` address).
-const POOL_TABLES: usize = 40;
+/// GiB that is not one block (RAM, the console and the GIC, the isolation windows: a few
+/// with the windows the guest generates), and for the `isolation_probe=` pages a level-3
+/// table per 2 MiB they are in, with a level-2 (and level-1) table where they are far
+/// from the rest: 40, plus two per address (QEMU's virt board, 86 addresses in 14 2 MiB
+/// blocks, takes 18 more: 14 level-3, 3 level-2, 1 level-1).
+const POOL_TABLES: usize = 40 + 2 * MAX_PROBE_ARGS;
 
 #[repr(C, align(4096))]
 struct Pool(UnsafeCell<[Table; POOL_TABLES]>);
@@ -45,8 +49,10 @@ pub struct MmuConfig {
     pub ttbr0: u64,
     pub sctlr: u64,
     pub tables_used: usize,
-    /// Why the isolation probes are not (all) mapped, if they are not.
+    /// Why the isolation windows are not (all) mapped, if they are not.
     pub probe_map_error: Option<Stage1Error>,
+    /// Why the `isolation_probe=` pages are not (all) mapped, if they are not.
+    pub address_map_error: Option<Stage1Error>,
 }
 
 /// One past the highest address this CPU's stage-1 map can output
@@ -55,12 +61,44 @@ pub fn address_limit() -> u64 {
     stage1::output_limit(read_sysreg!("id_aa64mmfr0_el1") & 0xf)
 }
 
+/// The console UART's frame.
+const UART_FRAME: u64 = 0x1000;
+
 /// The isolation test's windows for this guest: the same for the map and the test.
 pub fn isolation_probes(info: &GuestInfo) -> IsolationProbes {
-    let console = info.console_base().map(|base| Range::new(base, 0x1000));
-    layout::isolation_probes(
-        info.ram.as_slice(),
-        console.as_slice(),
+    let console = info.console_base().map(|base| Range::new(base, UART_FRAME));
+    layout::isolation_probes(info.ram.as_slice(), console.as_slice(), address_limit())
+}
+
+/// Every RAM range, the distributor, the redistributor regions and the UART.
+const OWN_RANGES: usize =
+    crate::dtinfo::MAX_RAM_RANGES + 2 + crate::gic_dt::MAX_REDISTRIBUTOR_REGIONS;
+
+/// What is the guest's own, as its DT says: RAM, the GIC distributor, the redistributor
+/// region (the hypervisor sizes it for the guest's vCPUs), the console UART.
+pub fn own_ranges(info: &GuestInfo) -> List<OwnRange, OWN_RANGES> {
+    let mut own = List::new();
+    let ram = info.ram.iter().map(|range| (range, Own::Ram));
+    let distributor = info.gic.distributor.map(|range| (range, Own::Distributor));
+    let redistributors = info
+        .gic
+        .redistributors
+        .iter()
+        .map(|r| (r, Own::Redistributors));
+    let console = info
+        .console_base()
+        .map(|base| (Range::new(base, UART_FRAME), Own::Console));
+    for (range, what) in ram.chain(distributor).chain(redistributors).chain(console) {
+        // OWN_RANGES has room for them all.
+        let _ = own.push(OwnRange { range, what });
+    }
+    own
+}
+
+/// The `isolation_probe=` addresses this guest probes: the same for the map and the test.
+pub fn address_probes(info: &GuestInfo) -> AddressProbes {
+    layout::address_probes(
+        own_ranges(info).as_slice(),
         address_limit(),
         info.probe_args.as_slice(),
     )
@@ -99,6 +137,14 @@ pub unsafe fn enable(info: &GuestInfo, image: Range, dtb: Range) -> Result<MmuCo
         .iter()
         .try_for_each(|span| builder.map(span, NORMAL_BLOCK))
         .err();
+    // The `isolation_probe=` addresses: each its own 4 KiB Device page (device windows lie
+    // next to the console and the GIC, whose 2 MiB blocks are split around such a page),
+    // last, so running out of tables leaves everything else mapped.
+    let address_map_error = address_probes(info)
+        .addresses
+        .iter()
+        .try_for_each(|address| builder.map_page(address, DEVICE_BLOCK))
+        .err();
     let config = MmuConfig {
         mair: stage1::MAIR,
         tcr: stage1::tcr(read_sysreg!("id_aa64mmfr0_el1") & 0xf),
@@ -106,6 +152,7 @@ pub unsafe fn enable(info: &GuestInfo, image: Range, dtb: Range) -> Result<MmuCo
         sctlr: SCTLR_ON,
         tables_used: builder.tables_used(),
         probe_map_error,
+        address_map_error,
     };
     cpu::invalidate_dcache(image.base, image.size);
     write_sysreg!("mair_el1", config.mair);
