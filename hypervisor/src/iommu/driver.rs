@@ -290,11 +290,19 @@ impl Smmu {
     /// Queues `commands`, then a CMD_SYNC, and waits until the SMMU has consumed the
     /// SYNC (so every command before it completed, IHI 0070 §4.7.3).
     pub fn submit_and_sync(&self, commands: &mut [Command]) -> Result<(), SmmuError> {
+        self.submit(commands, true)
+    }
+
+    /// Queues `commands` (and with `sync`, a CMD_SYNC waited for).
+    pub fn submit(&self, commands: &[Command], sync: bool) -> Result<(), SmmuError> {
         let mut q = self.queues.lock();
-        for command in commands
-            .iter()
-            .chain(core::iter::once(&Command::sync(SyncSignal::None)))
-        {
+        let sync_command = Command::sync(SyncSignal::None);
+        let tail = if sync {
+            core::slice::from_ref(&sync_command)
+        } else {
+            &[]
+        };
+        for command in commands.iter().chain(tail) {
             self.push(&mut q, *command)?;
         }
         let sync_position = q.prod;
@@ -303,6 +311,9 @@ impl Smmu {
         self.counters
             .commands
             .fetch_add(commands.len() as u64, Ordering::Relaxed);
+        if !sync {
+            return Ok(());
+        }
         self.counters.syncs.fetch_add(1, Ordering::Relaxed);
         let cmdq = q.cmdq;
         drop(q);

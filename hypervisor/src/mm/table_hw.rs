@@ -10,6 +10,19 @@ use crate::mm::tlbi_range::{self, TlbiOperand};
 use pgtable::{Barrier, Hardware, PhysAddr, TlbInvalidation};
 
 use super::FRAMES;
+use crate::iommu::command::Command;
+use crate::iommu::driver::Smmu;
+use crate::iommu::invalidation::commands_for;
+use arrayvec::ArrayVec;
+
+/// An SMMU that fails its commands is reported; the CPU's tables are right either way,
+/// and the guest's devices then fault rather than reach stale translations (their STEs
+/// point at tables the engine keeps consistent).
+fn report_smmu(result: Result<(), crate::iommu::driver::SmmuError>) {
+    if let Err(error) = result {
+        log::error!("SMMU: stage-2 invalidation: {error}");
+    }
+}
 
 /// Which translation regime a tree belongs to: it picks the TLBI instructions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,11 +92,61 @@ pub fn allow_range_tlbi(every_cpu_has_it: bool) {
 
 pub struct TableHw {
     regime: TlbRegime,
+    /// For a guest's stage 2 that an SMMU also walks: where its invalidations go too.
+    smmu: Option<SmmuMirror>,
 }
+
+/// The SMMU side of a stage 2's TLB maintenance (issue 17): every CPU invalidation is
+/// mirrored by SMMU commands in the same order (`iommu::invalidation`), and the engine's
+/// completing DSB (after which it frees unlinked tables and remakes broken entries) also
+/// waits for a CMD_SYNC, so the SMMU never walks a freed table or keeps a stale entry
+/// the CPU already dropped.
+struct SmmuMirror {
+    smmu: &'static Smmu,
+    vmid: u16,
+    pending: ArrayVec<Command, SMMU_BATCH>,
+}
+
+/// Commands batched before they are handed to the SMMU's queue.
+const SMMU_BATCH: usize = 64;
 
 impl TableHw {
     pub const fn new(regime: TlbRegime) -> Self {
-        Self { regime }
+        Self { regime, smmu: None }
+    }
+
+    /// From now on, mirror this stage 2's invalidations of VMID `vmid` to `smmu`.
+    pub fn mirror_to_smmu(&mut self, smmu: &'static Smmu, vmid: u16) {
+        self.smmu = Some(SmmuMirror {
+            smmu,
+            vmid,
+            pending: ArrayVec::new(),
+        });
+    }
+
+    fn mirror_invalidation(&mut self, op: TlbInvalidation) {
+        let Some(mirror) = self.smmu.as_mut() else {
+            return;
+        };
+        let range = mirror.smmu.features.range_invalidation;
+        let (smmu, vmid) = (mirror.smmu, mirror.vmid);
+        commands_for(op, vmid, range, |command| {
+            if mirror.pending.is_full() {
+                report_smmu(smmu.submit(&mirror.pending, false));
+                mirror.pending.clear();
+            }
+            mirror.pending.push(command);
+        });
+    }
+
+    /// After the CPU's completing DSB: the SMMU's commands, and a CMD_SYNC waited for.
+    fn complete_smmu_invalidations(&mut self) {
+        if let Some(mirror) = self.smmu.as_mut()
+            && !mirror.pending.is_empty()
+        {
+            report_smmu(mirror.smmu.submit(&mirror.pending, true));
+            mirror.pending.clear();
+        }
     }
 
     fn tlbi_operand(&self, operand: TlbiOperand) {
@@ -167,6 +230,9 @@ unsafe impl Hardware for TableHw {
                 Barrier::FullIsh => asm!("dsb ish", options(nostack, preserves_flags)),
             }
         }
+        if barrier == Barrier::FullIsh {
+            self.complete_smmu_invalidations();
+        }
     }
 
     fn isb(&mut self) {
@@ -175,6 +241,7 @@ unsafe impl Hardware for TableHw {
     }
 
     fn tlbi(&mut self, op: TlbInvalidation) {
+        self.mirror_invalidation(op);
         match op {
             // TTL hints are left 0 ("no information"), valid on every CPU.
             TlbInvalidation::Leaf { addr, .. } => self.tlbi_operand(TlbiOperand::Page(addr >> 12)),
