@@ -243,8 +243,8 @@ pub fn after_boot(
         &info.console,
         crate::vm::registry::count(),
         crate::console::input::InputSinks {
-            guest: crate::vm::registry::console_input,
-            hypervisor: crate::vm::registry::hypervisor_key,
+            guest: crate::vm::emulation::console_input_for,
+            hypervisor: crate::vm::emulation::hypervisor_key,
         },
     );
     if args.selftest {

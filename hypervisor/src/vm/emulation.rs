@@ -10,6 +10,7 @@ use crate::vm::emulated_devices::EmulatedRegister;
 use crate::vm::guest::Vm;
 use crate::vm::interrupts;
 use crate::vm::mmio::{Attempt, MmioAccess};
+use crate::vm::registry;
 use crate::vm::vgic::{Effects, SgiRegister};
 
 /// How long a guest's unfinished console line waits for the rest before it is written
@@ -160,4 +161,29 @@ pub fn console_input(vm: &Vm, cpu: usize, bytes: &[u8]) -> usize {
         interrupts::apply(vm, cpu, &effects);
     }
     accepted
+}
+
+/// Console input for guest `number` (the console's guest sink): how many bytes it took.
+pub fn console_input_for(number: u16, bytes: &[u8]) -> usize {
+    let Some(vm) = registry::by_number(number) else {
+        return 0;
+    };
+    let cpu = crate::cpu::this_cpu().unwrap_or(0);
+    console_input(vm, cpu, bytes)
+}
+
+/// Keys typed while the hypervisor has console focus.
+pub fn hypervisor_key(key: u8) {
+    match key {
+        b's' => {
+            for number in 1..=registry::count() {
+                if let Some(vm) = registry::by_number(number) {
+                    log::info!("guest {number}: exits {}", vm.stats);
+                    log::info!("guest {number}: vgic {}", vm.vgic.lock().stats());
+                }
+            }
+        }
+        b'\r' | b'\n' => {}
+        _ => log::info!("console: s = guest statistics; Ctrl-a three times = next guest"),
+    }
 }

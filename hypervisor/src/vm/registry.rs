@@ -46,15 +46,6 @@ pub fn count() -> u16 {
         .count() as u16
 }
 
-/// Console input for guest `number` (the console's guest sink): how many bytes it took.
-pub fn console_input(number: u16, bytes: &[u8]) -> usize {
-    let Some(vm) = by_number(number) else {
-        return 0;
-    };
-    let cpu = crate::cpu::this_cpu().unwrap_or(0);
-    crate::vm::emulation::console_input(vm, cpu, bytes)
-}
-
 /// Writes out every guest's unfinished console line (the EL2 timer's work).
 pub fn flush_partial_lines() {
     for number in 1..=count() {
@@ -63,21 +54,5 @@ pub fn flush_partial_lines() {
                 crate::console::write_guest_piece(number, piece, complete)
             });
         }
-    }
-}
-
-/// Keys typed while the hypervisor has console focus.
-pub fn hypervisor_key(key: u8) {
-    match key {
-        b's' => {
-            for number in 1..=count() {
-                if let Some(vm) = by_number(number) {
-                    log::info!("guest {number}: exits {}", vm.stats);
-                    log::info!("guest {number}: vgic {}", vm.vgic.lock().stats());
-                }
-            }
-        }
-        b'\r' | b'\n' => {}
-        _ => log::info!("console: s = guest statistics; Ctrl-a three times = next guest"),
     }
 }
