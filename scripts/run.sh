@@ -31,6 +31,26 @@
 #                           which is then not built (a copy of it, or another hypervisor's
 #                           arm64 Image such as Xen's)
 #   --check                 run the guest-side checks and power off (linux, direct)
+#   --disk [FILE]           (linux, direct) a virtio-blk-pci disk on the PCIe host bridge:
+#                           FILE as is (raw), or without FILE target/disk.ext4, a 128 MiB
+#                           ext4 image scripts/make-disk-image.sh builds (no root needed).
+#                           FILE is the next argument unless it starts with - or is a mode
+#                           (write ./linux for a file of that name). cache=none (O_DIRECT, no
+#                           host page cache: the guest's disk numbers are the device path's,
+#                           not the host's RAM) when the file's filesystem allows O_DIRECT,
+#                           else cache=writeback. The guest gets hyp.disk=1: its drivers load,
+#                           and --check mounts /dev/vda (ext4), writes a file of random data,
+#                           reads it back past the page cache and compares SHA-256
+#                           ("guest-check: disk ok ..."); --guest-append hyp.diskbench=1
+#                           adds a 64 MiB direct-I/O dd write and read ("guest-diskbench:
+#                           write_mib_s=.. read_mib_s=..", alone without --check)
+#   --net                   (linux, direct) a virtio-net-pci NIC on QEMU user networking
+#                           (10.0.2.0/24, gateway and DHCP server 10.0.2.2). The guest gets
+#                           hyp.net=1; --check takes a DHCP lease and pings the gateway
+#                           ("guest-check: net ok ..."). In linux mode --disk and --net also
+#                           give the machine an SMMUv3 (iommu=smmuv3, stage 2 only) for the
+#                           hypervisor to pass the PCIe host bridge through: the guest sees
+#                           the devices once the hypervisor has its SMMU support
 #   --probe-devices         (linux, selftest) give the guest the first and last word of
 #                           every device window of the board (from QEMU's own DTB for
 #                           this -cpu/-smp/-m, dumped with dumpdtb=), less the frames the
@@ -79,6 +99,9 @@ kernel=""
 initrd=""
 hypervisor=""
 check=0
+disk=0
+disk_file=""
+net=0
 probe_devices=0
 print_qemu=0
 skip_setup=0
@@ -124,6 +147,13 @@ while [ $# -gt 0 ]; do
         --initrd) initrd=${2:?--initrd needs a file}; shift ;;
         --hypervisor) hypervisor=${2:?--hypervisor needs a file}; shift ;;
         --check) check=1 ;;
+        --disk)
+            disk=1
+            case "${2-}" in
+                ""|-*|linux|selftest|none|direct) ;;
+                *) disk_file=$2; shift ;;
+            esac ;;
+        --net) net=1 ;;
         --probe-devices) probe_devices=1 ;;
         --print-qemu) print_qemu=1 ;;
         --skip-setup) skip_setup=1 ;;
@@ -150,6 +180,9 @@ if [ "$mode" = direct ]; then
 fi
 if [ "$guest_cmdline_set" -eq 1 ] && [ "$mode" != linux ] && [ "$mode" != direct ]; then
     die_usage "--guest-cmdline is for the linux and direct modes"
+fi
+if { [ "$disk" -eq 1 ] || [ "$net" -eq 1 ]; } && [ "$mode" != linux ] && [ "$mode" != direct ]; then
+    die_usage "--disk and --net are for the linux and direct modes"
 fi
 # Without the hypervisor (direct) the devices answer; the none mode boots no guest to probe them.
 [ "$probe_devices" -eq 0 ] || [ "$mode" = linux ] || [ "$mode" = selftest ] \
@@ -398,6 +431,23 @@ if (( $(mem_mib "$mem") > lazy_ram_above_mib )); then
     machine+=,memory-backend=ram
     memory_backend=(-object "memory-backend-ram,id=ram,size=$mem,reserve=off")
 fi
+# --disk, --net in linux mode: an SMMUv3 for the hypervisor (stage 2 only, see the devices).
+if [ "$mode" = linux ] && { [ "$disk" -eq 1 ] || [ "$net" -eq 1 ]; }; then
+    machine+=,iommu=smmuv3
+fi
+if [ "$disk" -eq 1 ]; then
+    if [ -z "$disk_file" ]; then
+        # Even with --skip-setup: a cheap stamp check, like the initramfs's.
+        disk_file="$repo/target/disk.ext4"
+        [ "$skip_setup" -eq 0 ] || [ -x "$repo/.cache/guest/busybox" ] \
+            || die_missing "$repo/.cache/guest/busybox" "scripts/setup.sh fetches it"
+        "$repo/scripts/make-disk-image.sh" "$disk_file" >&2
+    fi
+    [ -f "$disk_file" ] || [ -b "$disk_file" ] || die_missing "disk image '$disk_file'" "check the --disk path"
+    # cache=none opens the file O_DIRECT, which some filesystems (tmpfs) refuse.
+    disk_cache=writeback
+    dd if="$disk_file" of=/dev/null bs=4096 count=1 iflag=direct status=none 2>/dev/null && disk_cache=none
+fi
 qemu=(qemu-system-aarch64
     -machine "$machine"
     -cpu "$cpu" -smp "$smp" -m "$mem"
@@ -425,6 +475,8 @@ if [ "$mode" = linux ] || [ "$mode" = direct ]; then
         bootargs="console=ttyAMA0 earlycon=pl011,0x9000000 $guest_append"
     fi
     [ "$check" -eq 1 ] && bootargs="$bootargs hyp.check=1 hyp.smp=$smp"
+    [ "$disk" -eq 1 ] && bootargs="$bootargs hyp.disk=1"
+    [ "$net" -eq 1 ] && bootargs="$bootargs hyp.net=1"
     if [ "$probe_devices" -eq 1 ]; then
         probes=$(device_probes)
         bootargs="$bootargs hyp.probe=$probes"
@@ -460,6 +512,18 @@ elif [ "$mode" = selftest ]; then
     guest_loader="guest-loader,addr=0x50000000,kernel=$target_dir/test-guest.bin"
     [ -n "$guest_append" ] && guest_loader="$guest_loader,bootargs=${guest_append//,/,,}"
     qemu+=(-append "crashkernel=32M${append:+ $append} selftest" -device "$guest_loader")
+fi
+
+# --disk, --net: virtio PCI devices on the board's PCIe host bridge. In linux mode the
+# machine's SMMUv3 (stage 2, as the hypervisor shares the guest's) was added with them.
+[ "$mode" = linux ] && { [ "$disk" -eq 1 ] || [ "$net" -eq 1 ]; } && qemu+=(-global arm-smmuv3.stage=2)
+if [ "$disk" -eq 1 ]; then
+    qemu+=(-drive "if=none,id=disk0,file=${disk_file//,/,,},format=raw,cache=$disk_cache"
+           -device virtio-blk-pci,drive=disk0,romfile=)
+fi
+if [ "$net" -eq 1 ]; then
+    # No ipxe ROMs are installed: romfile= (none) keeps QEMU from looking for one.
+    qemu+=(-netdev user,id=net0 -device virtio-net-pci,netdev=net0,romfile=)
 fi
 
 # The console goes both to the terminal (interactive) and to the log the outcome is read from.

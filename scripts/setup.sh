@@ -84,6 +84,9 @@ ensure_host_packages() {
     command -v dtc >/dev/null || missing+=(device-tree-compiler)
     command -v gzip >/dev/null || missing+=(gzip)
     command -v python3 >/dev/null || missing+=(python3)
+    # make-disk-image.sh (mke2fs -d); make-initramfs.sh unpacks the kernel's .ko.xz modules.
+    command -v mke2fs >/dev/null || [ -x /sbin/mke2fs ] || [ -x /usr/sbin/mke2fs ] || missing+=(e2fsprogs)
+    command -v xz >/dev/null || missing+=(xz-utils)
     [ ${#missing[@]} -eq 0 ] && return
     apt_update
     say "installing ${missing[*]}"

@@ -104,6 +104,73 @@ class RunShPrintQemu(unittest.TestCase):
                          ["-kernel", self.kernel, "-initrd", self.initrd, "-append", "console=ttyAMA0 nokaslr"])
         self.assertNotIn(self.hyp, argv)
 
+    def cache_mode(self, path):
+        """run.sh's cache= for `path`: none when its filesystem takes O_DIRECT."""
+        try:
+            os.close(os.open(path, os.O_RDONLY | getattr(os, "O_DIRECT", 0)))
+            return "none" if hasattr(os, "O_DIRECT") else "writeback"
+        except OSError:
+            return "writeback"
+
+    def test_direct_mode_disk_and_net(self):
+        disk = self.file("my disk,1.img", 1 << 20)
+        argv = self.print_qemu("direct", "--kernel", self.kernel, "--initrd", self.initrd, "--check",
+                               "--disk", disk, "--net")
+        self.assertEqual(argv[argv.index("-append") + 1],
+                         "console=ttyAMA0 earlycon=pl011,0x9000000  hyp.check=1 hyp.smp=2 hyp.disk=1 hyp.net=1")
+        self.assertEqual(argv[argv.index("-drive"):argv.index("-chardev")], [
+            "-drive", "if=none,id=disk0,file=%s,format=raw,cache=%s" % (disk.replace(",", ",,"),
+                                                                       self.cache_mode(disk)),
+            "-device", "virtio-blk-pci,drive=disk0,romfile=",
+            "-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0,romfile="])
+        # No SMMU without the hypervisor: the baseline guest drives the devices itself.
+        self.assertEqual(argv[argv.index("-machine") + 1], "virt,virtualization=on,gic-version=3")
+        self.assertNotIn("-global", argv)
+
+    def test_linux_mode_disk_and_net_add_the_smmu(self):
+        disk = self.file("disk.img", 1 << 20)
+        argv = self.print_qemu("linux", "--hypervisor", self.hyp, "--kernel", self.kernel, "--initrd",
+                               self.initrd, "--net", "--disk", disk)
+        self.assertEqual(argv[argv.index("-machine") + 1], "virt,virtualization=on,gic-version=3,iommu=smmuv3")
+        self.assertEqual(argv[argv.index("-global") + 1], "arm-smmuv3.stage=2")
+        self.assertIn("-device", argv[argv.index("-drive"):])
+        self.assertIn("virtio-blk-pci,drive=disk0,romfile=", argv)
+        self.assertIn("virtio-net-pci,netdev=net0,romfile=", argv)
+        self.assertTrue(argv[argv.index("-device") + 1].endswith("hyp.disk=1 hyp.net=1"))
+        # --net alone: the NIC, still behind the SMMU, and no disk.
+        argv = self.print_qemu("linux", "--hypervisor", self.hyp, "--kernel", self.kernel, "--initrd",
+                               self.initrd, "--net")
+        self.assertIn("arm-smmuv3.stage=2", argv)
+        self.assertNotIn("-drive", argv)
+        # Neither: the machine as before.
+        argv = self.print_qemu("linux", "--hypervisor", self.hyp, "--kernel", self.kernel, "--initrd", self.initrd)
+        self.assertEqual(argv[argv.index("-machine") + 1], "virt,virtualization=on,gic-version=3")
+        self.assertNotIn("-global", argv)
+
+    def test_disk_takes_a_file_only_when_one_follows(self):
+        # A mode or an option after --disk is not its FILE (the second --disk names the file,
+        # so no default image is built): "direct" stays the mode (else linux mode would want a
+        # hypervisor, missing under this CARGO_TARGET_DIR), "--net" stays an option.
+        disk = self.file("disk.img", 1 << 20)
+        argv = self.print_qemu("--disk", "direct", "--disk", "--net", "--disk", disk, "--kernel", self.kernel,
+                               "--initrd", self.initrd, env={"CARGO_TARGET_DIR": self.tmp.name})
+        self.assertEqual(argv[argv.index("-kernel") + 1], self.kernel)
+        self.assertIn("virtio-net-pci,netdev=net0,romfile=", argv)
+        self.assertEqual(argv.count("-drive"), 1)
+        missing = os.path.join(self.tmp.name, "missing.img")
+        result = self.run_sh("direct", "--kernel", self.kernel, "--initrd", self.initrd, "--disk", missing,
+                             "--print-qemu", "--skip-setup")
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(result.stdout, "")
+        self.assertIn("disk image '%s' not found" % missing, result.stderr)
+
+    def test_disk_and_net_are_for_linux_and_direct(self):
+        for mode, option in (("none", "--disk"), ("selftest", "--net")):
+            with self.subTest(mode=mode):
+                result = self.run_sh(mode, option, "--print-qemu", "--skip-setup", "--hypervisor", self.hyp)
+                self.assertEqual(result.returncode, 2)
+                self.assertIn("--disk and --net are for the linux and direct modes", result.stderr)
+
     def test_environment_variable_skips_setup(self):
         result = self.run_sh("none", "--print-qemu", "--hypervisor", self.hyp, "--log", self.log,
                              env={"HYP_SKIP_SETUP": "1"})
