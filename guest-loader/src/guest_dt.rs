@@ -38,7 +38,11 @@
 //!   again from the guest's DT gives the same DT); the emulated GIC is the host's node with the assignment's `reg`
 //!   (distributor + one redistributor region sized for the vCPUs) and without
 //!   `#redistributor-regions`, `redistributor-stride`, `interrupts` (the maintenance
-//!   interrupt), the MBI properties and its ITS. An ancestor of kept nodes that is not kept itself (a
+//!   interrupt), the MBI properties and its ITS. A passthrough PCI host bridge (given
+//!   only when the hypervisor drives its SMMUs) is copied without `iommu-map`,
+//!   `iommu-map-mask`, `msi-map`, `msi-map-mask` and `msi-parent`: the guest has neither
+//!   the SMMU nor the ITS, and its `interrupt-map` names the emulated GIC's phandle,
+//!   which stays. An ancestor of kept nodes that is not kept itself (a
 //!   `simple-bus`, `/firmware`) is a container: it keeps only `compatible`,
 //!   `#address-cells`, `#size-cells`, `ranges`, `dma-ranges`, `device_type`, `phandle`,
 //!   `linux,phandle`, `status`, and `interrupt-parent` when that names a kept node.
@@ -349,6 +353,7 @@ pub fn build_guest_dtb(host_dtb: &[u8], spec: &GuestDtSpec<'_>) -> Result<Vec<u8
         guest_ram: spec.memory,
         hidden: spec.hidden,
         passthrough_paths: &[],
+        smmus_driven: &[],
     };
     let assignment = devices::assign_opened(&host, &request).map_err(GuestDtError::Devices)?;
     build_guest_dtb_for(host_dtb, spec, &assignment)
@@ -751,6 +756,8 @@ enum Scope {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Properties {
     Copy,
+    /// Copied without the maps that name the SMMU and the ITS.
+    PciHostBridge,
     Chosen,
     Psci,
     Cpu,
@@ -800,6 +807,7 @@ impl Decision {
             Some(NodeRole::Device) if is_psci_node(node) => Properties::Psci,
             Some(NodeRole::Device) => Properties::Copy,
             Some(NodeRole::EmulatedGic) => Properties::EmulatedGic,
+            Some(NodeRole::PciHostBridge) => Properties::PciHostBridge,
             Some(NodeRole::Container) => Properties::Container,
         };
         Self::keep(name, properties, Scope::Devices)
@@ -924,7 +932,7 @@ impl Builder<'_> {
                 let role = self.layout.role(&self.path);
                 // The emulated GIC's own frames were checked by the assignment (its
                 // host `reg` is not what the guest sees).
-                if role == Some(NodeRole::Device) {
+                if matches!(role, Some(NodeRole::Device | NodeRole::PciHostBridge)) {
                     self.check_not_hidden(child)?;
                 }
                 Decision::from_layout(child, name, role)
@@ -1036,6 +1044,9 @@ impl Builder<'_> {
     ) -> Result<(), GuestDtError> {
         match properties {
             Properties::Copy => self.copy_properties(node, |_| true),
+            Properties::PciHostBridge => self.copy_properties(node, |name| {
+                !devices::BRIDGE_PROPERTIES_DROPPED.contains(&name)
+            }),
             Properties::EmulatedGic => self.write_emulated_gic_properties(node),
             Properties::Container => {
                 let layout = self.layout;

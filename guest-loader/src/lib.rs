@@ -35,11 +35,14 @@ pub mod plan;
 
 pub use devices::{
     DeviceAssignment, DeviceError, DeviceRequest, EmulatedDevice, EmulatedKind, PassthroughDevice,
-    Refusal, RefusedDevice, assign_devices,
+    Refusal, RefusedDevice, StreamRange, assign_devices,
 };
 pub use guest_dt::{GuestDtError, GuestDtSpec, build_guest_dtb, build_guest_dtb_for};
 pub use image::{ImageError, ImageHeader};
 pub use modules::{GuestModuleRole, GuestModules, ModuleError, select_modules};
 pub use passthrough::{PassthroughError, device_regions, passthrough_regions};
 pub use placement::{ModuleCopy, Placement, PlacementError, PlacementRequest, place_guest};
-pub use plan::{GuestConfig, GuestPlan, LoadError, plan_guest, plan_guest_with_passthrough};
+pub use plan::{
+    DeviceOptions, GuestConfig, GuestPlan, LoadError, plan_guest, plan_guest_with_devices,
+    plan_guest_with_passthrough,
+};

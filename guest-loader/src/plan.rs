@@ -31,6 +31,18 @@ pub struct GuestConfig<'c> {
     pub rng_seed: Option<&'c [u8]>,
 }
 
+/// The host devices the hypervisor asks for, besides the emulated ones and those
+/// marked `xen,passthrough` (see [`crate::devices`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeviceOptions<'d> {
+    /// The hypervisor's `passthrough=` paths
+    /// (`platform::bootargs::ParsedArgs::passthrough`).
+    pub passthrough_paths: &'d [&'d str],
+    /// The phandles of the SMMUs the hypervisor drives
+    /// ([`DeviceRequest::smmus_driven`]): PCI host bridges behind them may be given.
+    pub smmus_driven: &'d [u32],
+}
+
 /// Everything needed to start the guest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GuestPlan<'m> {
@@ -113,6 +125,27 @@ pub fn plan_guest_with_passthrough<'m, 'h>(
     passthrough_paths: &[&str],
     read_kernel_head: impl FnOnce(PhysRange) -> &'h [u8],
 ) -> Result<GuestPlan<'m>, LoadError> {
+    let devices = DeviceOptions {
+        passthrough_paths,
+        smmus_driven: &[],
+    };
+    plan_guest_with_devices(modules, host_dtb, config, &devices, read_kernel_head)
+}
+
+/// [`plan_guest_with_passthrough`] with every device option: also the PCI host bridges
+/// behind the SMMUs `devices.smmus_driven` names, when asked for (their StreamIDs are
+/// in [`GuestPlan::devices`]' [`DeviceAssignment::streams`]).
+///
+/// # Errors
+///
+/// As [`plan_guest_with_passthrough`].
+pub fn plan_guest_with_devices<'m, 'h>(
+    modules: &[BootModule<'m>],
+    host_dtb: &[u8],
+    config: &GuestConfig<'_>,
+    devices: &DeviceOptions<'_>,
+    read_kernel_head: impl FnOnce(PhysRange) -> &'h [u8],
+) -> Result<GuestPlan<'m>, LoadError> {
     let modules = select_modules(modules).map_err(LoadError::Modules)?;
     let kernel = modules.kernel.range;
     let image = ImageHeader::parse_with_file_size(read_kernel_head(kernel), kernel.size)
@@ -156,7 +189,8 @@ pub fn plan_guest_with_passthrough<'m, 'h>(
             vcpus: config.vcpus,
             guest_ram: config.guest_ram,
             hidden: config.hidden,
-            passthrough_paths,
+            passthrough_paths: devices.passthrough_paths,
+            smmus_driven: devices.smmus_driven,
         },
     )
     .map_err(LoadError::Devices)?;

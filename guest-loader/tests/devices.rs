@@ -43,6 +43,7 @@ fn request<'r>(vcpus: usize, paths: &'r [&'r str]) -> DeviceRequest<'r> {
         guest_ram: &GUEST_RAM,
         hidden: &HIDDEN,
         passthrough_paths: paths,
+        smmus_driven: &[],
     }
 }
 
@@ -188,6 +189,7 @@ fn pl031(intids: Vec<u32>) -> PassthroughDevice {
         mmio: vec![range(0x901_0000, 0x1000)],
         regions: vec![range(0x901_0000, 0x1000)],
         intids,
+        streams: vec![],
     }
 }
 

@@ -4,6 +4,15 @@
 
 use arrayvec::ArrayVec;
 
+mod pci;
+mod smmu;
+
+pub use pci::{
+    IntxMask, IntxRoute, IommuMapEntry, MAX_INTX_ROUTES, MAX_IOMMU_MAP_ENTRIES,
+    MAX_PCI_HOST_BRIDGES, MAX_PCI_WINDOWS, PciHostBridge, PciSpace, PciWindow, RID_LIMIT,
+};
+pub use smmu::{MAX_SMMUS, SmmuV3};
+
 /// Most memory banks kept from `/memory` nodes.
 pub const MAX_MEMORY_BANKS: usize = 16;
 /// Most reserved ranges (/memreserve/ plus /reserved-memory children).
@@ -174,6 +183,11 @@ pub struct PlatformInfo<'dtb> {
     pub psci: Option<Psci>,
     /// `multiboot,module` children of `/chosen`, in DT order.
     pub modules: ArrayVec<BootModule<'dtb>, MAX_MODULES>,
+    /// Available `arm,smmu-v3` nodes, in DT order.
+    pub smmus: ArrayVec<SmmuV3, MAX_SMMUS>,
+    /// Available generic ECAM PCI host bridges, in DT order; every `iommu-map` entry
+    /// names one of `smmus`.
+    pub pci_host_bridges: ArrayVec<PciHostBridge, MAX_PCI_HOST_BRIDGES>,
 }
 
 impl PlatformInfo<'_> {

@@ -14,7 +14,7 @@ use dtoolkit::{Node, Property};
 use super::DeviceRequest;
 use super::assignment::{
     DeviceAssignment, EmulatedDevice, EmulatedKind, GuestTreeLayout, NodeRole, PassthroughDevice,
-    RefusedDevice, fingerprint,
+    RefusedDevice, StreamRange, fingerprint, merge_streams,
 };
 use super::classify::{
     architected, disabled_status, has, is_gic_v3, is_iommu, is_its, refused_kind, strings,
@@ -23,6 +23,7 @@ use super::emulated::{
     console_node, emulated_gic, emulated_pl011, find_gic, pl011_console, stdout_path,
 };
 use super::interrupts::spi_intids;
+use super::pci::{self, DROPPED_PROPERTIES};
 use super::problems::{DeviceError, DeviceNote, NotKeptReason, ReferenceProblem, Refusal};
 use super::references::references;
 use super::tree::HostTree;
@@ -73,6 +74,9 @@ struct Candidate {
     mmio: Vec<PhysRange>,
     pages: Vec<PhysRange>,
     intids: Vec<u32>,
+    streams: Vec<StreamRange>,
+    /// The PCI host bridges in its subtree, given whole ([`pci`]).
+    bridges: Vec<usize>,
 }
 
 struct Assigner<'t, 'a> {
@@ -248,8 +252,12 @@ impl Assigner<'_, '_> {
         for (index, reason) in refusals {
             self.refuse(index, reason);
         }
-        for candidate in candidates {
+        for mut candidate in candidates {
             self.keep_subtree(candidate.index);
+            for &bridge in &candidate.bridges {
+                self.kept.insert(bridge, NodeRole::PciHostBridge);
+            }
+            merge_streams(&mut candidate.streams);
             self.passthrough.push((
                 candidate.index,
                 PassthroughDevice {
@@ -257,6 +265,7 @@ impl Assigner<'_, '_> {
                     mmio: candidate.mmio,
                     regions: merge(candidate.pages),
                     intids: candidate.intids,
+                    streams: candidate.streams,
                 },
             ));
         }
@@ -295,6 +304,8 @@ impl Assigner<'_, '_> {
             mmio: Vec::new(),
             pages: Vec::new(),
             intids: Vec::new(),
+            streams: Vec::new(),
+            bridges: Vec::new(),
         };
         for member in self.tree.subtree(index) {
             self.check_member(index, member, &mut candidate)
@@ -333,27 +344,42 @@ impl Assigner<'_, '_> {
         {
             return Err(Refusal::HypervisorOwned { what });
         }
-        if let Some(reason) = refused_kind(&node) {
-            return Err(reason);
-        }
-        if has(&node, "interrupt-map") {
-            return Err(Refusal::InterruptNexus);
-        }
         let in_use = self.in_use_below(requested, member);
+        // A PCI host bridge behind SMMUs the hypervisor drives is not refused for its
+        // DMA nor for its `interrupt-map`; its INTx SPIs are passed through.
+        let bridge = if in_use && pci::is_pci_bridge(&node) {
+            pci::assess(self.tree, self.gic, member, self.request.smmus_driven).transpose()?
+        } else {
+            None
+        };
+        if bridge.is_none() {
+            if let Some(reason) = refused_kind(&node) {
+                return Err(reason);
+            }
+            if has(&node, "interrupt-map") {
+                return Err(Refusal::InterruptNexus);
+            }
+        }
         // Interrupts first: a bad `interrupts-extended` reads better as an interrupt
         // problem than as a reference one.
-        let intids = if in_use {
+        let mut intids = if in_use {
             spi_intids(self.tree, self.gic, member).map_err(Refusal::Interrupts)?
         } else {
             Vec::new()
         };
+        if let Some(bridge) = bridge {
+            intids.extend(bridge.intids);
+            candidate.streams.extend(bridge.streams);
+            candidate.bridges.push(member);
+        }
         // A reference that cannot be parsed refuses the device; one whose target is
         // missing is a note (see the module docs: the guest's own DT has such references).
-        if let Some(problem) = references(self.tree, member)
-            .1
-            .into_iter()
-            .find(|problem| matches!(problem, ReferenceProblem::Malformed { .. }))
-        {
+        if let Some(problem) = references(self.tree, member).1.into_iter().find(|problem| {
+            matches!(problem, ReferenceProblem::Malformed { property }
+                // A given bridge's copy does not have these.
+                if !(candidate.bridges.contains(&member)
+                    && DROPPED_PROPERTIES.contains(&property.as_str())))
+        }) {
             return Err(Refusal::Reference(problem));
         }
         if !in_use {
@@ -457,7 +483,16 @@ impl Assigner<'_, '_> {
             if !scanned.insert(index) {
                 continue;
             }
-            let (found, problems) = references(self.tree, index);
+            let (mut found, mut problems) = references(self.tree, index);
+            // An assigned bridge's copy has no `msi-parent`: nothing to keep for it.
+            if self.kept.get(&index) == Some(&NodeRole::PciHostBridge) {
+                let dropped = |property: &str| DROPPED_PROPERTIES.contains(&property);
+                found.retain(|reference| !dropped(&reference.property));
+                problems.retain(|problem| match problem {
+                    ReferenceProblem::Dangling { property, .. }
+                    | ReferenceProblem::Malformed { property } => !dropped(property),
+                });
+            }
             for problem in problems {
                 self.notes.push(DeviceNote::BadReference {
                     from: self.tree.path(index).to_string(),

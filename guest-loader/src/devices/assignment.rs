@@ -6,6 +6,7 @@ use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
+use core::ops::Range;
 
 use hyp_abi::console::guest_devices::{Device, DeviceList, GuestDevices};
 use platform::info::PhysRange;
@@ -66,8 +67,37 @@ pub struct PassthroughDevice {
     pub mmio: Vec<PhysRange>,
     /// `mmio` rounded out to 4 KiB pages, sorted and merged: what stage 2 maps.
     pub regions: Vec<PhysRange>,
-    /// Its (and its subtree's) interrupts as INTIDs, all SPIs, sorted, no repeats.
+    /// Its (and its subtree's) interrupts as INTIDs, all SPIs, sorted, no repeats: for
+    /// a PCI host bridge, the SPIs its `interrupt-map` routes INTx to.
     pub intids: Vec<u32>,
+    /// The SMMU StreamIDs its DMA uses (a PCI host bridge's: its requester IDs through
+    /// `iommu-map`), sorted, merged; empty for a device that masters no DMA.
+    pub streams: Vec<StreamRange>,
+}
+
+/// StreamIDs of one SMMU that a guest's devices use: the hypervisor gives each a
+/// stage-2 STE for the guest (every other StreamID aborts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamRange {
+    /// The SMMU's phandle (`platform::info::SmmuV3::phandle`).
+    pub smmu: u32,
+    pub sids: Range<u32>,
+}
+
+/// Sorts by SMMU and first StreamID and merges ranges of one SMMU that overlap or touch.
+pub(crate) fn merge_streams(streams: &mut Vec<StreamRange>) {
+    streams.retain(|stream| !stream.sids.is_empty());
+    streams.sort_by_key(|stream| (stream.smmu, stream.sids.start, stream.sids.end));
+    let mut merged: Vec<StreamRange> = Vec::with_capacity(streams.len());
+    for stream in streams.drain(..) {
+        match merged.last_mut() {
+            Some(last) if last.smmu == stream.smmu && stream.sids.start <= last.sids.end => {
+                last.sids.end = last.sids.end.max(stream.sids.end);
+            }
+            _ => merged.push(stream),
+        }
+    }
+    *streams = merged;
 }
 
 /// A device that was asked for and is not given.
@@ -123,6 +153,18 @@ impl DeviceAssignment {
         intids.sort_unstable();
         intids.dedup();
         intids
+    }
+
+    /// Every passthrough device's StreamIDs, by SMMU phandle, sorted and merged: what
+    /// the hypervisor gives stage-2 STEs for the guest before it runs.
+    pub fn streams(&self) -> Vec<StreamRange> {
+        let mut streams = self
+            .passthrough
+            .iter()
+            .flat_map(|device| device.streams.iter().cloned())
+            .collect();
+        merge_streams(&mut streams);
+        streams
     }
 
     /// The emulated device of `kind`, when the host has one to stand in for.
@@ -184,6 +226,9 @@ pub(crate) enum NodeRole {
     /// The emulated GIC: its `reg` rewritten, its maintenance interrupt and extra
     /// redistributor properties dropped.
     EmulatedGic,
+    /// A passthrough PCI host bridge: copied without the maps that name the SMMU and
+    /// the ITS (`devices::pci::DROPPED_PROPERTIES`).
+    PciHostBridge,
     /// An ancestor of kept nodes that is not kept itself: only what its children need
     /// (see `guest_dt`).
     Container,
@@ -216,7 +261,7 @@ impl GuestTreeLayout {
     pub(crate) fn is_device(&self, path: &str) -> bool {
         matches!(
             self.role(path),
-            Some(NodeRole::Device | NodeRole::EmulatedGic)
+            Some(NodeRole::Device | NodeRole::EmulatedGic | NodeRole::PciHostBridge)
         )
     }
 }

@@ -111,7 +111,8 @@ pub(crate) fn refused_kind(node: &FdtNode<'_>) -> Option<Refusal> {
 }
 
 /// What says a node can master DMA. Without an IOMMU the hypervisor controls, such a
-/// device could read and write any physical address, the hypervisor's included.
+/// device could read and write any physical address, the hypervisor's included (a PCI
+/// host bridge behind a driven SMMU is decided before this, in `pci`).
 fn dma_evidence(node: &FdtNode<'_>) -> Option<&'static str> {
     if is_compatible(node, b"virtio,mmio") {
         return Some(

@@ -33,10 +33,11 @@
 //!   memory, `/cpus`, `/chosen`, `/aliases`, reserved memory, timer, PMU, PSCI); the
 //!   hypervisor's own (the GIC and any GICv3 or ITS node, the console UART, an SMMU);
 //!   disabled, or inside a disabled node; fw-cfg (`qemu,fw-cfg-mmio`); flash
-//!   (`cfi-flash`, `jedec-flash`, `arm,vexpress-flash`, `mtd-rom`); DMA-capable while
-//!   the hypervisor has no SMMU support (`virtio,mmio`, `device_type = "pci"`/`"pciex"`,
-//!   a node with `iommus`, `iommu-map`, `dma-coherent`, `msi-parent` or `msi-map`); an
-//!   interrupt nexus (`interrupt-map`); a node with a `reg` on a bus that is not
+//!   (`cfi-flash`, `jedec-flash`, `arm,vexpress-flash`, `mtd-rom`); DMA-capable with no
+//!   IOMMU the hypervisor controls (`virtio,mmio`, `device_type = "pci"`/`"pciex"`,
+//!   a node with `iommus`, `iommu-map`, `dma-coherent`, `msi-parent` or `msi-map`; but
+//!   see PCI host bridges below); an interrupt nexus (`interrupt-map`, but for such a
+//!   bridge); a node with a `reg` on a bus that is not
 //!   memory-mapped; a node whose MMIO does not translate ([`crate::passthrough`]), or
 //!   whose MMIO pages overlap guest RAM, a hidden range, an emulated device's frames or
 //!   the registers of any node the guest does not get (in use or not: a page is mapped
@@ -45,6 +46,18 @@
 //!   a phandle reference that cannot be parsed (a specifier list of the wrong length).
 //!   The checks apply to the whole subtree (a bus cannot smuggle a virtio device in). A
 //!   request inside another granted one goes with it.
+//! - **PCI host bridges** (issue 17): when [`DeviceRequest::smmus_driven`] is not
+//!   empty, a requested bridge is given whole if every requester ID of its
+//!   `bus-range` reaches, through `iommu-map` (and `iommu-map-mask`), an SMMU that list
+//!   names, and every `interrupt-map` entry leads to an SPI of the emulated GIC; else it
+//!   is refused with [`Refusal::IommuNotDriven`], [`Refusal::PciMap`] or an interrupt
+//!   problem. Its MMIO is its ECAM and its I/O and memory windows; its interrupts are
+//!   the SPIs of its `interrupt-map`; its StreamIDs ([`PassthroughDevice::streams`],
+//!   [`DeviceAssignment::streams`]) are what its requester IDs map to, which the
+//!   hypervisor gives stage-2 STEs. The guest's copy drops `iommu-map`,
+//!   `iommu-map-mask`, `msi-map`, `msi-map-mask` and `msi-parent` (the guest has no
+//!   SMMU and no ITS: its drivers use INTx). With no SMMU driven, bridges are refused
+//!   as DMA-capable, as before.
 //! - **A passthrough device** is its node with everything below it; its MMIO is every
 //!   memory-mapped node's `reg` in that subtree (nodes not in use excluded),
 //!   CPU-physical and rounded out to pages, and its interrupts every SPI of the subtree,
@@ -62,7 +75,9 @@
 //!   `xen,passthrough`, and a phandle that names no node is a [`DeviceNote`], not a
 //!   refusal, since a reference to a node the guest does not get (above) names no node
 //!   in the guest's DT. For the same reason a specifier list is not followed past an
-//!   entry whose provider the guest does not get.
+//!   entry whose provider the guest does not get. (The exception: a PCI host bridge
+//!   given because its SMMU is driven loses its `iommu-map` in the guest's DT, so a
+//!   guest DT rebuilt with SMMUs driven refuses it. The guest has no SMMU to drive.)
 //! - **Containers**: every ancestor of a kept node is written with only what its
 //!   children need (see [`crate::guest_dt`]); every other node is dropped.
 //! - **Paths** two sibling nodes share are never kept (a path could not tell them
@@ -73,6 +88,7 @@ mod assignment;
 mod classify;
 mod emulated;
 mod interrupts;
+mod pci;
 mod problems;
 mod references;
 mod tree;
@@ -87,10 +103,11 @@ use dtoolkit::fdt::Fdt;
 use platform::info::PhysRange;
 
 pub use assignment::{
-    DeviceAssignment, EmulatedDevice, EmulatedKind, PassthroughDevice, RefusedDevice,
+    DeviceAssignment, EmulatedDevice, EmulatedKind, PassthroughDevice, RefusedDevice, StreamRange,
 };
 pub(crate) use assignment::{GuestTreeLayout, NodeRole};
 pub use emulated::REDISTRIBUTOR_FRAMES_SIZE;
+pub(crate) use pci::DROPPED_PROPERTIES as BRIDGE_PROPERTIES_DROPPED;
 pub use problems::{
     DeviceError, DeviceNote, InterruptProblem, NotKeptReason, ReferenceProblem, Refusal,
 };
@@ -112,6 +129,11 @@ pub struct DeviceRequest<'r> {
     pub hidden: &'r [PhysRange],
     /// Host node paths from the hypervisor's `passthrough=` option.
     pub passthrough_paths: &'r [&'r str],
+    /// The phandles of the SMMUs (`platform::info::SmmuV3::phandle`) the hypervisor
+    /// drives, ready to give the guest's devices stage-2 STEs. A PCI host bridge whose
+    /// every requester ID reaches one of them through `iommu-map` may be assigned
+    /// (empty: none may, as DMA-capable).
+    pub smmus_driven: &'r [u32],
 }
 
 /// Decides which devices the guest gets (see the module docs).

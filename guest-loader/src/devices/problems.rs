@@ -7,6 +7,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use core::fmt;
 
+use platform::dt::PciProblem;
 use platform::info::PhysRange;
 
 use super::assignment::EmulatedKind;
@@ -210,8 +211,15 @@ pub enum Refusal {
     Flash,
     /// It can master DMA, and no IOMMU confines it.
     DmaWithoutIommu { evidence: &'static str },
-    /// It has an `interrupt-map` (an interrupt nexus), which is not translated.
+    /// It has an `interrupt-map` (an interrupt nexus), which is not translated (but for
+    /// an assigned PCI host bridge's, whose SPIs are passed through).
     InterruptNexus,
+    /// A PCI host bridge's requester ID `rid` masters DMA through no SMMU the hypervisor
+    /// drives: `smmu` is the phandle of the SMMU its `iommu-map` names, `None` when no
+    /// entry maps it.
+    IommuNotDriven { rid: u32, smmu: Option<u32> },
+    /// A PCI host bridge's `iommu-map`, `bus-range` or `interrupt-map` cannot be decoded.
+    PciMap(PciProblem),
     /// A node below the requested one is refused for `reason`; the whole subtree would
     /// go with it.
     Contains { path: String, reason: Box<Refusal> },
@@ -263,6 +271,23 @@ impl fmt::Display for Refusal {
             Self::InterruptNexus => {
                 f.write_str("it has an interrupt-map, which is not translated for guests")
             }
+            Self::IommuNotDriven { rid, smmu } => {
+                let (bus, device, function) = (rid >> 8, (rid >> 3) & 0x1f, rid & 7);
+                write!(
+                    f,
+                    "DMA-capable: no IOMMU the hypervisor controls: requester ID {rid:#06x} \
+                     ({bus:02x}:{device:02x}.{function}) "
+                )?;
+                match smmu {
+                    Some(smmu) => write!(
+                        f,
+                        "masters DMA through the SMMU with phandle {smmu:#x}, which the \
+                         hypervisor does not drive"
+                    ),
+                    None => f.write_str("has no iommu-map entry, so its StreamID is unknown"),
+                }
+            }
+            Self::PciMap(problem) => write!(f, "PCI host bridge: {problem}"),
             Self::Contains { path, reason } => write!(f, "it contains {path}: {reason}"),
             Self::NotMemoryMapped => f.write_str(
                 "it has a reg but its bus is not memory-mapped (assign its controller instead)",

@@ -20,8 +20,9 @@
 //! A phandle no node has (or two nodes claim) is reported and skipped; in a specifier
 //! list the entry's length is then unknown, so the rest of the list is not read.
 //!
-//! Not followed: map tables (`interrupt-map`, `msi-map`, `iommu-map`; a device with one
-//! is refused anyway), `cpu` in `cpu-map` (the CPUs are chosen by their own rule) and
+//! Not followed: map tables (`interrupt-map`, `msi-map`, `iommu-map`: a device with one
+//! is refused, but for a PCI host bridge behind a driven SMMU, whose maps name the GIC,
+//! which every guest has, or the SMMU and the ITS, which its copy drops), `cpu` in `cpu-map` (the CPUs are chosen by their own rule) and
 //! any property whose format no binding fixes.
 
 use alloc::string::{String, ToString};

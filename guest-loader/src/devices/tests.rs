@@ -202,6 +202,7 @@ fn the_emulated_gic_reg_is_encoded_in_the_parents_cells() {
         guest_ram: &[],
         hidden: &[],
         passthrough_paths: &[],
+        smmus_driven: &[],
     };
     let assignment = assign_opened(&fdt, &request).unwrap();
     // One-cell addresses and sizes: distributor, then 3 * 128 KiB of redistributors.

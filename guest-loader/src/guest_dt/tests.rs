@@ -329,6 +329,7 @@ fn synthetic_fixture_reserved_memory_and_chosen() {
         guest_ram: &SYNTHETIC_GUEST_RAM,
         hidden: &SYNTHETIC_HIDDEN,
         passthrough_paths: &["/dma-client@a000000"],
+        smmus_driven: &[],
     };
     let assignment = devices::assign_devices(SYNTHETIC, &request).unwrap();
     let assigned = model(&build_guest_dtb_for(SYNTHETIC, &synthetic_spec(2), &assignment).unwrap());
@@ -769,6 +770,7 @@ fn error_assignment_for_another_dtb_or_vcpu_count() {
         guest_ram: &QEMU_GUEST_RAM,
         hidden: &QEMU_HIDDEN,
         passthrough_paths: &[],
+        smmus_driven: &[],
     };
     let assignment = devices::assign_devices(QEMU_SMP2, &request).unwrap();
     assert!(build_guest_dtb_for(QEMU_SMP2, &qemu_spec(2), &assignment).is_ok());

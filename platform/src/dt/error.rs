@@ -7,6 +7,7 @@ use core::fmt;
 
 use arrayvec::ArrayString;
 
+use super::maps::PciProblem;
 use crate::info::PhysRange;
 
 /// Bytes kept of a node path or property value quoted in an error.
@@ -279,6 +280,8 @@ pub enum DtError {
         property: &'static str,
         problem: &'static str,
     },
+    /// A PCI host bridge's map, bus or window properties cannot be used.
+    MalformedPciHostBridge { node: DtText, problem: PciProblem },
     /// A property the binding requires is missing.
     MissingProperty {
         node: DtText,
@@ -348,6 +351,7 @@ impl fmt::Display for DtError {
             | Self::UntranslatableAddress { .. }
             | Self::MalformedInterrupts { .. }
             | Self::MalformedProperty { .. }
+            | Self::MalformedPciHostBridge { .. }
             | Self::MissingProperty { .. }
             | Self::TooMany { .. } => self.write_property_defect(f),
             Self::NoConsole
@@ -471,6 +475,9 @@ impl DtError {
                 property,
                 problem,
             } => write!(f, "{node}: bad {property}: {problem}"),
+            Self::MalformedPciHostBridge { node, problem } => {
+                write!(f, "{node}: PCI host bridge: {problem}")
+            }
             Self::MissingProperty { node, property } => {
                 write!(f, "{node}: missing {property}")
             }

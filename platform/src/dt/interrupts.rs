@@ -18,7 +18,7 @@ const LAST_SPI: u32 = 987;
 const LAST_PPI: u32 = 15;
 
 /// The INTIDs of `node`'s `interrupts`, in order.
-fn interrupt_ids<'dtb>(
+pub(super) fn interrupt_ids<'dtb>(
     node: &Node<'_, '_, 'dtb>,
     value: &'dtb [u8],
 ) -> Result<impl Iterator<Item = Result<u32, DtError>> + 'dtb, DtError> {

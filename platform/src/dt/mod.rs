@@ -32,10 +32,13 @@ mod cpus;
 mod error;
 mod header;
 mod interrupts;
+pub mod maps;
 mod memory;
 mod node;
 mod nops;
+mod pci;
 mod psci;
+mod smmu;
 mod structure;
 
 use arrayvec::ArrayVec;
@@ -46,10 +49,11 @@ pub use error::{
     StructureProblem,
 };
 pub use header::{HEADER_SIZE, MAX_TOTAL_SIZE};
+pub use maps::PciProblem;
 pub use nops::remove_nops;
 pub use structure::MAX_DEPTH;
 
-use crate::info::{Console, PhysRange, PlatformInfo};
+use crate::info::{Console, MAX_SMMUS, PhysRange, PlatformInfo};
 use header::Header;
 use node::Node;
 
@@ -79,7 +83,9 @@ pub fn blob_size(header: &[u8]) -> Result<usize, DtError> {
 /// # Errors
 /// Any [`DtError`]: the blob's header or structure is malformed; there is no memory,
 /// console, CPU or GICv3; memory banks or reservations overlap; a property that is read
-/// is malformed (the error names the node); a table is full ([`DtError::TooMany`]).
+/// is malformed (the error names the node); a table is full ([`DtError::TooMany`]); a
+/// PCI host bridge's `iommu-map` names no SMMUv3 or its `interrupt-map` leads elsewhere
+/// than the GIC ([`DtError::MalformedPciHostBridge`]).
 pub fn parse(dtb: &[u8], dtb_base: u64) -> Result<PlatformInfo<'_>, DtError> {
     let (blob, header) = checked_blob(dtb)?;
     let dtb_range =
@@ -101,6 +107,9 @@ pub fn parse(dtb: &[u8], dtb_base: u64) -> Result<PlatformInfo<'_>, DtError> {
     let mut timer = None;
     let mut psci = None;
     let mut pmu_intid = None;
+    let mut gic_cells = None;
+    let mut smmus = ArrayVec::new();
+    let mut bridges = pci::PendingBridges::new();
     memory::add_memreserve(header::reservations(blob, &header), &mut reserved)?;
     root.walk(&mut |node| {
         if node.is_top_level() {
@@ -116,6 +125,18 @@ pub fn parse(dtb: &[u8], dtb_base: u64) -> Result<PlatformInfo<'_>, DtError> {
         }
         if gic.is_none() && node.is_compatible("arm,gic-v3") {
             gic = Some(interrupts::read_gic(node)?);
+            gic_cells = Some(pci::GicCells::of(node)?);
+        }
+        if smmu::is_smmu_v3(node)
+            && let Some(smmu) = smmu::read_smmu(node)?
+        {
+            smmus.try_push(smmu).map_err(|_| DtError::TooMany {
+                what: "SMMUv3s",
+                limit: MAX_SMMUS,
+            })?;
+        }
+        if pci::is_ecam_bridge(node) {
+            pci::read_bridge(node, &mut bridges)?;
         }
         if timer.is_none() && node.is_compatible("arm,armv8-timer") {
             timer = Some(interrupts::read_timer(node)?);
@@ -136,6 +157,8 @@ pub fn parse(dtb: &[u8], dtb_base: u64) -> Result<PlatformInfo<'_>, DtError> {
     let stdout_path = chosen.stdout_path.ok_or(DtError::NoConsole)?;
     let console = chosen::resolve_console(&root, stdout_path)?;
     let cpus = cpus.ok_or(DtError::NoCpus)?;
+    let gic = gic.ok_or(DtError::MissingGicV3)?;
+    let pci_host_bridges = pci::finish_bridges(bridges, gic_cells, &smmus)?;
 
     Ok(PlatformInfo {
         dtb: dtb_range,
@@ -145,11 +168,13 @@ pub fn parse(dtb: &[u8], dtb_base: u64) -> Result<PlatformInfo<'_>, DtError> {
         stdout_path: Some(stdout_path),
         console,
         cpus,
-        gic: gic.ok_or(DtError::MissingGicV3)?,
+        gic,
         timer,
         pmu_intid,
         psci,
         modules: chosen.modules,
+        smmus,
+        pci_host_bridges,
     })
 }
 

@@ -325,6 +325,23 @@ impl<'p, 'f, 'dtb> Node<'p, 'f, 'dtb> {
         self.reg()
     }
 
+    /// The `#address-cells` this node's `reg` (and the parent side of its `ranges`) is
+    /// written in.
+    pub fn reg_address_cells(&self) -> u32 {
+        self.reg_cells.address
+    }
+
+    /// The node's `phandle` (or the older `linux,phandle`).
+    ///
+    /// # Errors
+    /// [`DtError::MalformedProperty`] if it is not one cell.
+    pub fn phandle(&self) -> Result<Option<u32>, DtError> {
+        Ok(match self.u32_property("phandle")? {
+            Some(phandle) => Some(phandle),
+            None => self.u32_property("linux,phandle")?,
+        })
+    }
+
     pub fn malformed(&self, property: &'static str, problem: &'static str) -> DtError {
         DtError::MalformedProperty {
             node: self.path(),

@@ -3,7 +3,9 @@
 //!
 //! Checked beyond "no panic":
 //! - a successful parse keeps every promise of `PlatformInfo` (sorted, disjoint,
-//!   non-empty ranges; CPUs, GIC, console present);
+//!   non-empty ranges; CPUs, GIC, console present), and of its SMMUv3s and PCI host
+//!   bridges (every `iommu-map` entry names a listed SMMU, maps at least one requester
+//!   ID and stays inside the 16-bit RID space; every INTx route is an SPI);
 //! - the result does not depend on the load address (but for `dtb.base`) nor on bytes
 //!   after `totalsize`;
 //! - `blob_size` agrees with the parse, and `find_console` finds the parse's console;
@@ -15,7 +17,7 @@
 use hypervisor_fuzz::assert_platform_info;
 use libfuzzer_sys::fuzz_target;
 use platform::dt::{self, DtError};
-use platform::info::PlatformInfo;
+use platform::info::{PlatformInfo, RID_LIMIT};
 
 const BASE: u64 = 0x4800_0000;
 const OTHER_BASE: u64 = 0x1_0000_0000;
@@ -28,6 +30,7 @@ fn check(blob: &[u8]) -> Result<PlatformInfo<'_>, DtError> {
         Ok(info) => {
             let size = dt::blob_size(blob).expect("parse accepted a header blob_size refuses");
             assert_platform_info(info, BASE, size as u64);
+            assert_smmus_and_bridges(info);
             assert_eq!(
                 dt::find_console(blob),
                 Some(info.console),
@@ -60,6 +63,55 @@ fn check(blob: &[u8]) -> Result<PlatformInfo<'_>, DtError> {
         (a, b) => panic!("trailing bytes changed the outcome: {a:?} / {b:?}"),
     }
     parsed
+}
+
+/// The promises of `PlatformInfo::smmus` and `pci_host_bridges`.
+fn assert_smmus_and_bridges(info: &PlatformInfo<'_>) {
+    for smmu in &info.smmus {
+        assert!(smmu.regs.size > 0 && smmu.regs.base.checked_add(smmu.regs.size).is_some());
+        for intid in [
+            smmu.event_intid,
+            smmu.gerror_intid,
+            smmu.priq_intid,
+            smmu.cmdq_sync_intid,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            assert!((16..1020).contains(&intid), "SMMU INTID {intid}");
+        }
+    }
+    for bridge in &info.pci_host_bridges {
+        assert!(bridge.ecam.size > 0 && bridge.ecam.base.checked_add(bridge.ecam.size).is_some());
+        assert!(bridge.first_bus <= bridge.last_bus);
+        assert!(bridge.rids().end <= RID_LIMIT);
+        for window in &bridge.windows {
+            assert!(window.cpu.size > 0 && window.cpu.base.checked_add(window.cpu.size).is_some());
+        }
+        for entry in &bridge.iommu_map {
+            assert!(entry.length > 0, "empty iommu-map entry kept");
+            assert!(entry.rids().end <= RID_LIMIT, "RIDs past 0xffff: {entry:?}");
+            assert_eq!(entry.sids().len(), entry.rids().len(), "{entry:?}");
+            assert!(
+                info.smmus
+                    .iter()
+                    .any(|smmu| smmu.phandle == Some(entry.smmu_phandle)),
+                "iommu-map names no listed SMMU: {entry:?}"
+            );
+            // Without a mask the entry's first RID finds a stream (maybe an earlier
+            // entry's: the first match wins, as in Linux's `of_map_id`).
+            if bridge.iommu_map_mask.is_none() {
+                assert!(bridge.stream_of(entry.rid_base).is_some(), "{entry:?}");
+            }
+        }
+        for route in &bridge.intx {
+            assert!(
+                (32..1020).contains(&route.intid),
+                "INTx to INTID {}",
+                route.intid
+            );
+        }
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
