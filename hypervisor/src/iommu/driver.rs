@@ -5,6 +5,8 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use core::ops::Range;
+
 use platform::info::PhysRange;
 use spin::Mutex;
 
@@ -119,22 +121,30 @@ fn publish_stores() {
 }
 
 impl Smmu {
-    /// Brings up the SMMU at `regs` for stage-2 translation of `stream_ids` (which must
-    /// fit its StreamID size), everything else aborting.
-    pub fn bring_up(regs: PhysRange, stream_ids: &[u32]) -> Result<Self, SmmuError> {
+    /// What the SMMU at `regs` implements (its ID registers).
+    pub fn features_at(regs: PhysRange) -> SmmuFeatures {
         let base = regs.base as usize;
-        let features = SmmuFeatures::decode(
+        SmmuFeatures::decode(
             read32(base, reg::IDR0),
             read32(base, reg::IDR1),
             read32(base, reg::IDR5),
         )
-        .with_idr3(read32(base, reg::IDR3));
-        let stream_table = StreamTableLayout::choose(
-            features.sid_bits,
-            features.two_level_stream_table,
-            stream_ids,
-        )
-        .map_err(SmmuError::StreamTable)?;
+        .with_idr3(read32(base, reg::IDR3))
+    }
+
+    /// Brings up the SMMU at `regs` with `streams` translating as their STE says and
+    /// every other StreamID aborting. The STEs are written before the SMMU is enabled,
+    /// so no stream ever sees another configuration. The table is linear (two-level
+    /// tables' L2 tables are not allocated yet): the streams must fit one.
+    pub fn bring_up(regs: PhysRange, streams: &[(Range<u32>, Ste)]) -> Result<Self, SmmuError> {
+        let base = regs.base as usize;
+        let features = Self::features_at(regs);
+        let highest = streams
+            .iter()
+            .filter_map(|(sids, _)| sids.clone().last())
+            .max();
+        let stream_table = StreamTableLayout::choose(features.sid_bits, false, highest.as_slice())
+            .map_err(SmmuError::StreamTable)?;
         let queues = Self::allocate(&features, stream_table)?;
         let smmu = Self {
             base,
@@ -142,6 +152,7 @@ impl Smmu {
             queues: Mutex::new(queues),
             counters: SmmuCounters::default(),
         };
+        smmu.fill_stream_table(streams)?;
         smmu.reset()?;
         Ok(smmu)
     }
@@ -196,7 +207,6 @@ impl Smmu {
         self.set_cr0(0)?;
         write32(base, reg::IRQ_CTRL, 0);
         self.wait("IRQ_CTRLACK", || read32(base, reg::IRQ_CTRLACK) == 0)?;
-        self.fill_stream_table_with_aborts();
         publish_stores();
         write32(base, reg::CR1, reg::cr1::COHERENT_WB);
         write32(base, reg::CR2, reg::cr2::VALUE);
@@ -240,20 +250,30 @@ impl Smmu {
         self.set_cr0(cr0::EVTQEN | cr0::CMDQEN | cr0::SMMUEN)
     }
 
-    /// Every STE of a linear table aborts (a two-level table starts with every L1
-    /// descriptor invalid, which is zero, and aborts too).
-    fn fill_stream_table_with_aborts(&self) {
+    /// Every STE of the (linear) table aborts except `streams`' (IHI 0070 §5.2: an STE
+    /// with V = 1 and Config = abort terminates the stream's transactions).
+    fn fill_stream_table(&self, streams: &[(Range<u32>, Ste)]) -> Result<(), SmmuError> {
         let q = self.queues.lock();
-        if q.stream_table.format() != super::stream_table::Format::Linear {
-            return;
-        }
         let abort = Ste::abort().words();
         for sid in 0..q.stream_table.stream_ids() {
             let ste = (q.strtab_memory + sid * 64) as *mut [u64; 8];
             // SAFETY: `sid` is below the table's entry count, so the 64-byte STE lies in
-            // the stream table's own zeroed pool memory.
+            // the stream table's own zeroed pool memory; the SMMU is not enabled yet.
             unsafe { ste.write_volatile(abort) };
         }
+        for (sids, ste) in streams {
+            for sid in sids.clone() {
+                let Some(SteLocation::Linear { index }) = q.stream_table.locate(sid) else {
+                    return Err(SmmuError::StreamTable(
+                        super::stream_table::StreamTableError::StreamIdTooLarge { stream_id: sid },
+                    ));
+                };
+                let slot = (q.strtab_memory + u64::from(index) * 64) as *mut [u64; 8];
+                // SAFETY: as above, `locate` keeps `index` inside the table.
+                unsafe { slot.write_volatile(ste.words()) };
+            }
+        }
+        Ok(())
     }
 
     /// Installs a stage-2 STE for `stream_id` translating through `config` (the guest's

@@ -23,6 +23,7 @@
 //! | `queue.rs` | PROD/CONS arithmetic with wrap bits, CMDQ_CONS.ERR, event-queue overflow, queue base registers, CMD_SYNC completion |
 //! | `event.rs` | decoding 32-byte event records into a log line |
 //! | `driver.rs` | (EL2) one SMMU brought up: registers, stream table and queues in pool memory, STEs attached, commands completed by CMD_SYNC, events drained |
+//! | `setup.rs` | (EL2) which SMMUs are driven, bringing them up for a guest, their interrupts and events |
 //! | `global_error.rs` | GERROR/GERRORN: active errors, what to do, the acknowledgement |
 //!
 //! # Bring-up (Linux's `arm_smmu_device_reset` order)
@@ -99,5 +100,7 @@ pub mod global_error;
 pub mod invalidation;
 pub mod queue;
 pub mod registers;
+#[cfg(target_os = "none")]
+pub mod setup;
 pub mod ste;
 pub mod stream_table;

@@ -91,6 +91,10 @@ pub struct BuildReport {
     pub build_ticks: u64,
 }
 
+/// Device ranges the EL2 map holds: the console, the GIC distributor, its redistributor
+/// regions and the SMMUs.
+const MAX_DEVICE_RANGES: usize = 2 + platform::info::MAX_REDIST_REGIONS + platform::info::MAX_SMMUS;
+
 /// Builds the EL2 map (not live: no TLB maintenance) for RAM, the image and the devices.
 ///
 /// # Errors
@@ -126,11 +130,15 @@ pub fn build(
     map_image(&mut table, &image, info.cpus.len(), flags)?;
 
     let device = Attributes::new(Access::READ_WRITE, MemoryType::Device);
-    let mut devices: ArrayVec<Range<u64>, 8> = ArrayVec::new();
+    let mut devices: ArrayVec<Range<u64>, MAX_DEVICE_RANGES> = ArrayVec::new();
     devices.push(page_round(&info.console.regs));
     devices.push(page_round(&info.gic.distributor));
     for redist in &info.gic.redistributors {
         let _ = devices.try_push(page_round(redist));
+    }
+    // The SMMUs the hypervisor drives (iommu::setup): their two register pages each.
+    for smmu in &info.smmus {
+        let _ = devices.try_push(page_round(&smmu.regs));
     }
     for range in merge(&mut devices) {
         table.map(range.clone(), PhysAddr(range.start), device, MapFlags::NONE)?;
@@ -224,9 +232,11 @@ pub fn build_crash_map(
 }
 
 /// Sorts and merges overlapping ranges.
-fn merge(ranges: &mut ArrayVec<Range<u64>, 8>) -> ArrayVec<Range<u64>, 8> {
+fn merge(
+    ranges: &mut ArrayVec<Range<u64>, MAX_DEVICE_RANGES>,
+) -> ArrayVec<Range<u64>, MAX_DEVICE_RANGES> {
     ranges.sort_unstable_by_key(|r| r.start);
-    let mut merged: ArrayVec<Range<u64>, 8> = ArrayVec::new();
+    let mut merged: ArrayVec<Range<u64>, MAX_DEVICE_RANGES> = ArrayVec::new();
     for range in ranges.iter() {
         match merged.last_mut() {
             Some(last) if range.start <= last.end => last.end = last.end.max(range.end),

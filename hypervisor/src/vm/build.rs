@@ -10,6 +10,7 @@ use arrayvec::ArrayVec;
 use guest_loader::{GuestConfig as LoaderConfig, GuestPlan};
 use pgtable::{
     Access, Attributes, Capabilities, MapFlags, MemoryType, PageTable, PhysAddr, Regime,
+    SplitStrategy,
 };
 use platform::info::{Conduit, MAX_RESERVED, PhysRange, PlatformInfo};
 use spin::Mutex;
@@ -18,6 +19,7 @@ use crate::arch::cache;
 use crate::arch::sysreg;
 use crate::boot;
 use crate::cpu::features::GuestFeatures;
+use crate::iommu::ste::Stage2Config;
 use crate::mm::image;
 use crate::mm::report;
 use crate::mm::table_hw::{TableHw, TlbRegime};
@@ -116,11 +118,16 @@ fn plan<'d>(info: &PlatformInfo<'d>, host_dtb: &[u8], layout: &Layout) -> GuestP
     // The command line was checked and its diagnostics logged by `boot::bootargs`.
     let cmdline = platform::bootargs::parse(info.bootargs.unwrap_or(""));
     let passthrough = cmdline.passthrough.as_slice();
-    match guest_loader::plan_guest_with_passthrough(
+    let smmus_driven = crate::iommu::setup::drivable(info);
+    let devices = guest_loader::DeviceOptions {
+        passthrough_paths: passthrough,
+        smmus_driven: &smmus_driven,
+    };
+    match guest_loader::plan_guest_with_devices(
         &info.modules,
         host_dtb,
         &config,
-        passthrough,
+        &devices,
         read_head,
     ) {
         Ok(plan) => plan,
@@ -214,6 +221,71 @@ fn passthrough_mmio(
         kept.push(region);
     }
     kept
+}
+
+/// Brings up the SMMUs (every drivable one: streams the guest was not given abort) and
+/// points the guest's streams at its stage 2, whose invalidations the SMMU then mirrors.
+/// An SMMU that has the guest's devices but cannot walk its stage 2 stops the boot: the
+/// guest must not get a DMA-capable device without translation.
+fn attach_smmus(
+    info: &PlatformInfo<'_>,
+    plan: &GuestPlan<'_>,
+    table: &mut Stage2,
+    vtcr: u64,
+    layout: &Layout,
+) {
+    if info.smmus.is_empty() {
+        return;
+    }
+    let streams: alloc::vec::Vec<(u32, core::ops::Range<u32>)> = plan
+        .devices
+        .streams()
+        .into_iter()
+        .map(|stream| (stream.smmu, stream.sids))
+        .collect();
+    let config = match Stage2Config::from_vtcr(vtcr, table.root().0, FIRST_VMID) {
+        Ok(config) => config,
+        Err(error) => {
+            log::error!("SMMU: the guest's stage 2 as an STE: {error:?}");
+            boot::stop_failure("the SMMU cannot describe the guest's stage 2");
+        }
+    };
+    // The SMMU reads the tables (in the pool) and outputs guest RAM and device MMIO.
+    let output_end = layout
+        .guest_ram
+        .iter()
+        .chain(core::iter::once(&layout.pool))
+        .chain(plan.devices.passthrough_regions().iter())
+        .map(PhysRange::end)
+        .max()
+        .unwrap_or(0);
+    let serving = match crate::iommu::setup::bring_up(info, &streams, &config, output_end) {
+        Ok(serving) => serving,
+        Err(error) => {
+            log::error!("{error}");
+            boot::stop_failure("cannot bring up the SMMU for the guest's devices");
+        }
+    };
+    let Some(&smmu) = serving.first() else {
+        return;
+    };
+    if serving.len() > 1 {
+        log::warn!(
+            "SMMU: only the first of {} SMMUs mirrors the guest's invalidations",
+            serving.len()
+        );
+    }
+    if !smmu.features.supports_bbml2() {
+        // FEAT_BBM level 2's size-only changes are only safe if every walker of the
+        // table allows them: the SMMU too (IDR3.BBML).
+        let caps = table.capabilities();
+        table.set_capabilities(Capabilities {
+            split: SplitStrategy::BreakBeforeMake,
+            ..caps
+        });
+        log::info!("stage 2: the SMMU has no BBML2: live splits use break-before-make");
+    }
+    table.hardware_mut().mirror_to_smmu(smmu, FIRST_VMID);
 }
 
 /// Logs what the guest was refused and why, and prints its `guest-devices:` line.
@@ -395,6 +467,8 @@ pub fn prepare(
             boot::stop_failure("cannot configure stage 2");
         }
     };
+    let mut table = table;
+    attach_smmus(info, &plan, &mut table, vtcr, layout);
     let ids = sysreg::id_registers();
     let vgic = vgic_for(info, &devices, &mmio_spis);
     let vm = Vm {

@@ -118,6 +118,13 @@ pub fn handle_physical_interrupt(vm: &Vm, cpu: usize, vcpu: usize) {
             cpu_interface::deactivate(intid);
             continue;
         }
+        if crate::iommu::setup::is_smmu_interrupt(intid) {
+            // A DMA fault or a global error: logged and counted; the device got an
+            // abort, the guest and the hypervisor go on.
+            crate::iommu::setup::drain_events();
+            cpu_interface::deactivate(intid);
+            continue;
+        }
         if crate::console::input::is_input_interrupt(intid) {
             crate::console::input::service_interrupt();
             cpu_interface::deactivate(intid);

@@ -276,6 +276,11 @@ fn smccc_call(vm: &'static Vm, frame: &mut TrapFrame) {
                 crate::console::write_guest_piece(vm.number, piece, complete)
             });
             crate::console::write_raw(format_args!("{EXITS_PREFIX} {}\n", vm.stats));
+            crate::iommu::setup::drain_events();
+            let (commands, syncs, events) = crate::iommu::setup::stats();
+            crate::console::write_raw(format_args!(
+                "smmu-stats: commands={commands} syncs={syncs} events={events}\n"
+            ));
             crate::console::write_raw(format_args!(
                 "{VGIC_STATS_PREFIX} guest={} {} console_dropped_bytes={} console_dropped_lines={} console_input_dropped={}\n",
                 vm.number,
