@@ -31,7 +31,10 @@
 #                           which is then not built (a copy of it, or another hypervisor's
 #                           arm64 Image such as Xen's)
 #   --check                 run the guest-side checks and power off (linux, direct)
-#   --disk [FILE]           (linux, direct) a virtio-blk-pci disk on the PCIe host bridge:
+#   --disk [FILE]           (linux, direct, selftest) a virtio-blk-pci disk on the PCIe
+#                           host bridge (selftest: modern only, disable-legacy=on, with the
+#                           SMMUv3 as in linux mode, for the test guest's DMA tests with
+#                           --append passthrough=/pcie@10000000):
 #                           FILE as is (raw), or without FILE target/disk.ext4, a 128 MiB
 #                           ext4 image scripts/make-disk-image.sh builds (no root needed).
 #                           FILE is the next argument unless it starts with - or is a mode
@@ -181,8 +184,11 @@ fi
 if [ "$guest_cmdline_set" -eq 1 ] && [ "$mode" != linux ] && [ "$mode" != direct ]; then
     die_usage "--guest-cmdline is for the linux and direct modes"
 fi
-if { [ "$disk" -eq 1 ] || [ "$net" -eq 1 ]; } && [ "$mode" != linux ] && [ "$mode" != direct ]; then
-    die_usage "--disk and --net are for the linux and direct modes"
+if [ "$disk" -eq 1 ] && [ "$mode" = none ]; then
+    die_usage "--disk is for the linux, direct and selftest modes"
+fi
+if [ "$net" -eq 1 ] && [ "$mode" != linux ] && [ "$mode" != direct ]; then
+    die_usage "--net is for the linux and direct modes"
 fi
 # Without the hypervisor (direct) the devices answer; the none mode boots no guest to probe them.
 [ "$probe_devices" -eq 0 ] || [ "$mode" = linux ] || [ "$mode" = selftest ] \
@@ -431,8 +437,14 @@ if (( $(mem_mib "$mem") > lazy_ram_above_mib )); then
     machine+=,memory-backend=ram
     memory_backend=(-object "memory-backend-ram,id=ram,size=$mem,reserve=off")
 fi
-# --disk, --net in linux mode: an SMMUv3 for the hypervisor (stage 2 only, see the devices).
-if [ "$mode" = linux ] && { [ "$disk" -eq 1 ] || [ "$net" -eq 1 ]; }; then
+# --disk, --net in linux mode, --disk in selftest mode: an SMMUv3 for the hypervisor
+# (stage 2 only, see the devices).
+smmu=0
+if { [ "$mode" = linux ] && { [ "$disk" -eq 1 ] || [ "$net" -eq 1 ]; }; } \
+    || { [ "$mode" = selftest ] && [ "$disk" -eq 1 ]; }; then
+    smmu=1
+fi
+if [ "$smmu" -eq 1 ]; then
     machine+=,iommu=smmuv3
 fi
 if [ "$disk" -eq 1 ]; then
@@ -516,10 +528,14 @@ fi
 
 # --disk, --net: virtio PCI devices on the board's PCIe host bridge. In linux mode the
 # machine's SMMUv3 (stage 2, as the hypervisor shares the guest's) was added with them.
-[ "$mode" = linux ] && { [ "$disk" -eq 1 ] || [ "$net" -eq 1 ]; } && qemu+=(-global arm-smmuv3.stage=2)
+[ "$smmu" -eq 1 ] && qemu+=(-global arm-smmuv3.stage=2)
 if [ "$disk" -eq 1 ]; then
+    # selftest: the test guest's driver (tests/test-guest/src/guest/virtio_blk.rs) speaks
+    # only virtio 1.0 (modern PCI), so the device drops its legacy interface.
+    disk_device=virtio-blk-pci,drive=disk0,romfile=
+    [ "$mode" = selftest ] && disk_device+=,disable-legacy=on
     qemu+=(-drive "if=none,id=disk0,file=${disk_file//,/,,},format=raw,cache=$disk_cache"
-           -device virtio-blk-pci,drive=disk0,romfile=)
+           -device "$disk_device")
 fi
 if [ "$net" -eq 1 ]; then
     # No ipxe ROMs are installed: romfile= (none) keeps QEMU from looking for one.
