@@ -213,7 +213,7 @@ fn windows(node: &Node<'_, '_, '_>) -> Result<ArrayVec<PciWindow, MAX_PCI_WINDOW
 pub(super) fn finish_bridges(
     pending: PendingBridges<'_>,
     gic: Option<GicCells>,
-    smmus: &[SmmuV3],
+    _smmus: &[SmmuV3],
 ) -> Result<ArrayVec<PciHostBridge, MAX_PCI_HOST_BRIDGES>, DtError> {
     let mut bridges = ArrayVec::new();
     for PendingBridge {
@@ -226,17 +226,9 @@ pub(super) fn finish_bridges(
             node: bridge.path,
             problem,
         };
-        for (entry, map) in bridge.iommu_map.iter().enumerate() {
-            if !smmus
-                .iter()
-                .any(|smmu| smmu.phandle == Some(map.smmu_phandle))
-            {
-                return Err(fail(PciProblem::UnknownIommu {
-                    entry,
-                    phandle: map.smmu_phandle,
-                }));
-            }
-        }
+        // An iommu-map may name an IOMMU that is no SMMUv3 of this DT (an SMMUv2, a
+        // disabled SMMU): the board still boots, and the guest loader refuses to give the
+        // bridge away, since no IOMMU the hypervisor drives translates it.
         if let Some(value) = interrupt_map {
             let gic = gic.unwrap_or_default();
             let cells = InterruptMapCells {
