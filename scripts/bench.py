@@ -15,6 +15,12 @@
                               second of an idle guest (hyp.idle=10 against hyp.idle=0)
   scripts/bench.sh latency    the guest's timer latency (tests/guest-tools/timerlat, hyp.timerlat=2000):
                               min/median/p99/max µs under the hypervisor against direct
+  scripts/bench.sh disk       the guest's disk throughput (hyp.diskbench=1: 64 MiB dd, direct I/O,
+                              write and read MiB/s) under the hypervisor with the PCIe bridge passed
+                              through (SMMUv3) against direct, and the ratio against 0.9 (printed)
+  scripts/bench.sh smmu       SMMU commands and CMD_SYNCs per MEM_PROTECT (the hypmem module's
+                              self-test, hyp.modtest=1, against a hyp.idle=0 boot), next to the
+                              CPU's TLBIs when the guest's output has them
   scripts/bench.sh stage2     the guest's stage-2 table memory, blocks vs mapping=pages
   scripts/bench.sh heap       heap leaves (from the map and boot runs)
   scripts/bench.sh scale      the EL2 map and the guest's stage 2 at 1G, 16G, 64G and 256G RAM (and
@@ -54,7 +60,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchlib import phases, scale, sections  # noqa: E402
+from benchlib import devices, phases, scale, sections  # noqa: E402
 from benchlib.common import REPO, BenchError, progress  # noqa: E402
 from benchlib.report import write_report  # noqa: E402
 
@@ -63,6 +69,8 @@ SINGLE = {
     "boot": [("Guest boot wall time", sections.section_boot)],
     "exits": [("Guest boot wall time", sections.section_boot), ("VM exits and EL2 time", sections.section_exits)],
     "latency": [("Guest timer latency", sections.section_latency)],
+    "disk": [("Guest disk throughput", devices.section_disk)],
+    "smmu": [("SMMU invalidations per MEM_PROTECT", devices.section_smmu)],
     "stage2": [("Stage-2 table memory", sections.section_stage2)],
     "heap": [("EL2 direct-map build", sections.section_map), ("Guest boot wall time", sections.section_boot),
              ("Heap leaves", sections.section_heap)],
@@ -71,8 +79,8 @@ SINGLE = {
     "engine": [("Engine host benchmarks", sections.section_engine)],
     "phases": [("Guest boot phases", phases.section_phases)],
 }
-SINGLE["all"] = SINGLE["map"] + SINGLE["exits"] + SINGLE["latency"] + SINGLE["stage2"] + SINGLE["heap"][2:] \
-    + SINGLE["scale"] + SINGLE["protect"] + SINGLE["engine"] + SINGLE["phases"]
+SINGLE["all"] = SINGLE["map"] + SINGLE["exits"] + SINGLE["latency"] + SINGLE["disk"] + SINGLE["stage2"] \
+    + SINGLE["heap"][2:] + SINGLE["scale"] + SINGLE["protect"] + SINGLE["smmu"] + SINGLE["engine"] + SINGLE["phases"]
 
 
 def build(ctx, snapshot_dir):
@@ -92,7 +100,7 @@ def build(ctx, snapshot_dir):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(usage="scripts/bench.sh [report|map|boot|exits|latency|stage2|heap|scale|protect"
+    parser = argparse.ArgumentParser(usage="scripts/bench.sh [report|map|boot|exits|latency|disk|smmu|stage2|heap|scale|protect"
                                            "|engine|phases|all] [--runs N] [--quick] [--with-xen] [--with-1t] [--out DIR]",
                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", nargs="?", default="report", choices=["report"] + list(SINGLE))

@@ -164,12 +164,15 @@ class RunShPrintQemu(unittest.TestCase):
         self.assertEqual(result.stdout, "")
         self.assertIn("disk image '%s' not found" % missing, result.stderr)
 
-    def test_disk_and_net_are_for_linux_and_direct(self):
-        for mode, option in (("none", "--disk"), ("selftest", "--net")):
+    def test_disk_and_net_are_refused_where_no_guest_can_use_them(self):
+        for mode, option, message in (
+            ("none", "--disk", "--disk is for the linux, direct and selftest modes"),
+            ("selftest", "--net", "--net is for the linux and direct modes"),
+        ):
             with self.subTest(mode=mode):
                 result = self.run_sh(mode, option, "--print-qemu", "--skip-setup", "--hypervisor", self.hyp)
                 self.assertEqual(result.returncode, 2)
-                self.assertIn("--disk and --net are for the linux and direct modes", result.stderr)
+                self.assertIn(message, result.stderr)
 
     def test_environment_variable_skips_setup(self):
         result = self.run_sh("none", "--print-qemu", "--hypervisor", self.hyp, "--log", self.log,

@@ -235,6 +235,76 @@ def guest_timerlat(console, tagged):
     return values
 
 
+def kv_numbers(line):
+    """`key=value` pairs of a line whose values are decimal numbers, with or without a
+    fraction (`write_mib_s=114.3`): ints stay ints, the others are floats."""
+    return {k: (float(v) if "." in v else int(v))
+            for k, v in re.findall(r"(\w+)=(\d+(?:\.\d+)?)(?![\w.])", line)}
+
+
+DISKBENCH_FIELDS = ("write_mib_s", "read_mib_s")
+
+
+def guest_diskbench(console, tagged):
+    """The guest's `guest-diskbench:` line (scripts/guest/check, `hyp.diskbench=1`: 64 MiB
+    direct-I/O dd write and read) as numbers; an error when it is missing or says FAIL."""
+    line = guest_line(console, tagged, "guest-diskbench:")
+    if line is None:
+        raise BenchError("no 'guest-diskbench:' line from the guest:\n%s" % tail(console))
+    if line.rstrip().endswith("FAIL"):
+        raise BenchError("the guest's disk benchmark failed: %s" % line)
+    values = kv_numbers(line)
+    missing = [k for k in DISKBENCH_FIELDS if k not in values]
+    if missing:
+        raise BenchError("the guest's diskbench line has no %s: %s" % (", ".join(missing), line))
+    return values
+
+
+SMMU_COUNTS = ("commands", "syncs", "events")
+
+
+def smmu_stats(console):
+    """The hypervisor's `smmu-stats:` line at the guest's power-off: SMMU commands issued,
+    CMD_SYNCs waited for and DMA fault events, summed over the SMMUs it drives, since boot."""
+    line = find_line(console, "smmu-stats:")
+    if line is None:
+        raise BenchError("no 'smmu-stats:' line in the console:\n%s" % tail(console))
+    counts = kv_ints(line)
+    missing = [k for k in SMMU_COUNTS if k not in counts]
+    if missing:
+        raise BenchError("the 'smmu-stats:' line has no %s: %s" % (", ".join(missing), line))
+    return counts
+
+
+def guest_kernel_lines(console, tagged, prefix):
+    """The guest's kernel-log lines `prefix ...` (after any `[ seconds]` timestamp), from
+    `prefix` on, in order."""
+    out = []
+    for line in guest_lines(console, tagged):
+        i = line.find(prefix)
+        if i == 0 or (i > 0 and line[:i].strip().startswith("[")):
+            out.append(line[i:])
+    return out
+
+
+def hypmem_report(console, tagged):
+    """What the hypmem module's self-test (scripts/guest-module, `hyp.modtest=1`) printed:
+    `protects`, the statuses of its MEM_PROTECT calls in order; `stats`, {"before": {...},
+    "after": {...}}, the counters of its STATS lines (every group it printed, merged);
+    `passed`, whether the guest's /init reported `guest-modtest: pass`."""
+    protects, stats = [], {}
+    for line in guest_kernel_lines(console, tagged, "hypmem: "):
+        m = re.match(r"hypmem: MEM_PROTECT\(.*\) = (-?\d+)\s*$", line)
+        if m:
+            protects.append(int(m.group(1)))
+            continue
+        m = re.match(r"hypmem: STATS (\w+): (.*)$", line)
+        if m:
+            stats.setdefault(m.group(1), {}).update(kv_ints(m.group(2)))
+    passed = "guest-modtest: pass" in guest_lines(console, tagged)
+    return {"protects": protects, "stats": stats, "passed": passed}
+
+
 def ptdump_runs(console, table):
     runs = ptdump_svg.parse_log(console).dumps.get(table)
     if not runs:

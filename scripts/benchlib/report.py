@@ -6,7 +6,7 @@ import platform
 import subprocess
 import time
 
-from . import phases, ptdump_svg, scale, sections
+from . import devices, phases, ptdump_svg, scale, sections
 from .common import QEMU, REPO, BenchError, machine_summary, progress, qemu_command
 
 
@@ -55,7 +55,7 @@ def header(ctx, started, load_start):
         ("QEMU", qemu),
         ("machine", "%s (`scripts/run.sh --print-qemu`), `-smp 2`, TCG" % machine),
         ("CPU models", "boot, map and scale: `-cpu max` (FEAT_BBM level 2); MEM_PROTECT: `-cpu max` and `-cpu cortex-a72` (no FEAT_BBML2)"),
-        ("RAM", "boot: %s; direct map: %s; scale: %s; MEM_PROTECT: %s" % (
+        ("RAM", "boot, disk, SMMU: %s; direct map: %s; scale: %s; MEM_PROTECT: %s" % (
             sections.BOOT_MEM, ", ".join(ctx.ram_sizes), ", ".join(ctx.scale_sizes or scale.SCALE_SIZES),
             sections.PROTECT_MEM)),
         ("guest", "%s + busybox initramfs, `%s`" % (kernel or "Debian arm64 cloud kernel", sections.GUEST_ARGS)),
@@ -137,12 +137,14 @@ def write_report(ctx, outroot):
     section("Guest boot wall time", sections.section_boot)
     section("VM exits and EL2 time", sections.section_exits)
     section("Guest timer latency: under the hypervisor against direct", sections.section_latency)
+    section("Guest disk throughput: under the hypervisor with the SMMU against direct", devices.section_disk)
     section("Where the guest's boot time goes", phases.section_phases)
     section("Stage-2 table memory for the guest", sections.section_stage2)
     section("EL2 direct-map build: blocks against forced 4K pages", sections.section_map)
     section("Scale: EL2 map and stage 2 from 1 GiB up, blocks against forced 4K pages", scale.section_scale)
     section("Heap leaves: 2M against 4K", sections.section_heap)
     section("MEM_PROTECT: split and collapse, BBML2 against break-before-make", sections.section_protect)
+    section("SMMU invalidations per MEM_PROTECT, next to the CPU's", devices.section_smmu)
     try:
         sections.run_crash(ctx)
     except BenchError as error:

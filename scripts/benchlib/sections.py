@@ -31,6 +31,8 @@ class Context:
         self.boot_variants = None  # [(key, label, args)]
         self.idle = None           # hyp.idle seconds -> [sample]
         self.latency = None        # "direct" / "hyp" -> [sample]
+        self.disk = None           # "direct" / "hyp" -> [QemuResult] (devices.run_disk)
+        self.smmu = None           # "baseline" / "workload" -> [figures] (devices.run_smmu)
         self.map = None            # (mem, mapping) -> [sample]
         self.scale = None          # (mem, mapping) -> [scale.Sample]
         self.scale_sizes = None    # RAM sizes of the scale section (None: scale.SCALE_SIZES)

@@ -33,6 +33,7 @@
 #define HYP_DENIED		(-4)
 #define HYP_NO_MEMORY		(-5)
 #define HYP_STATS_SPLITS	0
+#define HYP_STATS_TLBI		1
 #define HYP_FEATURE_MEM_PROTECT	BIT(1)
 #define HYP_FEATURE_MEM_QUERY	BIT(2)
 
@@ -99,9 +100,13 @@ static void show_leaf(const char *when, phys_addr_t ipa, struct leaf l)
 static void show_stats(const char *when)
 {
 	struct arm_smccc_res s = hyp_call(HYP_STATS, HYP_STATS_SPLITS, 0, 0);
+	struct arm_smccc_res t = hyp_call(HYP_STATS, HYP_STATS_TLBI, 0, 0);
 
 	pr_info("STATS %s: status=%ld splits_1g=%lu splits_2m=%lu collapses=%lu\n",
 		when, (long)s.a0, s.a1, s.a2, s.a3);
+	/* The CPU's TLBIs on this guest's stage 2, for the SMMU benchmark's per-call ratio. */
+	pr_info("STATS %s: status=%ld tlbi_by_va=%lu tlbi_range=%lu tlbi_all=%lu\n",
+		when, (long)t.a0, t.a1, t.a2, t.a3);
 }
 
 /* Whether every word of the page still holds the pattern, read both plainly and nofault. */
