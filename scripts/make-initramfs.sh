@@ -130,6 +130,9 @@ esac
 exit 0
 SCRIPT
 chmod 0755 "$root/etc/udhcpc.script"
-(cd "$root" && find . -print0 | cpio --null -o -H newc --quiet | gzip -9) >"$out"
+# Written aside and renamed: QEMU runs started in parallel (the tests) read a whole
+# archive, the old one or the new one, never a half-written one.
+(cd "$root" && find . -print0 | cpio --null -o -H newc --quiet | gzip -9) >"$out.tmp.$$"
+mv -f "$out.tmp.$$" "$out"
 echo "$src_stamp" >"$out.stamp"
 echo "make-initramfs: $out ($(stat -c %s "$out") bytes)" >&2

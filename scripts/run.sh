@@ -530,16 +530,23 @@ fi
 # machine's SMMUv3 (stage 2, as the hypervisor shares the guest's) was added with them.
 [ "$smmu" -eq 1 ] && qemu+=(-global arm-smmuv3.stage=2)
 if [ "$disk" -eq 1 ]; then
-    # selftest: the test guest's driver (tests/test-guest/src/guest/virtio_blk.rs) speaks
-    # only virtio 1.0 (modern PCI), so the device drops its legacy interface.
-    disk_device=virtio-blk-pci,drive=disk0,romfile=
-    [ "$mode" = selftest ] && disk_device+=,disable-legacy=on
+    # Behind the SMMU (linux, selftest): iommu_platform=on (VIRTIO_F_ACCESS_PLATFORM).
+    # Without it QEMU's virtio devices DMA straight to physical memory, past any IOMMU,
+    # which no real device behind an SMMU can do. QEMU allows it on modern devices only
+    # (disable-legacy=on): Linux drives those, and so does the test guest's driver
+    # (tests/test-guest/src/guest/virtio_blk.rs), which speaks only virtio 1.0.
+    behind_smmu=",disable-legacy=on,iommu_platform=on"
+    [ "$smmu" -eq 1 ] || behind_smmu=""
+    disk_device="virtio-blk-pci,drive=disk0,romfile=$behind_smmu"
     qemu+=(-drive "if=none,id=disk0,file=${disk_file//,/,,},format=raw,cache=$disk_cache"
            -device "$disk_device")
 fi
 if [ "$net" -eq 1 ]; then
+    behind_smmu=",disable-legacy=on,iommu_platform=on"
+    [ "$smmu" -eq 1 ] || behind_smmu=""
+    net_device="virtio-net-pci,netdev=net0,romfile=$behind_smmu"
     # No ipxe ROMs are installed: romfile= (none) keeps QEMU from looking for one.
-    qemu+=(-netdev user,id=net0 -device virtio-net-pci,netdev=net0,romfile=)
+    qemu+=(-netdev user,id=net0 -device "$net_device")
 fi
 
 # The console goes both to the terminal (interactive) and to the log the outcome is read from.

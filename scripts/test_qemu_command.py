@@ -134,8 +134,9 @@ class RunShPrintQemu(unittest.TestCase):
         self.assertEqual(argv[argv.index("-machine") + 1], "virt,virtualization=on,gic-version=3,iommu=smmuv3")
         self.assertEqual(argv[argv.index("-global") + 1], "arm-smmuv3.stage=2")
         self.assertIn("-device", argv[argv.index("-drive"):])
-        self.assertIn("virtio-blk-pci,drive=disk0,romfile=", argv)
-        self.assertIn("virtio-net-pci,netdev=net0,romfile=", argv)
+        # iommu_platform=on: otherwise QEMU's virtio devices DMA past the SMMU.
+        self.assertIn("virtio-blk-pci,drive=disk0,romfile=,disable-legacy=on,iommu_platform=on", argv)
+        self.assertIn("virtio-net-pci,netdev=net0,romfile=,disable-legacy=on,iommu_platform=on", argv)
         self.assertTrue(argv[argv.index("-device") + 1].endswith("hyp.disk=1 hyp.net=1"))
         # --net alone: the NIC, still behind the SMMU, and no disk.
         argv = self.print_qemu("linux", "--hypervisor", self.hyp, "--kernel", self.kernel, "--initrd",

@@ -10,7 +10,23 @@
 use std::time::{Duration, Instant};
 
 use hyp_abi::console::LineKind;
-use qemu_tests::run;
+use qemu_tests::{repo_root, run};
+
+/// A disk image of this test's own (QEMU locks an image it writes: two tests running at
+/// once cannot share one), built as the default one is.
+fn own_disk(name: &str) -> String {
+    let path = repo_root()
+        .join("target")
+        .join("qemu-tests")
+        .join(format!("{name}.ext4"));
+    let _ = std::fs::create_dir_all(path.parent().expect("a folder"));
+    let status = std::process::Command::new(repo_root().join("scripts/make-disk-image.sh"))
+        .arg(&path)
+        .status()
+        .expect("run scripts/make-disk-image.sh");
+    assert!(status.success(), "scripts/make-disk-image.sh failed");
+    path.display().to_string()
+}
 
 /// The `key=value` value of `key` in `line`.
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
@@ -21,9 +37,18 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 #[test]
 fn direct_guest_disk_and_net() {
     let start = Instant::now();
+    let disk = own_disk("disk_net");
     let run = run(
         "disk_net",
-        &["direct", "--disk", "--net", "--check", "--timeout", "60"],
+        &[
+            "direct",
+            "--disk",
+            &disk,
+            "--net",
+            "--check",
+            "--timeout",
+            "60",
+        ],
     );
     run.assert_success();
     let console = &run.console;
@@ -62,11 +87,13 @@ fn direct_guest_disk_and_net() {
 /// through the guest's stage 2, every other stream aborts, and no DMA fault happened.
 #[test]
 fn guest_disk_and_net_through_the_smmu() {
+    let disk = own_disk("disk_net_smmu");
     let run = run(
         "disk_net_smmu",
         &[
             "linux",
             "--disk",
+            &disk,
             "--net",
             "--check",
             "--append",
