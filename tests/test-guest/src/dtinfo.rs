@@ -91,6 +91,10 @@ pub struct GuestInfo {
     pub problems: List<Problem, 8>,
     /// The GICv3's frames and the INTIDs the vGIC tests use.
     pub gic: GicInfo,
+    /// The PCI host bridge (`pci-host-ecam-generic`) the hypervisor passed through.
+    pub pci: Option<crate::pci::PciHost>,
+    /// Addresses `dma_probe=` in `/chosen/bootargs` names (pci.rs).
+    pub dma_probes: List<u64, { crate::pci::MAX_DMA_PROBES }>,
 }
 
 impl GuestInfo {
@@ -152,6 +156,7 @@ impl GuestInfo {
                 info.reserve(start, end - start);
             }
             if let Some(bootargs) = chosen.str_property(b"bootargs") {
+                info.dma_probes = crate::pci::parse_dma_probes(bootargs);
                 match parse_probe_args(bootargs) {
                     Ok(addresses) => info.probe_args = addresses,
                     Err(error) => info.probe_args_error = Some(error),
@@ -190,6 +195,7 @@ impl GuestInfo {
             }
         };
         info.gic = GicInfo::parse(fdt, info.console_base());
+        info.pci = crate::pci::PciHost::parse(fdt);
         info
     }
 

@@ -24,6 +24,7 @@ pub mod fdt;
 pub mod gic_dt;
 pub mod gicv3;
 pub mod layout;
+pub mod pci;
 pub mod report;
 pub mod sgi_order;
 pub mod stage1;

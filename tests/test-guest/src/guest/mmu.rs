@@ -128,6 +128,18 @@ pub unsafe fn enable(info: &GuestInfo, image: Range, dtb: Range) -> Result<MmuCo
     for ram in info.ram.iter() {
         builder.map(ram, NORMAL_BLOCK)?;
     }
+    // The passed-through PCI host bridge, for the DMA tests' virtio-blk driver
+    // (virtio_blk.rs): bus 0's config space and the start of the 32-bit window, where
+    // it places the BARs, as Device memory.
+    if let Some(pci) = info.pci {
+        builder.map(Range::new(pci.ecam.base, 1 << 20), DEVICE_BLOCK)?;
+        if let Some(window) = pci.mmio32 {
+            builder.map(
+                Range::new(window.cpu, super::virtio_blk::BAR_SPAN.min(window.size)),
+                DEVICE_BLOCK,
+            )?;
+        }
+    }
     // The isolation test's probes: memory that is not the guest's, mapped at stage 1 so
     // only stage 2 can refuse the access. Whole runs of windows, so aligned GiBs become
     // 1 GiB blocks. A failure here leaves the rest of the map intact; the isolation test

@@ -16,6 +16,7 @@ mod vgic_registers;
 mod vgic_sgi;
 mod vgic_smp;
 mod vgic_timer;
+mod virtio_blk;
 mod walk_faults;
 
 use core::panic::PanicInfo;

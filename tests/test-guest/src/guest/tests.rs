@@ -8,6 +8,7 @@ use super::cpu::{self, hvc};
 use super::exceptions::{Recovery, expect_fault};
 use super::stress;
 use super::vgic_sgi;
+use super::virtio_blk;
 use crate::abi::*;
 use crate::cases::hostile_cases;
 use crate::esr::{self, Access, ExpectedFault, Syndrome};
@@ -73,6 +74,19 @@ pub const TESTS: &[(&str, Test)] = &[
     (
         "vgic_unowned_spis_and_lpi_registers_are_refused",
         super::vgic_registers::vgic_unowned_spis_and_lpi_registers_are_refused,
+    ),
+    ("dma_read_into_own_ram", virtio_blk::dma_read_into_own_ram),
+    (
+        "dma_write_outside_own_ram_is_stopped",
+        virtio_blk::dma_write_outside_own_ram_is_stopped,
+    ),
+    (
+        "dma_to_a_protected_page_is_stopped",
+        virtio_blk::dma_to_a_protected_page_is_stopped,
+    ),
+    (
+        "dma_from_a_no_access_page_is_stopped",
+        virtio_blk::dma_from_a_no_access_page_is_stopped,
     ),
 ];
 
