@@ -12,7 +12,7 @@ use spin::Mutex;
 
 use super::command::{Command, SyncSignal};
 use super::event::SmmuEvent;
-use super::global_error::GlobalErrors;
+use super::global_error::{GlobalError, GlobalErrors};
 use super::queue::{COMMAND_BYTES, EVENT_BYTES, QueueGeometry};
 use super::registers::{self as reg, SmmuFeatures, cr0, gbpa, irq_ctrl};
 use super::ste::{Stage2Config, Ste};
@@ -345,7 +345,12 @@ impl Smmu {
                     read32(self.base, reg::GERROR),
                     read32(self.base, reg::GERRORN),
                 );
-                if !global.is_empty() {
+                // Only a stopped command queue (or service failure) ends the wait: an
+                // event-queue abort (QEMU's way of saying the event queue was full) is the
+                // event path's business.
+                if global.contains(GlobalError::CommandQueue)
+                    || global.contains(GlobalError::ServiceFailure)
+                {
                     error = Some(super::queue::CommandError::from_cons(cons).name());
                     return true;
                 }
@@ -374,6 +379,31 @@ impl Smmu {
         unsafe { (slot as *mut [u64; 2]).write_volatile(command.words()) };
         q.prod = cmdq.advance(q.prod, 1);
         Ok(())
+    }
+
+    /// Logs and acknowledges the active global errors (GERROR ^ GERRORN). A stopped
+    /// command queue gets its offending command replaced by a CMD_SYNC first, as Linux
+    /// does, so the queue moves on once acknowledged (IHI 0070 §7.1).
+    pub fn handle_global_errors(&self, mut log: impl FnMut(GlobalError)) {
+        let gerror = read32(self.base, reg::GERROR);
+        let gerrorn = read32(self.base, reg::GERRORN);
+        let errors = GlobalErrors::decode(gerror, gerrorn);
+        if errors.is_empty() {
+            return;
+        }
+        if errors.contains(GlobalError::CommandQueue) {
+            let q = self.queues.lock();
+            let cons = read32(self.base, reg::CMDQ_CONS);
+            let slot = q.cmdq_memory + u64::from(q.cmdq.index(cons)) * COMMAND_BYTES;
+            // SAFETY: the index is below the queue's entry count: the slot lies in the
+            // command queue's own pool memory, where the SMMU stopped.
+            unsafe {
+                (slot as *mut [u64; 2]).write_volatile(Command::sync(SyncSignal::None).words())
+            };
+            publish_stores();
+        }
+        errors.iter().for_each(&mut log);
+        write32(self.base, reg::GERRORN, errors.acknowledgement());
     }
 
     /// Reads every pending event record, hands each to `log`, and acknowledges them.

@@ -126,13 +126,16 @@ fn capped(smmu: &SmmuV3, sids: Range<u32>) -> Range<u32> {
     sids.start.min(MAX_STREAM_IDS)..sids.end.min(MAX_STREAM_IDS)
 }
 
-/// Routes the SMMU's event and global-error interrupts to this CPU.
+/// Routes the SMMU's event and global-error interrupts to this CPU, edge-triggered: the
+/// SMMUv3's wired interrupts are pulses (IHI 0070 §3.18; the DT binding's examples and
+/// QEMU's DT give IRQ_TYPE_EDGE_RISING), which a level-sensitive SPI would miss.
 fn enable_interrupts(smmu: &SmmuV3) {
     for intid in [smmu.event_intid, smmu.gerror_intid].into_iter().flatten() {
         if !distributor::is_spi(intid) {
             continue;
         }
-        let routed = distributor::route(intid, crate::cpu::this_mpidr())
+        let routed = distributor::set_edge(intid, true)
+            .and_then(|()| distributor::route(intid, crate::cpu::this_mpidr()))
             .and_then(|()| distributor::set_enabled(intid, true));
         if let Err(error) = routed {
             log::warn!("SMMU {}: interrupt {intid}: {error}", smmu.path);
@@ -157,6 +160,9 @@ pub fn drain_events() -> usize {
     };
     let mut total = 0;
     for d in driven {
+        d.smmu.handle_global_errors(|error| {
+            log::warn!("SMMU {}: global error {}", d.info.path, error.name())
+        });
         total += d.smmu.drain_events(|event| {
             if EVENTS_LOGGED.fetch_add(1, Ordering::Relaxed) < EVENTS_LOGGED_IN_FULL {
                 log::warn!("SMMU {}: {event}", d.info.path);
