@@ -25,6 +25,7 @@
 extern crate alloc;
 
 pub mod devices;
+pub mod domains;
 mod dtb;
 pub mod guest_dt;
 pub mod image;
@@ -36,6 +37,9 @@ pub mod plan;
 pub use devices::{
     DeviceAssignment, DeviceError, DeviceRequest, EmulatedDevice, EmulatedKind, PassthroughDevice,
     Refusal, RefusedDevice, StreamRange, assign_devices,
+};
+pub use domains::{
+    DomainSpec, DomainsError, DomainsPlan, KernelExtentError, check_kernel_extent, parse_domains,
 };
 pub use guest_dt::{GuestDtError, GuestDtSpec, build_guest_dtb, build_guest_dtb_for};
 pub use image::{ImageError, ImageHeader};
