@@ -54,6 +54,18 @@ pub(crate) struct Region<R> {
     pub(crate) widths: Widths,
 }
 
+impl<R> Region<R> {
+    /// Offsets `[start, end)` of a frame hold `register`, accessed at `widths`.
+    pub(crate) const fn new(start: u64, end: u64, register: R, widths: Widths) -> Self {
+        Self {
+            start,
+            end,
+            register,
+            widths,
+        }
+    }
+}
+
 /// A decoded access: the region it falls in, and its offset within the region.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Located<R> {

@@ -73,29 +73,20 @@ enum Register {
     Reserved,
 }
 
-const fn region(start: u64, end: u64, register: Register, widths: Widths) -> Region<Register> {
-    Region {
-        start,
-        end,
-        register,
-        widths,
-    }
-}
-
 const fn bits(start: u64, register: BitRegister) -> Region<Register> {
-    region(start, start + 0x80, Register::Bits(register), Widths::Word)
+    Region::new(start, start + 0x80, Register::Bits(register), Widths::Word)
 }
 
 const REGIONS: [Region<Register>; 23] = [
-    region(0x0000, 0x0004, Register::Ctlr, Widths::Word),
-    region(0x0004, 0x0008, Register::Typer, Widths::Word),
-    region(0x0008, 0x000c, Register::Iidr, Widths::Word),
+    Region::new(0x0000, 0x0004, Register::Ctlr, Widths::Word),
+    Region::new(0x0004, 0x0008, Register::Typer, Widths::Word),
+    Region::new(0x0008, 0x000c, Register::Iidr, Widths::Word),
     // GICD_TYPER2 and GICD_STATUSR.
-    region(0x000c, 0x0014, Register::RazWi, Widths::Word),
-    region(0x0040, 0x0044, Register::RazWi, Widths::Word),
-    region(0x0048, 0x004c, Register::RazWi, Widths::Word),
-    region(0x0050, 0x0054, Register::RazWi, Widths::Word),
-    region(0x0058, 0x005c, Register::RazWi, Widths::Word),
+    Region::new(0x000c, 0x0014, Register::RazWi, Widths::Word),
+    Region::new(0x0040, 0x0044, Register::RazWi, Widths::Word),
+    Region::new(0x0048, 0x004c, Register::RazWi, Widths::Word),
+    Region::new(0x0050, 0x0054, Register::RazWi, Widths::Word),
+    Region::new(0x0058, 0x005c, Register::RazWi, Widths::Word),
     bits(0x0080, BitRegister::Group),
     bits(0x0100, BitRegister::SetEnable),
     bits(0x0180, BitRegister::ClearEnable),
@@ -103,15 +94,15 @@ const REGIONS: [Region<Register>; 23] = [
     bits(0x0280, BitRegister::ClearPending),
     bits(0x0300, BitRegister::SetActive),
     bits(0x0380, BitRegister::ClearActive),
-    region(0x0400, 0x0800, Register::Priority, Widths::ByteOrWord),
-    region(0x0800, 0x0c00, Register::RazWi, Widths::ByteOrWord),
-    region(0x0c00, 0x0d00, Register::Config, Widths::Word),
+    Region::new(0x0400, 0x0800, Register::Priority, Widths::ByteOrWord),
+    Region::new(0x0800, 0x0c00, Register::RazWi, Widths::ByteOrWord),
+    Region::new(0x0c00, 0x0d00, Register::Config, Widths::Word),
     // GICD_IGRPMODR, GICD_NSACR, GICD_SGIR.
-    region(0x0d00, 0x0d80, Register::RazWi, Widths::Word),
-    region(0x0e00, 0x0f04, Register::RazWi, Widths::Word),
-    region(0x0f10, 0x0f30, Register::RazWi, Widths::ByteOrWord),
-    region(0x6100, 0x7fe0, Register::Router, Widths::DoubleOrWord),
-    region(ID_REGISTERS_START, 0x1_0000, Register::Id, Widths::Word),
+    Region::new(0x0d00, 0x0d80, Register::RazWi, Widths::Word),
+    Region::new(0x0e00, 0x0f04, Register::RazWi, Widths::Word),
+    Region::new(0x0f10, 0x0f30, Register::RazWi, Widths::ByteOrWord),
+    Region::new(0x6100, 0x7fe0, Register::Router, Widths::DoubleOrWord),
+    Region::new(ID_REGISTERS_START, 0x1_0000, Register::Id, Widths::Word),
 ];
 
 /// The ID register word at `within` bytes from 0xffd0.

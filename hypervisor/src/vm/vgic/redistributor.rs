@@ -56,17 +56,8 @@ enum Register {
     Reserved,
 }
 
-const fn region(start: u64, end: u64, register: Register, widths: Widths) -> Region<Register> {
-    Region {
-        start,
-        end,
-        register,
-        widths,
-    }
-}
-
 const fn bits(offset: u64, register: BitRegister) -> Region<Register> {
-    region(
+    Region::new(
         SGI_BASE + offset,
         SGI_BASE + offset + 4,
         Register::Bits(register),
@@ -76,22 +67,22 @@ const fn bits(offset: u64, register: BitRegister) -> Region<Register> {
 
 const REGIONS: [Region<Register>; 22] = [
     // GICR_CTLR.
-    region(0x0000, 0x0004, Register::RazWi, Widths::Word),
-    region(0x0004, 0x0008, Register::Iidr, Widths::Word),
-    region(0x0008, 0x0010, Register::Typer, Widths::DoubleOrWord),
+    Region::new(0x0000, 0x0004, Register::RazWi, Widths::Word),
+    Region::new(0x0004, 0x0008, Register::Iidr, Widths::Word),
+    Region::new(0x0008, 0x0010, Register::Typer, Widths::DoubleOrWord),
     // GICR_STATUSR.
-    region(0x0010, 0x0014, Register::RazWi, Widths::Word),
-    region(0x0014, 0x0018, Register::Waker, Widths::Word),
+    Region::new(0x0010, 0x0014, Register::RazWi, Widths::Word),
+    Region::new(0x0014, 0x0018, Register::Waker, Widths::Word),
     // GICR_SETLPIR, CLRLPIR.
-    region(0x0040, 0x0050, Register::Lpi, Widths::DoubleOrWord),
+    Region::new(0x0040, 0x0050, Register::Lpi, Widths::DoubleOrWord),
     // GICR_PROPBASER, PENDBASER.
-    region(0x0070, 0x0080, Register::Lpi, Widths::DoubleOrWord),
+    Region::new(0x0070, 0x0080, Register::Lpi, Widths::DoubleOrWord),
     // GICR_INVLPIR, INVALLR.
-    region(0x00a0, 0x00a8, Register::Lpi, Widths::DoubleOrWord),
-    region(0x00b0, 0x00b8, Register::Lpi, Widths::DoubleOrWord),
+    Region::new(0x00a0, 0x00a8, Register::Lpi, Widths::DoubleOrWord),
+    Region::new(0x00b0, 0x00b8, Register::Lpi, Widths::DoubleOrWord),
     // GICR_SYNCR.
-    region(0x00c0, 0x00c4, Register::Lpi, Widths::Word),
-    region(ID_REGISTERS_START, SGI_BASE, Register::Id, Widths::Word),
+    Region::new(0x00c0, 0x00c4, Register::Lpi, Widths::Word),
+    Region::new(ID_REGISTERS_START, SGI_BASE, Register::Id, Widths::Word),
     bits(0x0080, BitRegister::Group),
     bits(0x0100, BitRegister::SetEnable),
     bits(0x0180, BitRegister::ClearEnable),
@@ -99,27 +90,27 @@ const REGIONS: [Region<Register>; 22] = [
     bits(0x0280, BitRegister::ClearPending),
     bits(0x0300, BitRegister::SetActive),
     bits(0x0380, BitRegister::ClearActive),
-    region(
+    Region::new(
         SGI_BASE + 0x0400,
         SGI_BASE + 0x0420,
         Register::Priority,
         Widths::ByteOrWord,
     ),
-    region(
+    Region::new(
         SGI_BASE + 0x0c00,
         SGI_BASE + 0x0c08,
         Register::Config,
         Widths::Word,
     ),
     // GICR_IGRPMODR0.
-    region(
+    Region::new(
         SGI_BASE + 0x0d00,
         SGI_BASE + 0x0d04,
         Register::RazWi,
         Widths::Word,
     ),
     // GICR_NSACR.
-    region(
+    Region::new(
         SGI_BASE + 0x0e00,
         SGI_BASE + 0x0e04,
         Register::RazWi,
