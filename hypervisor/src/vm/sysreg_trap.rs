@@ -21,6 +21,7 @@
 //! Anything else that reaches this class is not expected and gets UNDEFINED.
 
 use crate::arch::esr::{Esr, ExceptionClass};
+use crate::vm::vgic::SgiRegister;
 
 /// One trapped access, from ESR_EL2.ISS for EC 0x18 (Arm ARM "ISS encoding for an
 /// exception from MSR, MRS, or System instruction execution in AArch64 state"):
@@ -81,19 +82,7 @@ pub enum SysregAction {
     /// Inject an UNDEFINED exception (the instruction does not exist for the guest).
     Undefined,
     /// Hand Rt's value to the vGIC as a write of this SGI register, then step over.
-    GenerateSgi(SgiGeneration),
-}
-
-/// Which SGI-generation register was written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SgiGeneration {
-    /// ICC_SGI1R_EL1: a Group 1 SGI.
-    Group1,
-    /// ICC_ASGI1R_EL1: a Group 1 SGI for the other Security state (with one Security
-    /// state, as the guest's vGIC has, the same as Group 1's).
-    Group1Alias,
-    /// ICC_SGI0R_EL1: a Group 0 SGI.
-    Group0,
+    GenerateSgi(SgiRegister),
 }
 
 /// Which group an access belongs to, for the decision and the exit counters.
@@ -102,7 +91,7 @@ pub enum SysregGroup {
     ImplementationDefined,
     AuxiliaryControl,
     ErrorRecord,
-    SgiGeneration(SgiGeneration),
+    SgiGeneration(SgiRegister),
     Other,
 }
 
@@ -118,11 +107,11 @@ pub fn group(access: &SysregAccess) -> SysregGroup {
         // ERXMISC0..3 (CRm 5).
         SysregGroup::ErrorRecord
     } else if access.is(3, 0, 12, 11, 5) {
-        SysregGroup::SgiGeneration(SgiGeneration::Group1)
+        SysregGroup::SgiGeneration(SgiRegister::Group1)
     } else if access.is(3, 0, 12, 11, 6) {
-        SysregGroup::SgiGeneration(SgiGeneration::Group1Alias)
+        SysregGroup::SgiGeneration(SgiRegister::AlternateGroup1)
     } else if access.is(3, 0, 12, 11, 7) {
-        SysregGroup::SgiGeneration(SgiGeneration::Group0)
+        SysregGroup::SgiGeneration(SgiRegister::Group0)
     } else {
         SysregGroup::Other
     }
@@ -198,9 +187,9 @@ mod tests {
     #[test]
     fn sgi_generation_writes_go_to_the_vgic_and_reads_are_undefined() {
         for (op2, register) in [
-            (5, SgiGeneration::Group1),
-            (6, SgiGeneration::Group1Alias),
-            (7, SgiGeneration::Group0),
+            (5, SgiRegister::Group1),
+            (6, SgiRegister::AlternateGroup1),
+            (7, SgiRegister::Group0),
         ] {
             let write = SysregAccess::decode(syndrome(3, 0, 12, 11, op2, 4, false)).unwrap();
             assert_eq!(decide(&write), SysregAction::GenerateSgi(register));

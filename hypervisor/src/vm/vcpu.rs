@@ -11,8 +11,7 @@ use crate::vm::fault::{self, FaultIpa, Stage2Fault};
 use crate::vm::inject::{self, GuestState, SyncException};
 use crate::vm::mmio::{Attempt, MmioAccess};
 use crate::vm::psci::{self, CpuPowerState, Followup, PsciPlatform};
-use crate::vm::sysreg_trap::{self, ReadValue, SgiGeneration, SysregAccess, SysregAction};
-use crate::vm::vgic::SgiRegister;
+use crate::vm::sysreg_trap::{self, ReadValue, SysregAccess, SysregAction};
 use hyp_abi::console::{EXITS_PREFIX, FOREIGN_ACCESS_PREFIX, VGIC_STATS_PREFIX};
 use platform::info::MAX_CPUS;
 
@@ -239,11 +238,6 @@ fn trapped_sysreg(vm: &Vm, frame: &mut TrapFrame, esr: Esr) {
             let value = frame.regs.get(usize::from(access.rt)).copied().unwrap_or(0);
             frame.elr = frame.elr.wrapping_add(4);
             if let Some((cpu, vcpu)) = this_vcpu(vm) {
-                let register = match register {
-                    SgiGeneration::Group1 => SgiRegister::Group1,
-                    SgiGeneration::Group1Alias => SgiRegister::AlternateGroup1,
-                    SgiGeneration::Group0 => SgiRegister::Group0,
-                };
                 emulation::generate_sgi(vm, cpu, vcpu, register, value);
             }
         }
