@@ -28,7 +28,7 @@ pub(crate) fn find_gic(tree: &HostTree<'_>) -> Option<usize> {
 
 /// `/chosen/stdout-path` as written (or the older `linux,stdout-path`).
 pub(crate) fn stdout_path<'a>(tree: &HostTree<'a>) -> Option<&'a str> {
-    let chosen = tree.node(tree.index_of("/chosen")?)?;
+    let chosen = tree.node(tree.resolve("/chosen")?)?;
     ["stdout-path", "linux,stdout-path"]
         .iter()
         .find_map(|name| {
@@ -51,22 +51,22 @@ fn first_string(value: &[u8]) -> Option<&str> {
 pub(crate) fn console_node(tree: &HostTree<'_>, stdout_path: &str) -> Option<usize> {
     let path = stdout_path.split(':').next().unwrap_or(stdout_path);
     if path.starts_with('/') {
-        return tree.index_of(path);
+        return tree.resolve(path);
     }
     let (alias, sub_path) = path.split_once('/').unwrap_or((path, ""));
     if alias.is_empty() {
         return None;
     }
-    let aliases = tree.node(tree.index_of("/aliases")?)?;
+    let aliases = tree.node(tree.resolve("/aliases")?)?;
     let target = aliases.property(alias)?.value_as::<&[u8]>().ok()?;
     let target = first_string(target)?;
     if !target.starts_with('/') {
         return None;
     }
     if sub_path.is_empty() {
-        tree.index_of(target)
+        tree.resolve(target)
     } else {
-        tree.index_of(&alloc::format!(
+        tree.resolve(&alloc::format!(
             "{}/{sub_path}",
             target.trim_end_matches('/')
         ))

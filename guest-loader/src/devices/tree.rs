@@ -128,6 +128,44 @@ impl<'a> HostTree<'a> {
         self.by_path.get(path).copied()
     }
 
+    /// The node `path` names under the rule `platform::dt` (and Linux's
+    /// `of_find_node_by_path`) applies, so the hypervisor and the guest loader agree on
+    /// which node a `stdout-path` or an alias means: component by component, a child
+    /// whose name is the component exactly, else, for a component without a unit
+    /// address, the first child whose name before `@` is the component.
+    pub(crate) fn resolve(&self, path: &str) -> Option<usize> {
+        let mut current = 0;
+        for component in path.split('/').filter(|c| !c.is_empty()) {
+            let children = || self.children(current);
+            let exact = children().find(|&child| self.name(child) == component);
+            let by_base = || {
+                (!component.contains('@'))
+                    .then(|| {
+                        children().find(|&child| {
+                            self.name(child).split('@').next() == Some(component)
+                        })
+                    })
+                    .flatten()
+            };
+            current = exact.or_else(by_base)?;
+        }
+        self.nodes.get(current).map(|_| current)
+    }
+
+    /// The direct children of the node at `index`, in DT order.
+    fn children(&self, index: usize) -> impl Iterator<Item = usize> + '_ {
+        let within = self.subtree(index);
+        within
+            .skip(1)
+            .filter(move |&child| self.nodes.get(child).and_then(|n| n.parent) == Some(index))
+    }
+
+    /// The last component of the node's path (empty for the root).
+    fn name(&self, index: usize) -> &str {
+        let path = self.path(index);
+        path.rsplit('/').next().unwrap_or(path)
+    }
+
     /// Whether another node has the same path as the node at `index`.
     pub(crate) fn is_duplicated(&self, index: usize) -> bool {
         self.duplicated.contains(self.path(index))

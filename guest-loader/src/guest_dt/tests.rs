@@ -1226,3 +1226,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn stdout_path_without_unit_address_names_the_console_as_the_hypervisor_reads_it() {
+    // `/uart` matches `uart@9000000` by its base name (Linux's `of_find_node_by_path`,
+    // `platform::dt`); the guest must get that node emulated, not lose its console.
+    // Found by the guest_dtb fuzz target ("/pl011:9000000").
+    let host = HostDt {
+        chosen: false,
+        extra: |w| {
+            let chosen = w.begin_node("chosen").unwrap();
+            w.property_string("stdout-path", "/uart:9000000").unwrap();
+            w.end_node(chosen).unwrap();
+            let dev = w.begin_node("uart@9000000").unwrap();
+            w.property_string("compatible", "arm,pl011").unwrap();
+            w.property_array_u32("reg", &[0, 0x900_0000, 0, 0x1000]).unwrap();
+            w.end_node(dev).unwrap();
+        },
+        ..HostDt::default()
+    }
+    .build();
+    let guest = model(&build_guest_dtb(&host, &small_spec()).unwrap());
+    assert!(guest.contains_key("/uart@9000000"), "{:?}", guest.keys());
+    assert_eq!(guest["/chosen"]["stdout-path"], string("/uart:9000000"));
+}
