@@ -354,6 +354,7 @@ pub fn build_guest_dtb(host_dtb: &[u8], spec: &GuestDtSpec<'_>) -> Result<Vec<u8
         hidden: spec.hidden,
         passthrough_paths: &[],
         smmus_driven: &[],
+        marked_passthrough: true,
     };
     let assignment = devices::assign_opened(&host, &request).map_err(GuestDtError::Devices)?;
     build_guest_dtb_for(host_dtb, spec, &assignment)

@@ -45,8 +45,10 @@ pub use guest_dt::{GuestDtError, GuestDtSpec, build_guest_dtb, build_guest_dtb_f
 pub use image::{ImageError, ImageHeader};
 pub use modules::{GuestModuleRole, GuestModules, ModuleError, select_modules};
 pub use passthrough::{PassthroughError, device_regions, passthrough_regions};
-pub use placement::{ModuleCopy, Placement, PlacementError, PlacementRequest, place_guest};
+pub use placement::{
+    ModuleCopy, ModuleSources, Placement, PlacementError, PlacementRequest, place_guest,
+};
 pub use plan::{
-    DeviceOptions, GuestConfig, GuestPlan, LoadError, plan_guest, plan_guest_with_devices,
-    plan_guest_with_passthrough,
+    DeviceOptions, GuestConfig, GuestPlan, LoadError, plan_domain, plan_guest,
+    plan_guest_with_devices, plan_guest_with_passthrough,
 };

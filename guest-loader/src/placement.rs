@@ -58,6 +58,32 @@ pub struct PlacementRequest<'r> {
     pub image: ImageHeader,
     /// Where the initrd module is now, if there is one.
     pub initrd: Option<PhysRange>,
+    /// Whether `kernel` and `initrd` are addresses in the guest's RAM space (a single
+    /// guest with IPA = PA, whose modules may already sit where they can boot), or
+    /// elsewhere (a dom0less guest's RAM is IPA-addressed and backed by memory the
+    /// modules are not in): then every piece is copied and the sources are nothing to
+    /// avoid in guest RAM.
+    pub sources: ModuleSources,
+}
+
+/// Where the modules' current addresses live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModuleSources {
+    /// In the guest's RAM space: a module may boot where it is.
+    InGuestSpace,
+    /// Outside it: every module is copied.
+    Elsewhere,
+}
+
+impl PlacementRequest<'_> {
+    /// The module ranges no destination may overlap (the sources, when they lie in the
+    /// guest's space).
+    fn sources_in_guest_space(&self) -> impl Iterator<Item = PhysRange> + '_ {
+        let in_space = self.sources == ModuleSources::InGuestSpace;
+        core::iter::once(self.kernel)
+            .chain(self.initrd)
+            .filter(move |_| in_space)
+    }
 }
 
 /// One copy the hypervisor performs before entering the guest, with memmove semantics
@@ -182,12 +208,13 @@ pub fn place_guest(request: &PlacementRequest<'_>) -> Result<Placement, Placemen
     };
     let initrd_in_place = request
         .initrd
+        .filter(|_| request.sources == ModuleSources::InGuestSpace)
         .filter(|initrd| ram.iter().any(|region| region.contains_range(initrd)));
     let kernel_footprint = place_kernel_footprint(request, &space, initrd_in_place)?;
     let kernel_entry = kernel_footprint.base;
 
     let mut copies = Vec::new();
-    if kernel_entry != request.kernel.base {
+    if request.sources == ModuleSources::Elsewhere || kernel_entry != request.kernel.base {
         copies.push(ModuleCopy {
             module: GuestModuleRole::Kernel,
             src: request.kernel.base,
@@ -221,7 +248,11 @@ pub fn place_guest(request: &PlacementRequest<'_>) -> Result<Placement, Placemen
         kernel_footprint,
         initrd,
         dtb,
-        copies: order_copies(copies)?,
+        // Copies from elsewhere never write over one another's sources.
+        copies: match request.sources {
+            ModuleSources::InGuestSpace => order_copies(copies)?,
+            ModuleSources::Elsewhere => copies,
+        },
     })
 }
 
@@ -265,7 +296,8 @@ fn relocated_initrd_base(
     size: u64,
     kernel_footprint: &PhysRange,
 ) -> Result<u64, PlacementError> {
-    let mut avoid = Vec::from([*kernel_footprint, request.kernel]);
+    let mut avoid = Vec::from([*kernel_footprint]);
+    avoid.extend(request.sources_in_guest_space());
     avoid.extend_from_slice(request.reserved);
     let space = FreeSpace {
         ram,
@@ -288,8 +320,8 @@ fn place_dtb(
     kernel_footprint: &PhysRange,
     initrd: Option<PhysRange>,
 ) -> Result<PhysRange, PlacementError> {
-    let mut taken = Vec::from([*kernel_footprint, request.kernel]);
-    taken.extend(request.initrd);
+    let mut taken = Vec::from([*kernel_footprint]);
+    taken.extend(request.sources_in_guest_space());
     taken.extend(initrd);
     let dtb_base = space
         .lowest_fit(EVERYTHING, DTB_SLOT_SIZE, DTB_SLOT_SIZE, 0, &taken)
@@ -313,7 +345,10 @@ fn place_kernel(
     let image = &request.image;
     // The initrd's bytes (source, and final place when it stays) are never a kernel
     // destination.
-    let avoid: Vec<PhysRange> = request.initrd.into_iter().collect();
+    let avoid: Vec<PhysRange> = request
+        .sources_in_guest_space()
+        .filter(|source| Some(*source) == request.initrd)
+        .collect();
     let fits_with_initrd =
         |entry: u64| match (initrd_in_place, PhysRange::new(entry, image.image_size)) {
             (_, None) => false,
@@ -340,9 +375,10 @@ fn place_kernel(
         .min();
 
     let current = request.kernel.base;
-    let in_place_ok = current
-        .checked_sub(image.text_offset)
-        .is_some_and(|base| base.is_multiple_of(KERNEL_BASE_ALIGN))
+    let in_place_ok = request.sources == ModuleSources::InGuestSpace
+        && current
+            .checked_sub(image.text_offset)
+            .is_some_and(|base| base.is_multiple_of(KERNEL_BASE_ALIGN))
         && space.is_free(current, image.image_size, &avoid)
         && fits_with_initrd(current);
     match image.placement {
@@ -552,6 +588,7 @@ mod tests {
             kernel,
             image: debian_image(),
             initrd,
+            sources: ModuleSources::InGuestSpace,
         }
     }
 
@@ -586,10 +623,12 @@ mod tests {
             assert!(request.initrd.is_none());
         }
 
-        // Copies: one per moved module, and none clobbers a later source or an earlier
-        // result.
-        let kernel_moved = placement.entry != request.kernel.base;
-        let initrd_moved = placement.initrd != request.initrd;
+        // Copies: one per moved module (every module when the sources are elsewhere),
+        // and in the guest's space none clobbers a later source or an earlier result.
+        let elsewhere = request.sources == ModuleSources::Elsewhere;
+        let kernel_moved = elsewhere || placement.entry != request.kernel.base;
+        let initrd_moved =
+            request.initrd.is_some() && (elsewhere || placement.initrd != request.initrd);
         assert_eq!(
             placement.copies.len(),
             usize::from(kernel_moved) + usize::from(initrd_moved)
@@ -597,7 +636,9 @@ mod tests {
         for (index, copy) in placement.copies.iter().enumerate() {
             let dst = range(copy.dst, copy.len);
             for later in &placement.copies[index + 1..] {
-                assert!(!dst.overlaps(&range(later.src, later.len)));
+                if !elsewhere {
+                    assert!(!dst.overlaps(&range(later.src, later.len)));
+                }
                 assert!(!range(later.dst, later.len).overlaps(&dst));
             }
             match copy.module {
@@ -610,6 +651,9 @@ mod tests {
                     assert_eq!(Some(range(copy.src, copy.len)), request.initrd);
                 }
             }
+        }
+        if elsewhere {
+            return;
         }
         // The DTB slot is clear of every source too.
         assert!(!placement.dtb.overlaps(&request.kernel));
@@ -946,6 +990,7 @@ mod tests {
             text_pages in 0u64..512,
             anywhere in any::<bool>(),
             initrd in proptest::option::of(arb_range(8 * GIB, 256 * MIB)),
+            elsewhere in any::<bool>(),
         ) {
             let image = ImageHeader {
                 text_offset: text_pages * 4096,
@@ -959,7 +1004,8 @@ mod tests {
                 },
                 file_size: kernel.size,
             };
-            let req = PlacementRequest { guest_ram: &ram, reserved: &reserved, kernel, image, initrd };
+            let sources = if elsewhere { ModuleSources::Elsewhere } else { ModuleSources::InGuestSpace };
+            let req = PlacementRequest { guest_ram: &ram, reserved: &reserved, kernel, image, initrd, sources };
             match place_guest(&req) {
                 Ok(placement) => assert_valid(&req, &placement),
                 Err(err) => prop_assert!(!err.to_string().is_empty()),
@@ -981,6 +1027,7 @@ mod tests {
                 kernel,
                 image,
                 initrd: PhysRange::new(initrd_base, 0x1000),
+                sources: ModuleSources::InGuestSpace,
             };
             if let Ok(placement) = place_guest(&req) {
                 assert_valid(&req, &placement);

@@ -6,18 +6,20 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use platform::info::{BootModule, Conduit, PhysRange};
+use platform::info::{BootModule, Conduit, ModuleKind, PhysRange};
 
 use crate::devices::{DeviceAssignment, DeviceError, DeviceRequest, assign_devices};
+use crate::domains::{DomainSpec, KernelExtentError, check_kernel_extent};
 use crate::guest_dt::{GuestDtError, GuestDtSpec, build_guest_dtb_for, check_spec};
 use crate::image::{ImageError, ImageHeader};
 use crate::modules::{GuestModules, ModuleError, RangeDisplay, select_modules};
-use crate::placement::{Placement, PlacementError, PlacementRequest, place_guest};
+use crate::placement::{ModuleSources, Placement, PlacementError, PlacementRequest, place_guest};
 
 /// What the hypervisor decides about the guest.
 #[derive(Clone, Copy, Debug)]
 pub struct GuestConfig<'c> {
-    /// Guest RAM (IPA = PA): RAM minus everything the hypervisor keeps.
+    /// Guest RAM as the guest addresses it: for the single guest RAM minus everything
+    /// the hypervisor keeps (IPA = PA); for a dom0less guest its own IPA range(s).
     pub guest_ram: &'c [PhysRange],
     /// The host's reserved ranges (`PlatformInfo::reserved`); placement avoids the parts
     /// inside guest RAM.
@@ -65,6 +67,11 @@ pub enum LoadError {
         kernel: PhysRange,
         error: ImageError,
     },
+    /// A dom0less guest's kernel module is refused (`domain`: its node).
+    KernelExtent {
+        domain: alloc::string::String,
+        error: KernelExtentError,
+    },
     Placement(PlacementError),
     Devices(DeviceError),
     GuestDt(GuestDtError),
@@ -77,6 +84,7 @@ impl fmt::Display for LoadError {
             Self::Image { kernel, error } => {
                 write!(f, "kernel module at {}: {error}", RangeDisplay(*kernel))
             }
+            Self::KernelExtent { domain, error } => write!(f, "{domain}: {error}"),
             Self::Placement(error) => write!(f, "guest placement: {error}"),
             Self::Devices(error) => write!(f, "guest devices: {error}"),
             Self::GuestDt(error) => write!(f, "guest device tree: {error}"),
@@ -150,7 +158,90 @@ pub fn plan_guest_with_devices<'m, 'h>(
     let kernel = modules.kernel.range;
     let image = ImageHeader::parse_with_file_size(read_kernel_head(kernel), kernel.size)
         .map_err(|error| LoadError::Image { kernel, error })?;
+    let request = DeviceRequest {
+        vcpus: config.vcpus,
+        guest_ram: config.guest_ram,
+        hidden: config.hidden,
+        passthrough_paths: devices.passthrough_paths,
+        smmus_driven: devices.smmus_driven,
+        marked_passthrough: true,
+    };
+    finish_plan(
+        modules,
+        image,
+        ModuleSources::InGuestSpace,
+        host_dtb,
+        config,
+        &request,
+    )
+}
 
+/// Plans one guest of a dom0less description ([`crate::domains`]). Its RAM,
+/// `config.guest_ram`, is in its own IPA space and backed by memory the modules are not
+/// in: every module is copied ([`ModuleCopy`]'s `src` is the module's host address,
+/// `dst` a guest address the hypervisor translates). Its devices are the emulated GIC
+/// and PL011 alone: a host node marked `xen,passthrough` is no more one guest's than
+/// another's. The kernel module must be as long as its own PE/COFF headers say.
+///
+/// # Errors
+///
+/// As [`plan_guest_with_devices`]; [`LoadError::KernelExtent`] for a truncated kernel.
+pub fn plan_domain<'d, 'h>(
+    domain: &'d DomainSpec,
+    host_dtb: &[u8],
+    config: &GuestConfig<'_>,
+    read_kernel_head: impl FnOnce(PhysRange) -> &'h [u8],
+) -> Result<GuestPlan<'d>, LoadError> {
+    let kernel = domain.kernel;
+    let image = check_kernel_extent(read_kernel_head(kernel), kernel).map_err(|error| {
+        LoadError::KernelExtent {
+            domain: domain.path.clone(),
+            error,
+        }
+    })?;
+    let modules = GuestModules {
+        kernel: BootModule {
+            kind: ModuleKind::Kernel,
+            range: kernel,
+            bootargs: domain.bootargs.as_deref(),
+            name: &domain.path,
+        },
+        ramdisk: domain.ramdisk.map(|range| BootModule {
+            kind: ModuleKind::Ramdisk,
+            range,
+            bootargs: None,
+            name: &domain.path,
+        }),
+        bootargs: domain.bootargs.as_deref(),
+    };
+    let request = DeviceRequest {
+        vcpus: config.vcpus,
+        guest_ram: config.guest_ram,
+        hidden: config.hidden,
+        passthrough_paths: &[],
+        smmus_driven: &[],
+        marked_passthrough: false,
+    };
+    finish_plan(
+        modules,
+        image,
+        ModuleSources::Elsewhere,
+        host_dtb,
+        config,
+        &request,
+    )
+}
+
+/// Placement, devices and DTB for checked modules.
+fn finish_plan<'m>(
+    modules: GuestModules<'m>,
+    image: ImageHeader,
+    sources: ModuleSources,
+    host_dtb: &[u8],
+    config: &GuestConfig<'_>,
+    device_request: &DeviceRequest<'_>,
+) -> Result<GuestPlan<'m>, LoadError> {
+    let kernel = modules.kernel.range;
     let reserved_in_guest_ram: Vec<PhysRange> = config
         .reserved
         .iter()
@@ -167,6 +258,7 @@ pub fn plan_guest_with_devices<'m, 'h>(
         kernel,
         image,
         initrd: modules.ramdisk.map(|ramdisk| ramdisk.range),
+        sources,
     })
     .map_err(LoadError::Placement)?;
 
@@ -183,17 +275,7 @@ pub fn plan_guest_with_devices<'m, 'h>(
     // The spec's own errors (RAM, initrd, bootargs, vCPUs) first; the DTB is then
     // written from the assignment it is given.
     check_spec(&spec).map_err(LoadError::GuestDt)?;
-    let devices = assign_devices(
-        host_dtb,
-        &DeviceRequest {
-            vcpus: config.vcpus,
-            guest_ram: config.guest_ram,
-            hidden: config.hidden,
-            passthrough_paths: devices.passthrough_paths,
-            smmus_driven: devices.smmus_driven,
-        },
-    )
-    .map_err(LoadError::Devices)?;
+    let devices = assign_devices(host_dtb, device_request).map_err(LoadError::Devices)?;
     let dtb = build_guest_dtb_for(host_dtb, &spec, &devices).map_err(LoadError::GuestDt)?;
 
     Ok(GuestPlan {
@@ -426,5 +508,110 @@ mod tests {
             LoadError::GuestDt(GuestDtError::TooManyVcpus { .. })
         ));
         assert!(err.to_string().starts_with("guest device tree: 9 vCPUs"));
+    }
+
+    /// An EFI-stub Image's head: image_size 1 MiB, a PE/COFF header at 0x40 whose one
+    /// section ends at 0x3000 (the file's extent).
+    const EFI_FILE_SIZE: u64 = 0x3000;
+    const EFI_HEAD: [u8; 0x200] = {
+        let mut head = [0u8; 0x200];
+        head[0] = b'M';
+        head[1] = b'Z';
+        head[0x12] = 0x10; // image_size 0x10_0000
+        head[0x18] = 0xa; // flags: LE, 4K pages, anywhere
+        head[0x38] = b'A';
+        head[0x39] = b'R';
+        head[0x3a] = b'M';
+        head[0x3b] = 0x64;
+        head[0x3c] = 0x40; // PE header offset
+        head[0x40] = b'P';
+        head[0x41] = b'E';
+        head[0x46] = 1; // one section, no optional header
+        let section = 0x44 + 20;
+        head[section + 17] = 0x20; // raw size 0x2000
+        head[section + 21] = 0x10; // raw data at 0x1000
+        head
+    };
+
+    fn domain(kernel_base: u64, kernel_size: u64) -> DomainSpec {
+        DomainSpec {
+            name: "domU2".into(),
+            path: "/chosen/domU2".into(),
+            memory_bytes: 512 << 20,
+            vcpus: 2,
+            vpl011: true,
+            kernel: range(kernel_base, kernel_size),
+            ramdisk: Some(range(0x1_2000_0000, 0x10_0000)),
+            device_tree: None,
+            bootargs: Some("console=ttyAMA0".into()),
+            direct_map: false,
+            enhanced: None,
+            static_mem: alloc::vec::Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_domain_copies_every_module_into_its_own_address_space() {
+        // Guest RAM at IPA 0x4000_0000; the modules sit at host addresses that happen to
+        // lie inside that IPA range too: they are still copied, and nothing avoids them.
+        let domain = DomainSpec {
+            ramdisk: Some(range(0x5800_0000, 0x10_0000)),
+            ..domain(0x4000_0000, EFI_FILE_SIZE)
+        };
+        let ram = [range(0x4000_0000, 512 << 20)];
+        let config = GuestConfig {
+            guest_ram: &ram,
+            hidden: &[],
+            ..config()
+        };
+        let plan = plan_domain(&domain, HOST_DTB, &config, |_| &EFI_HEAD).unwrap();
+        assert_eq!(plan.placement.entry, 0x4000_0000);
+        let copies = &plan.placement.copies;
+        assert_eq!(copies.len(), 2, "{copies:?}");
+        assert_eq!((copies[0].src, copies[0].dst), (0x4000_0000, 0x4000_0000));
+        let initrd = plan.placement.initrd.unwrap();
+        assert_eq!((copies[1].src, copies[1].dst), (0x5800_0000, initrd.base));
+        assert!(!initrd.overlaps(&plan.placement.kernel_footprint));
+        assert_eq!(plan.modules.bootargs, Some("console=ttyAMA0"));
+
+        let dtb = fdt::Fdt::new(&plan.dtb).unwrap();
+        let memory: alloc::vec::Vec<_> = dtb.memory().regions().collect();
+        assert_eq!(memory.len(), 1);
+        assert_eq!(memory[0].starting_address as u64, 0x4000_0000);
+        assert_eq!(memory[0].size, Some(512 << 20));
+        assert_eq!(dtb.cpus().count(), 2);
+    }
+
+    #[test]
+    fn a_domain_gets_no_marked_host_device() {
+        // The fixture has no xen,passthrough node; the devices are the emulated ones.
+        let ram = [range(0x4000_0000, 512 << 20)];
+        let config = GuestConfig {
+            guest_ram: &ram,
+            hidden: &[],
+            ..config()
+        };
+        let domain = domain(0x1_0000_0000, EFI_FILE_SIZE);
+        let plan = plan_domain(&domain, HOST_DTB, &config, |_| &EFI_HEAD).unwrap();
+        assert_eq!(plan.devices.emulated.len(), 2);
+        assert_eq!(plan.devices.passthrough_regions(), []);
+    }
+
+    #[test]
+    fn a_truncated_domain_kernel_is_refused_naming_the_domain() {
+        let ram = [range(0x4000_0000, 512 << 20)];
+        let config = GuestConfig {
+            guest_ram: &ram,
+            hidden: &[],
+            ..config()
+        };
+        let short = domain(0x1_0000_0000, EFI_FILE_SIZE - 1);
+        let error = plan_domain(&short, HOST_DTB, &config, |_| &EFI_HEAD).unwrap_err();
+        assert!(matches!(error, LoadError::KernelExtent { .. }), "{error:?}");
+        let text = error.to_string();
+        assert!(
+            text.contains("/chosen/domU2") && text.contains("truncated"),
+            "{text}"
+        );
     }
 }

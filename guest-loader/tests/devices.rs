@@ -44,6 +44,7 @@ fn request<'r>(vcpus: usize, paths: &'r [&'r str]) -> DeviceRequest<'r> {
         hidden: &HIDDEN,
         passthrough_paths: paths,
         smmus_driven: &[],
+        marked_passthrough: true,
     }
 }
 

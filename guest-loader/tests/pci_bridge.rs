@@ -45,6 +45,7 @@ fn assign(host: &[u8], paths: &[&str], smmus_driven: &[u32]) -> DeviceAssignment
             hidden: &HIDDEN,
             passthrough_paths: paths,
             smmus_driven,
+            marked_passthrough: true,
         },
     )
     .unwrap()

@@ -189,12 +189,13 @@ impl Assigner<'_, '_> {
         }
     }
 
-    /// The requested nodes, in DT order: those with `xen,passthrough` and those the
-    /// command line names.
+    /// The requested nodes, in DT order: those with `xen,passthrough` (when the
+    /// request takes them) and those the command line names.
     fn requests(&self) -> Result<BTreeSet<usize>, DeviceError> {
         let mut requested: BTreeSet<usize> = self
             .tree
             .indices()
+            .filter(|_| self.request.marked_passthrough)
             .filter(|&index| {
                 self.tree
                     .node(index)

@@ -134,6 +134,10 @@ pub struct DeviceRequest<'r> {
     /// every requester ID reaches one of them through `iommu-map` may be assigned
     /// (empty: none may, as DMA-capable).
     pub smmus_driven: &'r [u32],
+    /// Whether the host nodes marked `xen,passthrough` are given. A single guest takes
+    /// them; each of several guests gets only what its own description names (a
+    /// device cannot be two guests').
+    pub marked_passthrough: bool,
 }
 
 /// Decides which devices the guest gets (see the module docs).

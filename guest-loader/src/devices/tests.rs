@@ -203,6 +203,7 @@ fn the_emulated_gic_reg_is_encoded_in_the_parents_cells() {
         hidden: &[],
         passthrough_paths: &[],
         smmus_driven: &[],
+        marked_passthrough: true,
     };
     let assignment = assign_opened(&fdt, &request).unwrap();
     // One-cell addresses and sizes: distributor, then 3 * 128 KiB of redistributors.

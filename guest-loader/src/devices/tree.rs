@@ -141,9 +141,8 @@ impl<'a> HostTree<'a> {
             let by_base = || {
                 (!component.contains('@'))
                     .then(|| {
-                        children().find(|&child| {
-                            self.name(child).split('@').next() == Some(component)
-                        })
+                        children()
+                            .find(|&child| self.name(child).split('@').next() == Some(component))
                     })
                     .flatten()
             };

@@ -330,6 +330,7 @@ fn synthetic_fixture_reserved_memory_and_chosen() {
         hidden: &SYNTHETIC_HIDDEN,
         passthrough_paths: &["/dma-client@a000000"],
         smmus_driven: &[],
+        marked_passthrough: true,
     };
     let assignment = devices::assign_devices(SYNTHETIC, &request).unwrap();
     let assigned = model(&build_guest_dtb_for(SYNTHETIC, &synthetic_spec(2), &assignment).unwrap());
@@ -771,6 +772,7 @@ fn error_assignment_for_another_dtb_or_vcpu_count() {
         hidden: &QEMU_HIDDEN,
         passthrough_paths: &[],
         smmus_driven: &[],
+        marked_passthrough: true,
     };
     let assignment = devices::assign_devices(QEMU_SMP2, &request).unwrap();
     assert!(build_guest_dtb_for(QEMU_SMP2, &qemu_spec(2), &assignment).is_ok());
@@ -1240,7 +1242,8 @@ fn stdout_path_without_unit_address_names_the_console_as_the_hypervisor_reads_it
             w.end_node(chosen).unwrap();
             let dev = w.begin_node("uart@9000000").unwrap();
             w.property_string("compatible", "arm,pl011").unwrap();
-            w.property_array_u32("reg", &[0, 0x900_0000, 0, 0x1000]).unwrap();
+            w.property_array_u32("reg", &[0, 0x900_0000, 0, 0x1000])
+                .unwrap();
             w.end_node(dev).unwrap();
         },
         ..HostDt::default()
