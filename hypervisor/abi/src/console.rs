@@ -479,7 +479,18 @@ pub mod foreign_access {
     pub const OUTSIDE_RAM: &str = "outside_ram";
     /// A device of the host DT the guest was not given (each logged once by node path).
     pub const DEVICE: &str = "device";
-    pub const ALL: [&str; 7] = [IMAGE, POOL, CRASH, DTB, HOST_RAM, OUTSIDE_RAM, DEVICE];
+    /// RAM another guest owns (several guests at once).
+    pub const OTHER_GUEST: &str = "other_guest";
+    pub const ALL: [&str; 8] = [
+        IMAGE,
+        POOL,
+        CRASH,
+        DTB,
+        HOST_RAM,
+        OUTSIDE_RAM,
+        DEVICE,
+        OTHER_GUEST,
+    ];
 }
 
 /// Keys of the `hyp-exits:` line, in the order printed: the guest's exits by reason.

@@ -221,6 +221,15 @@ pub fn after_boot(
     if args.panic_on_boot {
         panic!("panic_on_boot: the crash-record path was asked for on the command line");
     }
+    // The dom0less description needs the heap, so it is read only now.
+    let domains = match guest_loader::parse_domains(host_dtb, info.cpus.len(), &info.memory) {
+        Ok(guest_loader::DomainsPlan::Domains(domains)) => Some(domains),
+        Ok(guest_loader::DomainsPlan::Legacy) => None,
+        Err(error) => {
+            log::error!("dom0less: {error}");
+            boot::stop_failure("the dom0less description is refused");
+        }
+    };
     let has_kernel = info
         .modules
         .iter()
@@ -229,7 +238,7 @@ pub fn after_boot(
         let (passed, failed) = crate::selftest::run(info, &layout);
         log::info!("EL2 selftests: {passed} passed, {failed} failed; the test guest follows");
     }
-    if !has_kernel {
+    if !has_kernel && domains.is_none() {
         log::info!("no guest kernel module in /chosen: nothing to run");
         boot::stop(Outcome::Success);
     }
@@ -237,8 +246,29 @@ pub fn after_boot(
         log::error!("gic: {error}");
         boot::stop_failure("cannot take over the GIC");
     }
+    if let Some(domains) = domains {
+        let guests = crate::vm::build_domains::prepare_domains(
+            info, host_dtb, &layout, cpu, caps, flags, &domains,
+        );
+        for guest in &guests {
+            crate::vm::registry::register(guest.vm);
+        }
+        init_console_input(info);
+        crate::vm::vcpu::start(&guests)
+    }
     let guest = crate::vm::build::prepare(info, host_dtb, &layout, cpu, caps, flags);
     crate::vm::registry::register(guest.vm);
+    init_console_input(info);
+    if args.selftest {
+        crate::selftest::protect_bench::run(guest.vm);
+        crate::selftest::run_stage2(guest.vm);
+    }
+    crate::vm::vcpu::start(core::slice::from_ref(&guest))
+}
+
+/// Console input for the registered guests (Ctrl-a three times cycles through them and
+/// the hypervisor).
+fn init_console_input(info: &PlatformInfo<'_>) {
     crate::console::input::init(
         &info.console,
         crate::vm::registry::count(),
@@ -247,9 +277,4 @@ pub fn after_boot(
             hypervisor: crate::vm::emulation::hypervisor_key,
         },
     );
-    if args.selftest {
-        crate::selftest::protect_bench::run(guest.vm);
-        crate::selftest::run_stage2(guest.vm);
-    }
-    crate::vm::vcpu::start(guest)
 }

@@ -132,3 +132,15 @@ fn deliver(routed: &[Routed], sinks: &InputSinks) {
 pub fn dropped_input() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
+
+/// Sends the console's interrupt to the CPU with `mpidr` from now on (the CPU it went to
+/// is powering off). A no-op when input is off.
+pub fn route_input_to(mpidr: u64) {
+    let intid = INTID.load(Ordering::Acquire);
+    if intid == NONE {
+        return;
+    }
+    if let Err(error) = distributor::route(intid, mpidr) {
+        log::warn!("console: input cannot move to CPU {mpidr:#x}: {error}");
+    }
+}

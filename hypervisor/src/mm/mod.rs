@@ -8,6 +8,7 @@
 //! Nothing under the EL2 table or frames locks allocates from the heap.
 
 pub mod frames;
+pub mod guest_backing;
 pub mod heap_window;
 pub mod memory_plan;
 pub mod tlbi_range;

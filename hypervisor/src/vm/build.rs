@@ -37,14 +37,14 @@ const GUEST_NUMBER: u16 = 1;
 
 /// Where the guest's emulated devices sit: the physical GIC's and console's addresses,
 /// as the guest's DT names them (one redistributor frame pair per vCPU).
-fn emulated_devices(info: &PlatformInfo<'_>) -> EmulatedDevices {
+pub(super) fn emulated_devices(info: &PlatformInfo<'_>, vcpus: usize) -> EmulatedDevices {
     let Some(redistributors) = info.gic.redistributors.first() else {
         boot::stop_failure("the GICv3 has no redistributor region");
     };
     EmulatedDevices {
         distributor: info.gic.distributor.base,
         redistributors: redistributors.base,
-        vcpus: info.cpus.len(),
+        vcpus,
         uart: Some(info.console.regs.base),
         uart_intid: info.console.intid,
     }
@@ -52,7 +52,12 @@ fn emulated_devices(info: &PlatformInfo<'_>) -> EmulatedDevices {
 
 /// The guest's vGIC: its vCPUs, its console's SPI (emulated) and its assigned devices'
 /// SPIs (hardware-linked), its timers' and PMU's PPIs (hardware-linked).
-fn vgic_for(info: &PlatformInfo<'_>, devices: &EmulatedDevices, device_spis: &[u32]) -> Vgic {
+pub(super) fn vgic_for(
+    info: &PlatformInfo<'_>,
+    vcpu_mpidrs: &[u64],
+    devices: &EmulatedDevices,
+    device_spis: &[u32],
+) -> Vgic {
     let mut spis: alloc::vec::Vec<SpiAssignment> = device_spis
         .iter()
         .map(|&intid| SpiAssignment {
@@ -75,7 +80,10 @@ fn vgic_for(info: &PlatformInfo<'_>, devices: &EmulatedDevices, device_spis: &[u
     hardware_ppis.extend(info.pmu_intid);
     let (list_registers, priority_bits) = crate::vm::interrupts::list_register_facts();
     let config = VgicConfig {
-        vcpu_mpidrs: info.cpus.iter().map(|c| c.mpidr & 0xff_00ff_ffff).collect(),
+        vcpu_mpidrs: vcpu_mpidrs
+            .iter()
+            .map(|mpidr| mpidr & 0xff_00ff_ffff)
+            .collect(),
         spis,
         hardware_ppis,
         list_registers,
@@ -156,12 +164,29 @@ fn stage2_regime(cpu: &CpuFacts, highest_end: u64) -> Regime {
     }
 }
 
+/// Guest RAM at an IPA range and the physical address behind its start.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RamMapping {
+    pub ipa: PhysRange,
+    pub pa: u64,
+}
+
+impl RamMapping {
+    /// RAM at IPA = PA (the single guest's).
+    pub(super) fn identity(range: PhysRange) -> Self {
+        Self {
+            ipa: range,
+            pa: range.base,
+        }
+    }
+}
+
 /// Builds the guest's stage 2 (not live: no TLBI).
 fn build_stage2(
     regime: Regime,
     caps: Capabilities,
     flags: MapFlags,
-    ram: &[PhysRange],
+    ram: &[RamMapping],
     mmio: &[PhysRange],
 ) -> Result<PageTable<TableHw>, pgtable::Error> {
     let mut table = PageTable::new(TableHw::new(TlbRegime::Stage2), regime, caps)?;
@@ -169,8 +194,13 @@ fn build_stage2(
         Access::from_bits_truncate(0b111),
         MemoryType::NormalWriteBack,
     );
-    for range in ram {
-        table.map(range.base..range.end(), PhysAddr(range.base), rwx, flags)?;
+    for piece in ram {
+        table.map(
+            piece.ipa.base..piece.ipa.end(),
+            PhysAddr(piece.pa),
+            rwx,
+            flags,
+        )?;
     }
     let device = Attributes::new(Access::READ_WRITE, MemoryType::Device);
     for range in mmio {
@@ -340,12 +370,15 @@ pub struct PreparedGuest {
 }
 
 /// Copies the kernel and initrd where the plan places them and writes the guest's DTB,
-/// each cleaned to the PoC (the guest starts with its MMU and caches off).
-fn place_modules(plan: &GuestPlan<'_>) {
+/// each cleaned to the PoC (the guest starts with its MMU and caches off). `to_pa` gives
+/// the physical address behind a guest address the plan chose (the identity for the
+/// single guest); the guest RAM behind each piece is one contiguous physical range.
+pub(super) fn place_modules(plan: &GuestPlan<'_>, to_pa: impl Fn(u64) -> u64) {
     let placement = &plan.placement;
     for copy in &placement.copies {
+        let dst = to_pa(copy.dst);
         log::info!(
-            "guest: moving {:?} {:#x} -> {:#x} ({} bytes)",
+            "guest: moving {:?} {:#x} -> {:#x} (PA {dst:#x}, {} bytes)",
             copy.module,
             copy.src,
             copy.dst,
@@ -353,38 +386,28 @@ fn place_modules(plan: &GuestPlan<'_>) {
         );
         // SAFETY: both ranges are guest RAM or module memory, mapped in the EL2 direct
         // map; the planner ordered the copies so memmove semantics suffice.
-        unsafe {
-            core::ptr::copy(
-                copy.src as *const u8,
-                copy.dst as *mut u8,
-                copy.len as usize,
-            )
-        };
-        cache::clean_to_poc(copy.dst..copy.dst + copy.len);
+        unsafe { core::ptr::copy(copy.src as *const u8, dst as *mut u8, copy.len as usize) };
+        cache::clean_to_poc(dst..dst + copy.len);
     }
+    let dtb = to_pa(placement.dtb.base);
     // SAFETY: the DTB slot is guest RAM reserved for it by the planner (2 MiB), mapped.
-    unsafe {
-        core::ptr::copy_nonoverlapping(
-            plan.dtb.as_ptr(),
-            placement.dtb.base as *mut u8,
-            plan.dtb.len(),
-        )
-    };
-    cache::clean_to_poc(placement.dtb.base..placement.dtb.base + plan.dtb.len() as u64);
+    unsafe { core::ptr::copy_nonoverlapping(plan.dtb.as_ptr(), dtb as *mut u8, plan.dtb.len()) };
+    cache::clean_to_poc(dtb..dtb + plan.dtb.len() as u64);
     cache::sync_instruction_cache();
 }
 
 /// Builds, reports and publishes the guest's stage 2 for `ram` and `mmio`; returns the
 /// tree (live: visible to walkers) and its regime.
-fn stage2_for(
+pub(super) fn stage2_for(
     cpu: &CpuFacts,
     caps: Capabilities,
     flags: MapFlags,
-    ram: &[PhysRange],
+    ram: &[RamMapping],
     mmio: &[PhysRange],
 ) -> (Stage2, Regime) {
     let highest_end = ram
         .iter()
+        .map(|piece| &piece.ipa)
         .chain(mmio.iter())
         .map(|range| range.end())
         .max()
@@ -400,7 +423,8 @@ fn stage2_for(
     };
     let build_us =
         sysreg::counter().wrapping_sub(started) * 1_000_000 / sysreg::counter_frequency().max(1);
-    let leaves = report::ptdump(&table, "stage2", regime.ia_limit(), ram);
+    let ipa_ram: alloc::vec::Vec<PhysRange> = ram.iter().map(|piece| piece.ipa).collect();
+    let leaves = report::ptdump(&table, "stage2", regime.ia_limit(), &ipa_ram);
     report::map_stats(&table, "stage2", &leaves, build_us);
     // The tables must be visible to the walkers before VTTBR_EL2 points at them.
     table.mark_live();
@@ -410,7 +434,10 @@ fn stage2_for(
 /// The host DT's devices by node path, so that a refused guest access names the device
 /// it hit; the GIC is marked as partly emulated. Only a diagnostic: an unreadable host DT
 /// (the guest was planned from it already) leaves the devices unnamed, with a warning.
-fn host_devices(host_dtb: &[u8], devices: &EmulatedDevices) -> alloc::vec::Vec<HostDevice> {
+pub(super) fn host_devices(
+    host_dtb: &[u8],
+    devices: &EmulatedDevices,
+) -> alloc::vec::Vec<HostDevice> {
     let emulated: alloc::vec::Vec<PhysRange> = devices.ranges().collect();
     match HostDevice::from_dtb(host_dtb, &emulated) {
         Ok(devices) => devices,
@@ -447,8 +474,8 @@ pub fn prepare(
         plan.dtb.len(),
         plan.modules.bootargs.unwrap_or("")
     );
-    place_modules(&plan);
-    let devices = emulated_devices(info);
+    place_modules(&plan, |address| address);
+    let devices = emulated_devices(info, info.cpus.len());
     report_devices(&plan);
     let mmio = without_emulated_frames(
         passthrough_mmio(
@@ -459,7 +486,13 @@ pub fn prepare(
         &devices,
     );
     let mmio_spis = plan.devices.passthrough_intids();
-    let (table, regime) = stage2_for(cpu, caps, flags, &layout.guest_ram, &mmio);
+    let ram: alloc::vec::Vec<RamMapping> = layout
+        .guest_ram
+        .iter()
+        .copied()
+        .map(RamMapping::identity)
+        .collect();
+    let (table, regime) = stage2_for(cpu, caps, flags, &ram, &mmio);
     let vtcr = match pgtable::vtcr_el2(&regime, cpu.features.pa_bits.min(48)) {
         Ok(vtcr) => vtcr,
         Err(error) => {
@@ -470,7 +503,8 @@ pub fn prepare(
     let mut table = table;
     attach_smmus(info, &plan, &mut table, vtcr, layout);
     let ids = sysreg::id_registers();
-    let vgic = vgic_for(info, &devices, &mmio_spis);
+    let mpidrs: alloc::vec::Vec<u64> = info.cpus.iter().map(|c| c.mpidr).collect();
+    let vgic = vgic_for(info, &mpidrs, &devices, &mmio_spis);
     let vm = Vm {
         vmid: FIRST_VMID,
         setup: VcpuSetup {
@@ -490,6 +524,7 @@ pub fn prepare(
             dtb: Some(info.dtb),
             ram: info.memory.clone(),
             devices: host_devices(host_dtb, &devices),
+            guests: alloc::vec::Vec::new(),
         },
         change_window: ChangeWindow::new(),
         stats: VmStats::default(),

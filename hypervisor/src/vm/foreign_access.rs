@@ -36,11 +36,12 @@ pub enum ForeignKind {
     OtherHostRam,
     OutsideRam,
     Device,
+    OtherGuest,
 }
 
 impl ForeignKind {
     /// In the order printed (new kinds go last, so the line only grows).
-    pub const ALL: [ForeignKind; 7] = [
+    pub const ALL: [ForeignKind; 8] = [
         Self::HypervisorImage,
         Self::HypervisorPool,
         Self::CrashRegion,
@@ -48,6 +49,7 @@ impl ForeignKind {
         Self::OtherHostRam,
         Self::OutsideRam,
         Self::Device,
+        Self::OtherGuest,
     ];
 
     /// The tally key (`foreign-access: image=...`), as `hyp_abi` lists it.
@@ -60,6 +62,7 @@ impl ForeignKind {
             Self::OtherHostRam => keys::HOST_RAM,
             Self::OutsideRam => keys::OUTSIDE_RAM,
             Self::Device => keys::DEVICE,
+            Self::OtherGuest => keys::OTHER_GUEST,
         }
     }
 
@@ -96,6 +99,8 @@ pub enum ForeignTarget<'m> {
     OutsideRam,
     /// A device of the host DT the guest was not given.
     Device(DeviceHit<'m>),
+    /// RAM of the guest with this number.
+    OtherGuest(u16),
 }
 
 impl<'m> ForeignTarget<'m> {
@@ -108,6 +113,7 @@ impl<'m> ForeignTarget<'m> {
             Self::OtherHostRam => ForeignKind::OtherHostRam,
             Self::OutsideRam => ForeignKind::OutsideRam,
             Self::Device(_) => ForeignKind::Device,
+            Self::OtherGuest(_) => ForeignKind::OtherGuest,
         }
     }
 
@@ -134,6 +140,7 @@ impl fmt::Display for ForeignTarget<'_> {
                 "neither RAM nor a device of the host DT (a hole or beyond the end)"
             }
             Self::Device(hit) => return hit.fmt(f),
+            Self::OtherGuest(number) => return write!(f, "guest {number}'s RAM"),
         })
     }
 }
@@ -215,6 +222,8 @@ pub struct HostMemoryMap {
     pub ram: ArrayVec<PhysRange, MAX_MEMORY_BANKS>,
     /// The host DT's devices ([`HostDevice::group`]).
     pub devices: Vec<HostDevice>,
+    /// The other guests' RAM (physical), by guest number.
+    pub guests: Vec<(u16, PhysRange)>,
 }
 
 impl HostMemoryMap {
@@ -232,6 +241,9 @@ impl HostMemoryMap {
             if range.is_some_and(|r| r.contains(pa)) {
                 return target;
             }
+        }
+        if let Some(&(number, _)) = self.guests.iter().find(|(_, ram)| ram.contains(pa)) {
+            return ForeignTarget::OtherGuest(number);
         }
         if self.ram.iter().any(|bank| bank.contains(pa)) {
             return ForeignTarget::OtherHostRam;
@@ -357,6 +369,7 @@ mod tests {
             dtb: Some(range(0x4800_0000, MIB)),
             ram,
             devices: Vec::new(),
+            guests: Vec::new(),
         }
     }
 
@@ -391,6 +404,7 @@ mod tests {
     fn qemu_2g_with_devices() -> HostMemoryMap {
         HostMemoryMap {
             devices: qemu_devices(),
+            guests: Vec::new(),
             ..qemu_2g()
         }
     }
@@ -532,6 +546,7 @@ mod tests {
         let dtb = include_bytes!("../../../guest-loader/tests/fixtures/qemu-virt-smp4-2g.dtb");
         let map = HostMemoryMap {
             devices: HostDevice::from_dtb(dtb, &emulated_2_vcpus()).expect("fixture"),
+            guests: Vec::new(),
             ..qemu_2g()
         };
         // fw-cfg, 32 virtio-mmio, pl061, pcie, pl031, pl011, intc, its, flash.
@@ -566,7 +581,7 @@ mod tests {
         assert_eq!(tally.total(), 4);
         assert_eq!(
             tally.to_string(),
-            "image=0 pool=0 crash=3 dtb=0 host_ram=0 outside_ram=1 device=0"
+            "image=0 pool=0 crash=3 dtb=0 host_ram=0 outside_ram=1 device=0 other_guest=0"
         );
     }
 
@@ -583,7 +598,11 @@ mod tests {
             .collect();
         assert_eq!(first, [true, false, true, true, false, false]);
         assert_eq!(tally.count(ForeignKind::Device), 6);
-        assert!(tally.to_string().ends_with(" outside_ram=0 device=6"));
+        assert!(
+            tally
+                .to_string()
+                .ends_with(" outside_ram=0 device=6 other_guest=0")
+        );
     }
 
     #[test]
@@ -638,5 +657,17 @@ mod tests {
     fn tally_keys_are_the_abis() {
         let ours: Vec<&str> = ForeignKind::ALL.iter().map(|k| k.key()).collect();
         assert_eq!(ours, keys::ALL);
+    }
+
+    #[test]
+    fn another_guests_ram_is_named_before_plain_host_ram() {
+        let mut map = qemu_2g();
+        map.guests
+            .push((2, PhysRange::new(0x6000_0000, 0x1000_0000).unwrap()));
+        assert_eq!(map.classify(0x6000_0000), ForeignTarget::OtherGuest(2));
+        assert_eq!(map.classify(0x6fff_ffff), ForeignTarget::OtherGuest(2));
+        assert_eq!(map.classify(0x7000_0000), ForeignTarget::OtherHostRam);
+        assert_eq!(ForeignTarget::OtherGuest(2).to_string(), "guest 2's RAM");
+        assert_eq!(ForeignTarget::OtherGuest(2).key(), "other_guest");
     }
 }

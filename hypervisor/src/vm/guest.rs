@@ -34,17 +34,36 @@ pub struct VcpuSetup {
     pub midr: u64,
 }
 
-/// The guest's vCPUs: vCPU `i` runs on physical CPU `i` (the device tree's order) and
-/// has its MPIDR.
+/// The guest's vCPUs, each pinned to its own physical CPU (static partitioning, as Bao,
+/// Jailhouse and hvisor do): vCPU `i` has the MPIDR the guest's DT gives it and runs
+/// only on physical CPU `physical[i]`. The single guest's vCPUs are the physical CPUs
+/// themselves, in the DT's order.
 pub struct Vcpus {
     mpidrs: ArrayVec<u64, MAX_CPUS>,
+    /// Physical CPU index (the DT's order) and its MPIDR, per vCPU.
+    physical: ArrayVec<(usize, u64), MAX_CPUS>,
     power: [AtomicU8; MAX_CPUS],
 }
 
 impl Vcpus {
+    /// vCPU `i` with `mpidrs[i]` on physical CPU `i` (whose MPIDR it is).
     pub fn new(mpidrs: ArrayVec<u64, MAX_CPUS>) -> Self {
+        let physical = mpidrs.iter().copied().enumerate().collect();
+        Self::pinned(mpidrs, physical)
+    }
+
+    /// vCPU `i` with `mpidrs[i]` on physical CPU `physical[i]` (index, MPIDR). The two
+    /// lists are as long as each other (the shorter one decides).
+    pub fn pinned(
+        mut mpidrs: ArrayVec<u64, MAX_CPUS>,
+        mut physical: ArrayVec<(usize, u64), MAX_CPUS>,
+    ) -> Self {
+        let count = mpidrs.len().min(physical.len());
+        mpidrs.truncate(count);
+        physical.truncate(count);
         Self {
             mpidrs,
+            physical,
             power: [const { AtomicU8::new(CpuPowerState::Off as u8) }; MAX_CPUS],
         }
     }
@@ -58,24 +77,29 @@ impl Vcpus {
         self.mpidrs.iter().position(|&m| m == mpidr)
     }
 
+    /// vCPU `index`'s MPIDR, as the guest sees it.
     pub fn mpidr(&self, index: usize) -> Option<u64> {
         self.mpidrs.get(index).copied()
     }
 
-    /// The physical CPU vCPU `vcpu` is pinned to (its twin in the DT's order).
+    /// The physical CPU vCPU `vcpu` is pinned to.
     pub fn physical_cpu(&self, vcpu: usize) -> Option<usize> {
-        (vcpu < self.mpidrs.len()).then_some(vcpu)
+        self.physical.get(vcpu).map(|&(cpu, _)| cpu)
     }
 
     /// The vCPU pinned to physical CPU `cpu`, if this guest has one there.
     pub fn vcpu_on(&self, cpu: usize) -> Option<usize> {
-        (cpu < self.mpidrs.len()).then_some(cpu)
+        self.physical.iter().position(|&(pinned, _)| pinned == cpu)
     }
 
-    /// The MPIDR of the physical CPU vCPU `vcpu` runs on (the same as its own: the
-    /// guest sees its CPUs' real identities).
+    /// The MPIDR of the physical CPU vCPU `vcpu` runs on (where its kicks go).
     pub fn physical_mpidr(&self, vcpu: usize) -> Option<u64> {
-        self.mpidr(vcpu)
+        self.physical.get(vcpu).map(|&(_, mpidr)| mpidr)
+    }
+
+    /// The physical CPUs this guest's vCPUs are pinned to.
+    pub fn physical_cpus(&self) -> impl Iterator<Item = usize> + '_ {
+        self.physical.iter().map(|&(cpu, _)| cpu)
     }
 
     /// As AFFINITY_INFO reports it.

@@ -20,6 +20,8 @@ pub mod vpl011;
 #[cfg(target_os = "none")]
 pub mod build;
 #[cfg(target_os = "none")]
+pub mod build_domains;
+#[cfg(target_os = "none")]
 pub mod emulation;
 #[cfg(target_os = "none")]
 pub mod guest;

@@ -20,6 +20,7 @@ use crate::arch::aarch64::sysreg::{read_sysreg, write_sysreg};
 use crate::vm::build::PreparedGuest;
 use crate::vm::emulation;
 use crate::vm::guest::Vm;
+use crate::vm::registry::{self, GuestEnd};
 use crate::{boot, cpu};
 
 /// The guest each physical CPU runs a vCPU of (null: none). Per-CPU scheduling state,
@@ -44,19 +45,45 @@ unsafe extern "C" {
     fn guest_first_entry(x0: u64, entry: u64, el2_stack_top: usize) -> !;
 }
 
-/// Enters the prepared guest on the boot CPU: vCPU 0's twin, at its entry point with x0
-/// = its DTB. Never returns.
-pub fn start(guest: PreparedGuest) -> ! {
-    let Some(index) = cpu::this_cpu() else {
+/// Enters every prepared guest at its entry point with x0 = its DTB, on the physical CPU
+/// its vCPU 0 is pinned to: this (boot) CPU's guest last, as it never returns. A guest
+/// whose first CPU cannot be started stops the boot: guests start whole or not at all.
+pub fn start(guests: &[PreparedGuest]) -> ! {
+    let Some(this) = cpu::this_cpu() else {
         boot::stop_failure("the boot CPU's MPIDR is not in the device tree");
     };
-    log::info!(
-        "guest: entering at EL1 on {} vCPU(s)",
-        guest.vm.vcpus.count()
-    );
-    make_current(index, guest.vm);
-    guest.vm.vcpus.set_power(index, CpuPowerState::OnPending);
-    run_vcpu(guest.vm, index, guest.entry, guest.dtb)
+    let mut own = None;
+    for guest in guests {
+        let Some(first) = guest.vm.vcpus.physical_cpu(0) else {
+            boot::stop_failure("a guest with no vCPU");
+        };
+        log::info!(
+            "guest {}: entering at EL1 on {} vCPU(s), vCPU 0 on cpu{first}",
+            guest.vm.number,
+            guest.vm.vcpus.count()
+        );
+        make_current(first, guest.vm);
+        guest.vm.vcpus.set_power(0, CpuPowerState::OnPending);
+        if first == this {
+            own = Some(guest);
+            continue;
+        }
+        let work = cpu::Work {
+            run: enter_vcpu,
+            args: [guest.entry, guest.dtb],
+        };
+        if let Err(why) = cpu::post(first, work) {
+            log::error!(
+                "guest {}: cpu{first} cannot be started ({why:?})",
+                guest.vm.number
+            );
+            boot::stop_failure("a guest's first CPU cannot be started");
+        }
+    }
+    let Some(guest) = own else {
+        boot::stop_failure("no guest runs on the boot CPU");
+    };
+    run_vcpu(guest.vm, this, guest.entry, guest.dtb)
 }
 
 /// [`run_vcpu`] as [`cpu::Work`], which a guest's CPU_ON sends to an idle CPU:
@@ -68,9 +95,12 @@ fn enter_vcpu(index: usize, [entry, x0]: [u64; 2]) -> u64 {
     run_vcpu(vm, index, entry, x0)
 }
 
-/// Runs vCPU `index` on this CPU (its physical twin) from `entry` with `x0`.
+/// Runs the vCPU pinned to this CPU (physical CPU `index`) from `entry` with `x0`.
 fn run_vcpu(vm: &Vm, index: usize, entry: u64, x0: u64) -> ! {
-    let Some(mpidr) = vm.vcpus.mpidr(index) else {
+    let Some(vcpu) = vm.vcpus.vcpu_on(index) else {
+        boot::stop_failure("a vCPU was started on a CPU it is not pinned to");
+    };
+    let Some(mpidr) = vm.vcpus.mpidr(vcpu) else {
         boot::stop_failure("a vCPU index beyond the guest's vCPUs");
     };
     let setup = &vm.setup;
@@ -82,15 +112,12 @@ fn run_vcpu(vm: &Vm, index: usize, entry: u64, x0: u64) -> ! {
         setup.midr,
         mpidr | (1 << 31),
     );
-    let Some(vcpu) = vm.vcpus.vcpu_on(index) else {
-        boot::stop_failure("a vCPU was started on a CPU it is not pinned to");
-    };
     if let Err(error) = crate::vm::interrupts::prepare_vcpu(vm, index, vcpu) {
         log::error!("cpu{index}: {error}");
         boot::stop_failure("this CPU cannot take the GIC's interrupts");
     }
-    vm.vcpus.set_power(index, CpuPowerState::On);
-    log::debug!("cpu{index}: entering the guest at {entry:#x}");
+    vm.vcpus.set_power(vcpu, CpuPowerState::On);
+    log::debug!("cpu{index}: entering guest {} at {entry:#x}", vm.number);
     // SAFETY: the stack top is this CPU's own EL2 stack, unused below this call chain once
     // we leave; `entry` was checked to be in guest RAM; the EL2 controls are set.
     unsafe { guest_first_entry(x0, entry, cpu::stack_top(index)) }
@@ -100,8 +127,10 @@ fn run_vcpu(vm: &Vm, index: usize, entry: u64, x0: u64) -> ! {
 /// CPU_ON for it is accepted ([`cpu::post`] waits out firmware's last moments of
 /// ALREADY_ON), so from now on AFFINITY_INFO says OFF.
 fn vcpu_is_off(index: usize) {
-    if let Some(vm) = current() {
-        vm.vcpus.set_power(index, CpuPowerState::Off);
+    if let Some(vm) = current()
+        && let Some(vcpu) = vm.vcpus.vcpu_on(index)
+    {
+        vm.vcpus.set_power(vcpu, CpuPowerState::Off);
     }
 }
 
@@ -124,16 +153,20 @@ impl PsciPlatform for Firmware {
         let Some(index) = self.vm.vcpus.index_of(mpidr) else {
             return psci::INVALID_PARAMETERS;
         };
+        let Some(physical) = self.vm.vcpus.physical_cpu(index) else {
+            return psci::INVALID_PARAMETERS;
+        };
         if !self.vm.vcpus.claim_for_cpu_on(index) {
             return psci::ALREADY_ON;
         }
-        // The physical twin is off (its vCPU is): it runs this guest from now on.
-        make_current(index, self.vm);
+        // The physical CPU it is pinned to is off (its vCPU is): it runs this guest from
+        // now on.
+        make_current(physical, self.vm);
         let work = cpu::Work {
             run: enter_vcpu,
             args: [entry, context],
         };
-        match cpu::post(index, work) {
+        match cpu::post(physical, work) {
             Ok(()) => psci::SUCCESS,
             Err(why) => {
                 self.vm.vcpus.set_power(index, CpuPowerState::Off);
@@ -171,6 +204,7 @@ pub fn handle_interrupt() {
     if let Some((cpu, vcpu)) = this_vcpu(vm) {
         crate::vm::interrupts::handle_physical_interrupt(vm, cpu, vcpu);
     }
+    stop_if_guest_ended(vm);
 }
 
 /// Adds the time since `started` (counter ticks) to this CPU's guest's EL2 time.
@@ -190,6 +224,7 @@ pub fn handle_sync(frame: &mut TrapFrame, esr: Esr, far: u64) {
     if esr.class() != ExceptionClass::DATA_ABORT_LOWER {
         vm.stats.exits.count(esr.class());
     }
+    stop_if_guest_ended(vm);
     if retry_guest_tlb_conflict(vm, esr) {
         return;
     }
@@ -255,35 +290,13 @@ fn smccc_call(vm: &'static Vm, frame: &mut TrapFrame) {
     match psci::handle(function, args, &mut firmware) {
         Some(Followup::Return(value)) => frame.regs[0] = value as u64,
         Some(Followup::CpuOff) => cpu::power_off_this_cpu(vcpu_is_off),
-        Some(Followup::SystemOff) => {
-            log::info!(
-                "guest: PSCI SYSTEM_OFF ({} stage-2 fault(s) retried, {} TLB conflict abort(s) at EL2, {} from the guest)",
-                vm.stats.retried_faults.load(Ordering::Relaxed),
-                crate::arch::aarch64::conflict::el2_tlb_conflicts(),
-                vm.stats.tlb_conflicts.load(Ordering::Relaxed)
+        Some(Followup::SystemOff) => guest_ended(vm, GuestEnd::PoweredOff),
+        Some(Followup::SystemReset) if registry::count() > 1 => {
+            log::warn!(
+                "guest {}: PSCI SYSTEM_RESET: restarting one of several guests is not done yet; it is stopped",
+                vm.number
             );
-            crate::console::write_raw(format_args!(
-                "{FOREIGN_ACCESS_PREFIX} {}\n",
-                vm.stats.foreign_accesses
-            ));
-            vm.console.lock().flush(&mut |piece: &[u8], complete| {
-                crate::console::write_guest_piece(vm.number, piece, complete)
-            });
-            crate::console::write_raw(format_args!("{EXITS_PREFIX} {}\n", vm.stats));
-            crate::iommu::setup::drain_events();
-            let (commands, syncs, events) = crate::iommu::setup::stats();
-            crate::console::write_raw(format_args!(
-                "smmu-stats: commands={commands} syncs={syncs} events={events}\n"
-            ));
-            crate::console::write_raw(format_args!(
-                "{VGIC_STATS_PREFIX} guest={} {} console_dropped_bytes={} console_dropped_lines={} console_input_dropped={}\n",
-                vm.number,
-                vm.vgic.lock().stats(),
-                vm.console.lock().dropped_bytes(),
-                crate::console::dropped_guest_output().0,
-                crate::console::input::dropped_input()
-            ));
-            boot::stop(crate::boot::outcome::Outcome::Success);
+            guest_ended(vm, GuestEnd::ResetRefused)
         }
         Some(Followup::SystemReset) => {
             log::info!("guest: PSCI SYSTEM_RESET");
@@ -457,4 +470,95 @@ pub fn inject_into_guest(frame: &mut TrapFrame, exception: SyncException) {
     }
     frame.elr = injection.resume_pc;
     frame.spsr = injection.resume_pstate;
+}
+
+/// The report of a guest that ended: its refused accesses, console tail, exits and vGIC.
+/// With several guests each line names the guest (`guest=N` first).
+fn report_guest_end(vm: &Vm) {
+    log::info!(
+        "guest {}: ended ({} stage-2 fault(s) retried, {} TLB conflict abort(s) at EL2, {} from the guest)",
+        vm.number,
+        vm.stats.retried_faults.load(Ordering::Relaxed),
+        crate::arch::aarch64::conflict::el2_tlb_conflicts(),
+        vm.stats.tlb_conflicts.load(Ordering::Relaxed)
+    );
+    let several = registry::count() > 1;
+    let guest = |number: u16| {
+        several
+            .then(|| alloc::format!("guest={number} "))
+            .unwrap_or_default()
+    };
+    crate::console::write_raw(format_args!(
+        "{FOREIGN_ACCESS_PREFIX} {}{}\n",
+        guest(vm.number),
+        vm.stats.foreign_accesses
+    ));
+    vm.console.lock().flush(&mut |piece: &[u8], complete| {
+        crate::console::write_guest_piece(vm.number, piece, complete)
+    });
+    crate::console::write_raw(format_args!(
+        "{EXITS_PREFIX} {}{}\n",
+        guest(vm.number),
+        vm.stats
+    ));
+    crate::console::write_raw(format_args!(
+        "{VGIC_STATS_PREFIX} guest={} {} console_dropped_bytes={} console_dropped_lines={} console_input_dropped={}\n",
+        vm.number,
+        vm.vgic.lock().stats(),
+        vm.console.lock().dropped_bytes(),
+        crate::console::dropped_guest_output().0,
+        crate::console::input::dropped_input()
+    ));
+}
+
+/// Guest `vm` powered off (or asked for a reset that cannot be done alone): report it,
+/// stop its other vCPUs and this CPU. The last guest to end ends the run: success when
+/// every guest powered off cleanly, else a failure naming the first that did not.
+fn guest_ended(vm: &Vm, how: GuestEnd) -> ! {
+    report_guest_end(vm);
+    if registry::end(vm.number, how) {
+        crate::iommu::setup::drain_events();
+        let (commands, syncs, events) = crate::iommu::setup::stats();
+        crate::console::write_raw(format_args!(
+            "smmu-stats: commands={commands} syncs={syncs} events={events}\n"
+        ));
+        match registry::first_unclean_end() {
+            None => boot::stop(crate::boot::outcome::Outcome::Success),
+            Some(number) => {
+                log::error!(
+                    "guest {number} asked for a reset, which is not done for one of several guests"
+                );
+                boot::stop_failure("a guest did not power off cleanly");
+            }
+        }
+    }
+    let this = cpu::this_cpu().unwrap_or(0);
+    // Its other vCPUs leave at their next exit (`stop_if_guest_ended`): kick them.
+    for vcpu in 0..vm.vcpus.count() {
+        if vm.vcpus.physical_cpu(vcpu) != Some(this)
+            && vm.vcpus.power(vcpu) == CpuPowerState::On
+            && let Some(mpidr) = vm.vcpus.physical_mpidr(vcpu)
+        {
+            crate::arch::aarch64::gic::cpu_interface::send_sgi(mpidr, crate::arch::gicv3::KICK_SGI);
+        }
+    }
+    move_hypervisor_interrupts_off(this);
+    cpu::power_off_this_cpu(vcpu_is_off)
+}
+
+/// The console's interrupt goes to a CPU that keeps running a guest.
+fn move_hypervisor_interrupts_off(this: usize) {
+    if let Some(mpidr) = registry::running_cpu_mpidr(this) {
+        crate::console::input::route_input_to(mpidr);
+    }
+}
+
+/// A vCPU of a guest that has ended leaves at its next exit: this CPU powers off.
+fn stop_if_guest_ended(vm: &Vm) {
+    if registry::is_running(vm.number) {
+        return;
+    }
+    let this = cpu::this_cpu().unwrap_or(0);
+    move_hypervisor_interrupts_off(this);
+    cpu::power_off_this_cpu(vcpu_is_off)
 }

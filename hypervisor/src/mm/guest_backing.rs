@@ -1,0 +1,324 @@
+//! Which physical memory backs each dom0less guest's RAM. A guest sees its RAM at the IPA
+//! its device tree names (QEMU virt: 0x4000_0000); the backing is one contiguous
+//! physical range chosen so that IPA and PA agree modulo 1 GiB when the guest has a
+//! gigabyte or more, and modulo 2 MiB otherwise: every 1 GiB (or 2 MiB) aligned piece of
+//! the IPA range then lands on an equally aligned piece of PA, so the stage 2 maps it
+//! with 1G/2M blocks, as it does the single identity-mapped guest.
+//!
+//! Larger guests are placed first (they need the rarer alignment and the longer run);
+//! each takes the lowest fitting address, so the hypervisor's pool at the top of RAM
+//! and the free memory stay in as few pieces as possible. Portable: tested on the host.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use platform::info::PhysRange;
+
+const MIB_2: u64 = 2 << 20;
+const GIB: u64 = 1 << 30;
+
+/// One guest's RAM as asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RamRequest {
+    /// Where the guest sees its RAM start (2 MiB aligned).
+    pub ipa_base: u64,
+    /// How much (whole 4 KiB pages).
+    pub bytes: u64,
+}
+
+/// One guest's RAM as given: `ipa` backed by `[pa, pa + ipa.size)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RamBacking {
+    pub ipa: PhysRange,
+    pub pa: u64,
+}
+
+impl RamBacking {
+    /// The physical range behind the guest's RAM.
+    pub fn physical(&self) -> PhysRange {
+        PhysRange {
+            base: self.pa,
+            size: self.ipa.size,
+        }
+    }
+
+    /// The physical address behind `ipa`, if it is this RAM's.
+    pub fn pa_of(&self, ipa: u64) -> Option<u64> {
+        self.ipa
+            .contains(ipa)
+            .then(|| self.pa + (ipa - self.ipa.base))
+    }
+
+    /// The alignment IPA and PA share (1 GiB, 2 MiB or, for a misaligned request, a page).
+    pub fn congruence(&self) -> u64 {
+        [GIB, MIB_2, 4096]
+            .into_iter()
+            .find(|&align| self.pa % align == self.ipa.base % align)
+            .unwrap_or(4096)
+    }
+}
+
+/// Why the guests' RAM cannot be backed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackingError {
+    /// The request is malformed: no bytes, not whole pages, an IPA base not 2 MiB
+    /// aligned, or an IPA range that overflows.
+    BadRequest { guest: usize },
+    /// No free physical run of `bytes` is left for guest `guest` (0-based, in the
+    /// order asked) at a 2 MiB congruence with its IPA; `largest_free` is the longest
+    /// free run then.
+    DoesNotFit {
+        guest: usize,
+        bytes: u64,
+        largest_free: u64,
+    },
+}
+
+impl fmt::Display for BackingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::BadRequest { guest } => write!(
+                f,
+                "guest {}: its RAM must be whole pages at a 2 MiB-aligned IPA",
+                guest + 1
+            ),
+            Self::DoesNotFit {
+                guest,
+                bytes,
+                largest_free,
+            } => write!(
+                f,
+                "guest {}: no free physical run of {bytes:#x} bytes at a 2 MiB congruence with its IPA (the longest free run left is {largest_free:#x} bytes)",
+                guest + 1
+            ),
+        }
+    }
+}
+
+/// Backs every request with memory from `free` (ranges the guests may have: RAM less
+/// the hypervisor's, the modules and firmware reservations). The result is in request
+/// order; the backings never overlap one another and lie inside `free`.
+///
+/// # Errors
+/// [`BackingError`] for the first request that is malformed or does not fit; nothing is
+/// half given.
+pub fn back_guest_ram(
+    free: &[PhysRange],
+    requests: &[RamRequest],
+) -> Result<Vec<RamBacking>, BackingError> {
+    let mut order: Vec<usize> = (0..requests.len()).collect();
+    // Largest first; equal sizes keep the order asked (a stable sort).
+    order.sort_by_key(|&guest| core::cmp::Reverse(requests[guest].bytes));
+    let mut free: Vec<PhysRange> = free.iter().copied().filter(|r| r.size > 0).collect();
+    free.sort_unstable();
+    let mut given: Vec<Option<RamBacking>> = alloc::vec![None; requests.len()];
+    for guest in order {
+        let request = requests[guest];
+        let ipa = PhysRange::new(request.ipa_base, request.bytes)
+            .filter(|ipa| ipa.size > 0 && ipa.size % 4096 == 0 && ipa.base % MIB_2 == 0)
+            .ok_or(BackingError::BadRequest { guest })?;
+        let alignments: &[u64] = if request.bytes >= GIB {
+            &[GIB, MIB_2]
+        } else {
+            &[MIB_2]
+        };
+        let pa = alignments
+            .iter()
+            .find_map(|&align| lowest_fit(&free, request.bytes, align, ipa.base % align))
+            .ok_or(BackingError::DoesNotFit {
+                guest,
+                bytes: request.bytes,
+                largest_free: free.iter().map(|r| r.size).max().unwrap_or(0),
+            })?;
+        free = carve(
+            &free,
+            PhysRange {
+                base: pa,
+                size: request.bytes,
+            },
+        );
+        given[guest] = Some(RamBacking { ipa, pa });
+    }
+    Ok(given.into_iter().flatten().collect())
+}
+
+/// The lowest `pa` with `pa % align == residue` such that `[pa, pa + bytes)` lies in
+/// one free range.
+fn lowest_fit(free: &[PhysRange], bytes: u64, align: u64, residue: u64) -> Option<u64> {
+    free.iter().find_map(|range| {
+        let base = range.base;
+        let offset = (residue + align - base % align) % align;
+        let pa = base.checked_add(offset)?;
+        let end = pa.checked_add(bytes)?;
+        (end <= range.end()).then_some(pa)
+    })
+}
+
+/// `free` less `taken`.
+fn carve(free: &[PhysRange], taken: PhysRange) -> Vec<PhysRange> {
+    free.iter()
+        .flat_map(|range| {
+            if !range.overlaps(&taken) {
+                return [Some(*range), None];
+            }
+            let below = PhysRange::new(range.base, taken.base.saturating_sub(range.base))
+                .filter(|r| r.size > 0);
+            let above_base = taken.end().max(range.base);
+            let above = PhysRange::new(above_base, range.end().saturating_sub(above_base))
+                .filter(|r| r.size > 0);
+            [below, above]
+        })
+        .flatten()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn range(base: u64, size: u64) -> PhysRange {
+        PhysRange::new(base, size).unwrap()
+    }
+
+    #[test]
+    fn two_qemu_guests_keep_their_ipa_congruent() {
+        // QEMU virt -m 4G: RAM at 1 GiB; the hypervisor's image and DTB at the bottom,
+        // its pool at the top, the modules at 1.25 GiB.
+        let free = [
+            range(0x4200_0000, 0x0e00_0000),
+            range(0x5800_0000, 0xe000_0000),
+        ];
+        let requests = [
+            RamRequest {
+                ipa_base: 0x4000_0000,
+                bytes: GIB,
+            },
+            RamRequest {
+                ipa_base: 0x4000_0000,
+                bytes: 512 << 20,
+            },
+        ];
+        let given = back_guest_ram(&free, &requests).unwrap();
+        assert_eq!(
+            given[0].pa, 0x8000_0000,
+            "the 1 GiB guest on a 1 GiB boundary"
+        );
+        assert_eq!(given[0].congruence(), GIB);
+        assert_eq!(
+            given[1].pa, 0x5800_0000,
+            "the small one in the lowest 2 MiB fit"
+        );
+        assert_eq!(given[1].congruence(), MIB_2);
+        assert_eq!(given[1].pa_of(0x4000_1000), Some(0x5800_1000));
+        assert_eq!(given[1].pa_of(0x6000_0000), None);
+    }
+
+    #[test]
+    fn a_guest_that_does_not_fit_is_named() {
+        let free = [range(0x4000_0000, 0x4000_0000)];
+        let requests = [
+            RamRequest {
+                ipa_base: 0x4000_0000,
+                bytes: 768 << 20,
+            },
+            RamRequest {
+                ipa_base: 0x4000_0000,
+                bytes: 512 << 20,
+            },
+        ];
+        assert_eq!(
+            back_guest_ram(&free, &requests),
+            Err(BackingError::DoesNotFit {
+                guest: 1,
+                bytes: 512 << 20,
+                largest_free: 256 << 20
+            })
+        );
+        let bad = [RamRequest {
+            ipa_base: 0x4000_1000,
+            bytes: 4096,
+        }];
+        assert_eq!(
+            back_guest_ram(&free, &bad),
+            Err(BackingError::BadRequest { guest: 0 })
+        );
+    }
+
+    proptest! {
+        /// Against the rules: inside free memory, disjoint, congruent mod 2 MiB (1 GiB
+        /// when that was possible), and every failure true of the state it reports.
+        #[test]
+        fn backings_are_disjoint_inside_free_memory_and_congruent(
+            free in proptest::collection::vec((0u64..64, 1u64..16), 1..6),
+            sizes in proptest::collection::vec((1u64..2048, 0u64..4), 1..5),
+        ) {
+            let free: Vec<PhysRange> = free
+                .iter()
+                .map(|&(slot, len)| range(slot << 29, len << 27))
+                .collect();
+            let requests: Vec<RamRequest> = sizes
+                .iter()
+                .map(|&(mib, ipa)| RamRequest { ipa_base: (1 + ipa) << 30, bytes: mib << 20 })
+                .collect();
+            let merged = crate::mm::guest_backing::tests::merge(&free);
+            match back_guest_ram(&free, &requests) {
+                Ok(given) => {
+                    prop_assert_eq!(given.len(), requests.len());
+                    for (index, backing) in given.iter().enumerate() {
+                        let pa = backing.physical();
+                        prop_assert_eq!(backing.ipa.base, requests[index].ipa_base);
+                        prop_assert_eq!(pa.size, requests[index].bytes);
+                        prop_assert!(merged.iter().any(|r| r.contains_range(&pa)));
+                        prop_assert_eq!(backing.pa % MIB_2, backing.ipa.base % MIB_2);
+                        for other in &given[index + 1..] {
+                            prop_assert!(!pa.overlaps(&other.physical()));
+                        }
+                    }
+                }
+                Err(BackingError::DoesNotFit { bytes, largest_free, .. }) => {
+                    prop_assert!(largest_free < bytes + MIB_2, "a run of {largest_free:#x} holds {bytes:#x} at some 2 MiB congruence");
+                }
+                Err(BackingError::BadRequest { .. }) => prop_assert!(false, "requests are well formed"),
+            }
+        }
+
+        /// One free run as long as the guests plus a gigabyte of slack per guest for
+        /// alignment always fits them all, each at a 1 GiB congruence when it is that big.
+        #[test]
+        fn ample_memory_always_fits(
+            base_slot in 0u64..64,
+            sizes in proptest::collection::vec((1u64..3072, 0u64..4), 1..5),
+        ) {
+            let requests: Vec<RamRequest> = sizes
+                .iter()
+                .map(|&(mib, ipa)| RamRequest { ipa_base: (1 + ipa) << 30, bytes: mib << 20 })
+                .collect();
+            let total: u64 = requests.iter().map(|r| r.bytes + GIB).sum();
+            let free = [range(base_slot << 21, total)];
+            let given = back_guest_ram(&free, &requests);
+            prop_assert!(given.is_ok(), "{given:?}");
+            for backing in given.unwrap_or_default() {
+                if backing.ipa.size >= GIB {
+                    prop_assert_eq!(backing.congruence(), GIB);
+                }
+            }
+        }
+    }
+
+    /// Overlapping or adjacent free ranges as one (the generator may overlap them).
+    pub(super) fn merge(free: &[PhysRange]) -> Vec<PhysRange> {
+        let mut sorted = free.to_vec();
+        sorted.sort_unstable();
+        let mut merged: Vec<PhysRange> = Vec::new();
+        for range in sorted {
+            match merged.last_mut() {
+                Some(last) if range.base <= last.end() => {
+                    last.size = last.end().max(range.end()) - last.base;
+                }
+                _ => merged.push(range),
+            }
+        }
+        merged
+    }
+}

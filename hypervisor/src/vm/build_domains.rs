@@ -1,0 +1,299 @@
+//! Preparing several guests from a dom0less description (`guest_loader::domains`): each
+//! gets its own VMID, stage 2, RAM, vCPUs pinned to physical CPUs of its own, vGIC view
+//! and virtual console. Every guest is planned and checked before any is changed or
+//! started, so a bad description stops the boot with no guest started half-way.
+//!
+//! - **RAM**: each guest sees its RAM at the host's RAM base (its DT's `/memory`), backed
+//!   by one physical run chosen by [`crate::mm::guest_backing`] so that IPA and PA agree
+//!   modulo 1 GiB (2 MiB for smaller guests): its stage 2 is in 1G/2M blocks.
+//! - **CPUs**: vCPU `i` of guest `g` has the MPIDR of the host's CPU `i` (the guest's DT
+//!   lists the host's first CPUs) and runs on its own physical CPU, handed out in order
+//!   from the boot CPU on; no physical CPU serves two guests.
+//! - **Devices**: the emulated GIC and PL011 only. No host device is given: none is more
+//!   one guest's than another's, and a dom0less passthrough fragment is not applied yet.
+
+use alloc::vec::Vec;
+use arrayvec::ArrayVec;
+use guest_loader::{DomainSpec, GuestConfig};
+use pgtable::{Capabilities, MapFlags};
+use platform::info::{Conduit, MAX_CPUS, PhysRange, PlatformInfo};
+use spin::Mutex;
+
+use crate::arch::sysreg;
+use crate::boot;
+use crate::boot::facts::CpuFacts;
+use crate::cpu::features::GuestFeatures;
+use crate::mm::guest_backing::{RamBacking, RamRequest, back_guest_ram};
+use crate::mm::image;
+use crate::mm::memory_plan::Layout;
+use crate::vm::build::{
+    PreparedGuest, RamMapping, emulated_devices, host_devices, place_modules, stage2_for, vgic_for,
+};
+use crate::vm::change_window::ChangeWindow;
+use crate::vm::controls::GuestControls;
+use crate::vm::foreign_access::HostMemoryMap;
+use crate::vm::guest::{VcpuSetup, Vcpus, Vm, VmStats};
+use crate::vm::virtual_console::VirtualConsole;
+
+/// Stops the boot for a bad description, naming what is wrong.
+fn refuse(what: core::fmt::Arguments<'_>) -> ! {
+    log::error!("dom0less: {what}");
+    boot::stop_failure("the dom0less guests cannot all be started");
+}
+
+/// The guests' module ranges (kernel, ramdisk, device-tree fragment), by domain path.
+fn module_ranges(domains: &[DomainSpec]) -> Vec<(&str, PhysRange)> {
+    domains
+        .iter()
+        .flat_map(|d| {
+            [Some(d.kernel), d.ramdisk, d.device_tree]
+                .into_iter()
+                .flatten()
+                .map(move |range| (d.path.as_str(), range))
+        })
+        .collect()
+}
+
+/// Memory the guests' RAM may come from: the layout's guest RAM less the modules (kept
+/// whole: a reset guest boots from them again) and the firmware's reservations.
+fn free_for_guests(
+    info: &PlatformInfo<'_>,
+    layout: &Layout,
+    modules: &[(&str, PhysRange)],
+) -> Vec<PhysRange> {
+    let mut free: Vec<PhysRange> = layout.guest_ram.to_vec();
+    let taken = modules
+        .iter()
+        .map(|&(_, range)| range)
+        .chain(info.reserved.iter().map(|r| r.range));
+    for hole in taken {
+        free = free
+            .into_iter()
+            .flat_map(|range| {
+                if !range.overlaps(&hole) {
+                    return [Some(range), None];
+                }
+                let below = PhysRange::new(range.base, hole.base.saturating_sub(range.base));
+                let above_base = hole.end().max(range.base);
+                let above = PhysRange::new(above_base, range.end().saturating_sub(above_base));
+                [below, above]
+            })
+            .flatten()
+            .filter(|range| range.size > 0)
+            .collect();
+    }
+    free
+}
+
+/// Physical CPUs in the order guests get them: the boot CPU first (guest 1's vCPU 0
+/// runs there, where the boot continues), then the others in the DT's order.
+fn cpu_order(info: &PlatformInfo<'_>) -> Vec<(usize, u64)> {
+    let this = crate::cpu::this_cpu().unwrap_or(0);
+    let all = info.cpus.iter().map(|c| c.mpidr).enumerate();
+    all.clone()
+        .filter(|&(index, _)| index == this)
+        .chain(all.filter(|&(index, _)| index != this))
+        .collect()
+}
+
+/// Plans, places and builds every guest of `domains`: `Vm`s ready to enter
+/// (`vm::vcpu::start`), guest `i` with number and VMID `i + 1`.
+pub fn prepare_domains(
+    info: &PlatformInfo<'_>,
+    host_dtb: &[u8],
+    layout: &Layout,
+    cpu: &CpuFacts,
+    caps: Capabilities,
+    flags: MapFlags,
+    domains: &[DomainSpec],
+) -> Vec<PreparedGuest> {
+    if domains.len() > crate::vm::registry::MAX_GUESTS {
+        refuse(format_args!(
+            "{} guests, more than the {} this build runs",
+            domains.len(),
+            crate::vm::registry::MAX_GUESTS
+        ));
+    }
+    let modules = module_ranges(domains);
+    // The pool and the crash region were placed before the description was read (it
+    // needs the heap): they must have missed every module.
+    for &(path, module) in &modules {
+        let hypervisor = [Some(layout.pool), layout.crash, Some(image::image_range())];
+        if let Some(hit) = hypervisor
+            .into_iter()
+            .flatten()
+            .find(|r| r.overlaps(&module))
+        {
+            refuse(format_args!(
+                "{path}: module [{:#x}, {:#x}) overlaps the hypervisor's memory [{:#x}, {:#x})",
+                module.base,
+                module.end(),
+                hit.base,
+                hit.end()
+            ));
+        }
+    }
+    let Some(ram_base) = info.memory.iter().map(|bank| bank.base).min() else {
+        refuse(format_args!("the host has no RAM"));
+    };
+    let requests: Vec<RamRequest> = domains
+        .iter()
+        .map(|d| RamRequest {
+            ipa_base: ram_base,
+            bytes: d.memory_bytes,
+        })
+        .collect();
+    let free = free_for_guests(info, layout, &modules);
+    let backings = match back_guest_ram(&free, &requests) {
+        Ok(backings) => backings,
+        Err(error) => refuse(format_args!("{error}")),
+    };
+    let order = cpu_order(info);
+    let mut next_cpu = 0;
+    let mut prepared = Vec::with_capacity(domains.len());
+    for (index, (domain, backing)) in domains.iter().zip(&backings).enumerate() {
+        let number = (index + 1) as u16;
+        let vcpus = domain.vcpus as usize;
+        let Some(physical) = order.get(next_cpu..next_cpu + vcpus) else {
+            refuse(format_args!("{}: not enough CPUs left", domain.path));
+        };
+        next_cpu += vcpus;
+        let others: Vec<(u16, PhysRange)> = backings
+            .iter()
+            .enumerate()
+            .filter(|&(other, _)| other != index)
+            .map(|(other, b)| ((other + 1) as u16, b.physical()))
+            .collect();
+        let guest = prepare_one(
+            info,
+            host_dtb,
+            layout,
+            cpu,
+            (caps, flags),
+            (domain, number),
+            backing,
+            physical,
+            others,
+        );
+        prepared.push(guest);
+    }
+    prepared
+}
+
+/// One guest of the description: planned, placed, its stage 2 built.
+#[allow(clippy::too_many_arguments)]
+fn prepare_one(
+    info: &PlatformInfo<'_>,
+    host_dtb: &[u8],
+    layout: &Layout,
+    cpu: &CpuFacts,
+    (caps, flags): (Capabilities, MapFlags),
+    (domain, number): (&DomainSpec, u16),
+    backing: &RamBacking,
+    physical: &[(usize, u64)],
+    other_guests: Vec<(u16, PhysRange)>,
+) -> PreparedGuest {
+    let vcpus = physical.len();
+    let ipa_ram = [backing.ipa];
+    let config = GuestConfig {
+        guest_ram: &ipa_ram,
+        // The host's reservations are physical; the backing avoided them.
+        reserved: &[],
+        // The guest's address space is its own: nothing of the host's lies in its RAM.
+        hidden: &[],
+        vcpus,
+        psci_conduit: Conduit::Hvc,
+        kaslr_seed: None,
+        rng_seed: None,
+    };
+    let read_head = |kernel: PhysRange| -> &[u8] {
+        // SAFETY: the kernel module lies in host RAM (checked by `parse_domains`), which
+        // the EL2 direct map covers.
+        unsafe {
+            core::slice::from_raw_parts(kernel.base as *const u8, kernel.size.min(4096) as usize)
+        }
+    };
+    let plan = match guest_loader::plan_domain(domain, host_dtb, &config, read_head) {
+        Ok(plan) => plan,
+        Err(error) => refuse(format_args!("{}: {error}", domain.path)),
+    };
+    let to_pa = |ipa: u64| backing.pa_of(ipa).unwrap_or(u64::MAX);
+    if plan
+        .placement
+        .copies
+        .iter()
+        .any(|c| backing.pa_of(c.dst).is_none() || backing.pa_of(c.dst + c.len - 1).is_none())
+        || backing.pa_of(plan.placement.dtb.end() - 1).is_none()
+    {
+        refuse(format_args!(
+            "{}: a module placed outside its RAM",
+            domain.path
+        ));
+    }
+    place_modules(&plan, to_pa);
+    let devices = emulated_devices(info, vcpus);
+    let ram = [RamMapping {
+        ipa: backing.ipa,
+        pa: backing.pa,
+    }];
+    let (table, regime) = stage2_for(cpu, caps, flags, &ram, &[]);
+    let vtcr = match pgtable::vtcr_el2(&regime, cpu.features.pa_bits.min(48)) {
+        Ok(vtcr) => vtcr,
+        Err(error) => refuse(format_args!("{}: VTCR_EL2: {error}", domain.path)),
+    };
+    let ids = sysreg::id_registers();
+    let mpidrs: ArrayVec<u64, MAX_CPUS> = info.cpus.iter().take(vcpus).map(|c| c.mpidr).collect();
+    let vgic = vgic_for(info, &mpidrs, &devices, &[]);
+    let vmid = number;
+    let vm = Vm {
+        vmid,
+        setup: VcpuSetup {
+            controls: GuestControls::for_features(&GuestFeatures::decode(&ids)),
+            vtcr,
+            vttbr: (u64::from(vmid) << 48) | table.root().0,
+            midr: ids.midr,
+        },
+        stage2: Mutex::new(table),
+        ipa_limit: regime.ia_limit(),
+        ram: ipa_ram.into_iter().collect(),
+        vcpus: Vcpus::pinned(mpidrs, physical.iter().copied().collect()),
+        host: HostMemoryMap {
+            image: Some(image::image_range()),
+            pool: Some(layout.pool),
+            crash: layout.crash,
+            dtb: Some(info.dtb),
+            ram: info.memory.clone(),
+            devices: host_devices(host_dtb, &devices),
+            guests: other_guests,
+        },
+        change_window: ChangeWindow::new(),
+        stats: VmStats::default(),
+        vgic: Mutex::new(vgic),
+        console: Mutex::new(VirtualConsole::new(number)),
+        devices,
+        number,
+    };
+    let cpus: Vec<alloc::string::String> = physical
+        .iter()
+        .map(|&(cpu, _)| alloc::format!("{cpu}"))
+        .collect();
+    let cpus = cpus.join(",");
+    crate::console::write_raw(format_args!(
+        "hyp-facts: guest={number} name={} guest_ram_bytes={} guest_vcpus={vcpus} guest_entry={:#x} guest_dtb={:#x} ram_ipa={:#x} ram_pa={:#x} ipa_pa_congruence={:#x} physical_cpus={cpus} stage2_ipa_bits={} stage2_tables={}\n",
+        domain.name,
+        backing.ipa.size,
+        plan.placement.entry,
+        plan.placement.dtb.base,
+        backing.ipa.base,
+        backing.pa,
+        backing.congruence(),
+        regime.ia_bits(),
+        vm.stage2.lock().counters().tables_allocated,
+    ));
+    PreparedGuest {
+        // The guest lives as long as the hypervisor.
+        vm: alloc::boxed::Box::leak(alloc::boxed::Box::new(vm)),
+        entry: plan.placement.entry,
+        dtb: plan.placement.dtb.base,
+    }
+}
