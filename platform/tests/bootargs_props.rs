@@ -40,6 +40,7 @@ fn hypervisor_args() -> impl Strategy<Value = HypervisorArgs> {
         ],
         prop_oneof![Just(MappingMode::Blocks), Just(MappingMode::Pages)],
         prop::option::of(any::<NonZeroU32>()),
+        prop::option::of(any::<NonZeroU32>()),
         any::<bool>(),
         any::<bool>(),
     )
@@ -50,6 +51,7 @@ fn hypervisor_args() -> impl Strategy<Value = HypervisorArgs> {
                 split,
                 mapping,
                 fail_table_alloc,
+                stage2_table_cap,
                 selftest,
                 panic_on_boot,
             )| HypervisorArgs {
@@ -58,6 +60,7 @@ fn hypervisor_args() -> impl Strategy<Value = HypervisorArgs> {
                 split,
                 mapping,
                 fail_table_alloc,
+                stage2_table_cap,
                 selftest,
                 panic_on_boot,
             },
@@ -73,6 +76,7 @@ fn command_line_ish() -> impl Strategy<Value = String> {
         Just("mapping".to_string()),
         Just("fail_table_alloc".to_string()),
         Just("fail-table-alloc".to_string()),
+        Just("stage2_table_cap".to_string()),
         Just("selftest".to_string()),
         Just("=".to_string()),
         Just("\"".to_string()),

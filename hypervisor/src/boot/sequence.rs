@@ -248,7 +248,16 @@ pub fn after_boot(
     }
     if let Some(domains) = domains {
         let guests = crate::vm::build_domains::prepare_domains(
-            info, host_dtb, &layout, cpu, caps, flags, &domains,
+            info,
+            host_dtb,
+            &layout,
+            cpu,
+            crate::vm::build_domains::Stage2Choice {
+                caps,
+                flags,
+                table_cap: args.stage2_table_cap.map(core::num::NonZeroU32::get),
+            },
+            &domains,
         );
         for guest in &guests {
             crate::vm::registry::register(guest.vm);

@@ -84,6 +84,13 @@ fn injected_failure() -> bool {
 /// Whether every CPU implements FEAT_TLBIRANGE: false until all CPUs reported theirs
 /// (`cpus::bring_up`), so a range instruction can never reach a CPU without it.
 static RANGE_TLBI_ALLOWED: AtomicBool = AtomicBool::new(false);
+/// Stage-2 TLBIs issued from a CPU that held another VMID (see `TableHw::with_own_vmid`).
+static STAGE2_VMID_SWITCHES: AtomicU32 = AtomicU32::new(0);
+
+/// How many stage-2 TLBIs needed their guest's VMID switched in first.
+pub fn stage2_vmid_switches() -> u32 {
+    STAGE2_VMID_SWITCHES.load(Ordering::Relaxed)
+}
 
 /// Allows range TLBIs once every CPU is known to implement FEAT_TLBIRANGE.
 pub fn allow_range_tlbi(every_cpu_has_it: bool) {
@@ -94,6 +101,17 @@ pub struct TableHw {
     regime: TlbRegime,
     /// For a guest's stage 2 that an SMMU also walks: where its invalidations go too.
     smmu: Option<SmmuMirror>,
+    /// Table pages this tree holds now (roots included).
+    live_pages: u32,
+    /// At most this many (one of several guests: it cannot starve the others).
+    page_cap: Option<u32>,
+    /// Allocations the cap refused.
+    capped: u32,
+    /// A guest's stage 2: the VTTBR_EL2 value naming its VMID. Stage-2 TLBIs act on the
+    /// VMID in VTTBR_EL2 when they execute (Arm ARM D8.16.2, "TLB maintenance
+    /// instructions": IPAS2LE1IS, VMALLS12E1IS apply to the current VMID), so one issued
+    /// on a CPU that runs another guest (or none) would miss this guest's entries.
+    vttbr: Option<u64>,
 }
 
 /// The SMMU side of a stage 2's TLB maintenance (issue 17): every CPU invalidation is
@@ -112,7 +130,76 @@ const SMMU_BATCH: usize = 64;
 
 impl TableHw {
     pub const fn new(regime: TlbRegime) -> Self {
-        Self { regime, smmu: None }
+        Self {
+            regime,
+            smmu: None,
+            live_pages: 0,
+            page_cap: None,
+            capped: 0,
+            vttbr: None,
+        }
+    }
+
+    /// This tree is the stage 2 `vttbr` (VMID and root) names: its TLBIs are issued with
+    /// that VMID current.
+    pub fn set_vttbr(&mut self, vttbr: u64) {
+        self.vttbr = Some(vttbr);
+    }
+
+    /// Runs `tlbi` with this guest's VMID current in VTTBR_EL2, switching to it (and
+    /// back) when this CPU holds another; the ISBs make each write of VTTBR_EL2 visible
+    /// to the instructions after it (Arm ARM D8.16.2: a TLBI uses the VMID current when
+    /// it executes, a context-synchronized value). EL2's own translation does not use
+    /// VTTBR_EL2, so the switch affects nothing else; the guest that owns this CPU gets
+    /// its value back before EL2 returns to it.
+    fn with_own_vmid(&self, tlbi: impl FnOnce()) {
+        const VMID_SHIFT: u32 = 48;
+        let Some(own) = self.vttbr.filter(|_| self.regime == TlbRegime::Stage2) else {
+            tlbi();
+            return;
+        };
+        let current: u64;
+        // SAFETY: reading VTTBR_EL2 at EL2 has no side effect.
+        unsafe { asm!("mrs {}, vttbr_el2", out(reg) current, options(nostack, preserves_flags)) };
+        if current >> VMID_SHIFT == own >> VMID_SHIFT {
+            tlbi();
+            return;
+        }
+        STAGE2_VMID_SWITCHES.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: VTTBR_EL2 only steers stage-2 translation of EL1/EL0, which does not run
+        // on this CPU while EL2 does; it is restored before anything else reads it.
+        unsafe {
+            asm!("msr vttbr_el2, {}", "isb", in(reg) own, options(nostack, preserves_flags));
+        }
+        tlbi();
+        // SAFETY: as above.
+        unsafe {
+            asm!("msr vttbr_el2, {}", "isb", in(reg) current, options(nostack, preserves_flags));
+        }
+    }
+
+    /// From now on this tree may hold at most `pages` table pages: an edit that needs
+    /// more fails with `OutOfTables` (a guest's MEM_PROTECT then gets NO_MEMORY) and
+    /// leaves the tree as it was, as any allocation failure does.
+    pub fn set_page_cap(&mut self, pages: u32) {
+        self.page_cap = Some(pages);
+    }
+
+    /// Table pages held now, the cap, and allocations the cap refused.
+    pub fn page_use(&self) -> (u32, Option<u32>, u32) {
+        (self.live_pages, self.page_cap, self.capped)
+    }
+
+    /// Whether `pages` more fit under the cap (counted as refused when not).
+    fn within_cap(&mut self, pages: usize) -> bool {
+        let wanted = self.live_pages.saturating_add(pages as u32);
+        match self.page_cap {
+            Some(cap) if wanted > cap => {
+                self.capped = self.capped.saturating_add(1);
+                false
+            }
+            _ => true,
+        }
     }
 
     /// From now on, mirror this stage 2's invalidations of VMID `vmid` to `smmu`.
@@ -150,6 +237,10 @@ impl TableHw {
     }
 
     fn tlbi_operand(&self, operand: TlbiOperand) {
+        self.with_own_vmid(|| self.tlbi_operand_as_is(operand));
+    }
+
+    fn tlbi_operand_as_is(&self, operand: TlbiOperand) {
         // SAFETY: TLB maintenance only drops cached translations; the engine orders it
         // with DSBs (Arm ARM RDDMVT / RGPPYH). Range operands reach here only when every
         // CPU has FEAT_TLBIRANGE (`tlbi` checks RANGE_TLBI_ALLOWED).
@@ -178,7 +269,11 @@ impl TableHw {
     }
 
     fn tlbi_all(&self) {
-        // SAFETY: as in `tlbi_operand`.
+        self.with_own_vmid(|| self.tlbi_all_as_is());
+    }
+
+    fn tlbi_all_as_is(&self) {
+        // SAFETY: as in `tlbi_operand_as_is`.
         unsafe {
             match self.regime {
                 TlbRegime::El2 => asm!("tlbi alle2is", options(nostack, preserves_flags)),
@@ -193,27 +288,33 @@ impl TableHw {
 // issue the instructions their documentation names.
 unsafe impl Hardware for TableHw {
     fn alloc_table(&mut self) -> Option<PhysAddr> {
-        if injected_failure() {
+        if injected_failure() || !self.within_cap(1) {
             return None;
         }
-        FRAMES.lock().alloc_page().map(PhysAddr)
+        let table = FRAMES.lock().alloc_page().map(PhysAddr)?;
+        self.live_pages += 1;
+        Some(table)
     }
 
     fn alloc_root(&mut self, pages: usize) -> Option<PhysAddr> {
-        if injected_failure() {
+        if injected_failure() || !self.within_cap(pages) {
             return None;
         }
-        FRAMES.lock().alloc_contiguous(pages).map(PhysAddr)
+        let root = FRAMES.lock().alloc_contiguous(pages).map(PhysAddr)?;
+        self.live_pages = self.live_pages.saturating_add(pages as u32);
+        Some(root)
     }
 
     fn free_table(&mut self, table: PhysAddr) {
         // SAFETY: the engine frees only tables it allocated and no longer links.
         unsafe { FRAMES.lock().free_page(table.0) };
+        self.live_pages = self.live_pages.saturating_sub(1);
     }
 
     fn free_root(&mut self, root: PhysAddr, pages: usize) {
         // SAFETY: as in `free_table`.
         unsafe { FRAMES.lock().free_contiguous(root.0, pages) };
+        self.live_pages = self.live_pages.saturating_sub(pages as u32);
     }
 
     fn table_ptr(&self, table: PhysAddr) -> NonNull<u64> {
@@ -256,10 +357,10 @@ unsafe impl Hardware for TableHw {
                 }
             }
             TlbInvalidation::All => self.tlbi_all(),
-            TlbInvalidation::Stage1OfVmid => {
-                // SAFETY: as in `tlbi_operand`.
+            TlbInvalidation::Stage1OfVmid => self.with_own_vmid(|| {
+                // SAFETY: as in `tlbi_operand_as_is` (VMALLE1IS acts on the current VMID).
                 unsafe { asm!("tlbi vmalle1is", options(nostack, preserves_flags)) }
-            }
+            }),
         }
     }
 }

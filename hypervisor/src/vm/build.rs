@@ -503,6 +503,8 @@ pub fn prepare(
     let mut table = table;
     attach_smmus(info, &plan, &mut table, vtcr, layout);
     let ids = sysreg::id_registers();
+    let vttbr = (u64::from(FIRST_VMID) << 48) | table.root().0;
+    table.hardware_mut().set_vttbr(vttbr);
     let mpidrs: alloc::vec::Vec<u64> = info.cpus.iter().map(|c| c.mpidr).collect();
     let vgic = vgic_for(info, &mpidrs, &devices, &mmio_spis);
     let vm = Vm {
@@ -510,7 +512,7 @@ pub fn prepare(
         setup: VcpuSetup {
             controls: GuestControls::for_features(&GuestFeatures::decode(&ids)),
             vtcr,
-            vttbr: (u64::from(FIRST_VMID) << 48) | table.root().0,
+            vttbr,
             midr: ids.midr,
         },
         stage2: Mutex::new(table),

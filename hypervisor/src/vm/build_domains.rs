@@ -23,7 +23,7 @@ use crate::arch::sysreg;
 use crate::boot;
 use crate::boot::facts::CpuFacts;
 use crate::cpu::features::GuestFeatures;
-use crate::mm::guest_backing::{RamBacking, RamRequest, back_guest_ram};
+use crate::mm::guest_backing::{BackingError, RamBacking, RamRequest, back_guest_ram};
 use crate::mm::image;
 use crate::mm::memory_plan::Layout;
 use crate::vm::build::{
@@ -96,6 +96,15 @@ fn cpu_order(info: &PlatformInfo<'_>) -> Vec<(usize, u64)> {
         .collect()
 }
 
+/// How every guest's stage 2 is built: what the CPUs and the command line allow, and the
+/// command line's cap on its table pages (`stage2_table_cap=`).
+#[derive(Clone, Copy, Debug)]
+pub struct Stage2Choice {
+    pub caps: Capabilities,
+    pub flags: MapFlags,
+    pub table_cap: Option<u32>,
+}
+
 /// Plans, places and builds every guest of `domains`: `Vm`s ready to enter
 /// (`vm::vcpu::start`), guest `i` with number and VMID `i + 1`.
 pub fn prepare_domains(
@@ -103,8 +112,7 @@ pub fn prepare_domains(
     host_dtb: &[u8],
     layout: &Layout,
     cpu: &CpuFacts,
-    caps: Capabilities,
-    flags: MapFlags,
+    stage2: Stage2Choice,
     domains: &[DomainSpec],
 ) -> Vec<PreparedGuest> {
     if domains.len() > crate::vm::registry::MAX_GUESTS {
@@ -146,7 +154,12 @@ pub fn prepare_domains(
     let free = free_for_guests(info, layout, &modules);
     let backings = match back_guest_ram(&free, &requests) {
         Ok(backings) => backings,
-        Err(error) => refuse(format_args!("{error}")),
+        Err(error) => {
+            let (BackingError::BadRequest { guest } | BackingError::DoesNotFit { guest, .. }) =
+                error;
+            let path = domains.get(guest).map_or("?", |d| d.path.as_str());
+            refuse(format_args!("{path}: {error}"))
+        }
     };
     let order = cpu_order(info);
     let mut next_cpu = 0;
@@ -169,7 +182,7 @@ pub fn prepare_domains(
             host_dtb,
             layout,
             cpu,
-            (caps, flags),
+            stage2,
             (domain, number),
             backing,
             physical,
@@ -180,6 +193,16 @@ pub fn prepare_domains(
     prepared
 }
 
+/// A guest's cap on stage-2 table pages: `stage2_table_cap=` when given, else its own
+/// worst case (all its RAM in 4 KiB pages), so that it never takes another guest's share
+/// of the pool, which is sized for all of RAM in pages.
+fn table_cap(ram_bytes: u64, asked: Option<u32>) -> u32 {
+    asked.unwrap_or_else(|| {
+        let bytes = crate::mm::memory_plan::tables_for_4k_mapping(ram_bytes, 1);
+        u32::try_from(bytes / crate::mm::memory_plan::PAGE_SIZE).unwrap_or(u32::MAX)
+    })
+}
+
 /// One guest of the description: planned, placed, its stage 2 built.
 #[allow(clippy::too_many_arguments)]
 fn prepare_one(
@@ -187,7 +210,7 @@ fn prepare_one(
     host_dtb: &[u8],
     layout: &Layout,
     cpu: &CpuFacts,
-    (caps, flags): (Capabilities, MapFlags),
+    stage2: Stage2Choice,
     (domain, number): (&DomainSpec, u16),
     backing: &RamBacking,
     physical: &[(usize, u64)],
@@ -236,7 +259,9 @@ fn prepare_one(
         ipa: backing.ipa,
         pa: backing.pa,
     }];
-    let (table, regime) = stage2_for(cpu, caps, flags, &ram, &[]);
+    let (mut table, regime) = stage2_for(cpu, stage2.caps, stage2.flags, &ram, &[]);
+    let cap = table_cap(backing.ipa.size, stage2.table_cap);
+    table.hardware_mut().set_page_cap(cap);
     let vtcr = match pgtable::vtcr_el2(&regime, cpu.features.pa_bits.min(48)) {
         Ok(vtcr) => vtcr,
         Err(error) => refuse(format_args!("{}: VTCR_EL2: {error}", domain.path)),
@@ -245,12 +270,14 @@ fn prepare_one(
     let mpidrs: ArrayVec<u64, MAX_CPUS> = info.cpus.iter().take(vcpus).map(|c| c.mpidr).collect();
     let vgic = vgic_for(info, &mpidrs, &devices, &[]);
     let vmid = number;
+    let vttbr = (u64::from(vmid) << 48) | table.root().0;
+    table.hardware_mut().set_vttbr(vttbr);
     let vm = Vm {
         vmid,
         setup: VcpuSetup {
             controls: GuestControls::for_features(&GuestFeatures::decode(&ids)),
             vtcr,
-            vttbr: (u64::from(vmid) << 48) | table.root().0,
+            vttbr,
             midr: ids.midr,
         },
         stage2: Mutex::new(table),
@@ -279,7 +306,7 @@ fn prepare_one(
         .collect();
     let cpus = cpus.join(",");
     crate::console::write_raw(format_args!(
-        "hyp-facts: guest={number} name={} guest_ram_bytes={} guest_vcpus={vcpus} guest_entry={:#x} guest_dtb={:#x} ram_ipa={:#x} ram_pa={:#x} ipa_pa_congruence={:#x} physical_cpus={cpus} stage2_ipa_bits={} stage2_tables={}\n",
+        "hyp-facts: guest={number} name={} guest_ram_bytes={} guest_vcpus={vcpus} guest_entry={:#x} guest_dtb={:#x} ram_ipa={:#x} ram_pa={:#x} ipa_pa_congruence={:#x} physical_cpus={cpus} stage2_ipa_bits={} stage2_tables={} stage2_table_cap={cap}\n",
         domain.name,
         backing.ipa.size,
         plan.placement.entry,
@@ -288,7 +315,7 @@ fn prepare_one(
         backing.pa,
         backing.congruence(),
         regime.ia_bits(),
-        vm.stage2.lock().counters().tables_allocated,
+        vm.stage2.lock().hardware().page_use().0,
     ));
     PreparedGuest {
         // The guest lives as long as the hypervisor.

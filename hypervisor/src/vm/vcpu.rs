@@ -484,9 +484,11 @@ fn report_guest_end(vm: &Vm) {
     );
     let several = registry::count() > 1;
     let guest = |number: u16| {
-        several
-            .then(|| alloc::format!("guest={number} "))
-            .unwrap_or_default()
+        if several {
+            alloc::format!("guest={number} ")
+        } else {
+            alloc::string::String::new()
+        }
     };
     crate::console::write_raw(format_args!(
         "{FOREIGN_ACCESS_PREFIX} {}{}\n",
@@ -517,6 +519,10 @@ fn report_guest_end(vm: &Vm) {
 fn guest_ended(vm: &Vm, how: GuestEnd) -> ! {
     report_guest_end(vm);
     if registry::end(vm.number, how) {
+        log::info!(
+            "stage 2: {} TLBI(s) issued with their guest's VMID switched in",
+            crate::mm::table_hw::stage2_vmid_switches()
+        );
         crate::iommu::setup::drain_events();
         let (commands, syncs, events) = crate::iommu::setup::stats();
         crate::console::write_raw(format_args!(

@@ -9,6 +9,7 @@
 //! | `split` | `auto`, `bbml2`, `bbm` (block-split strategy) | `auto` |
 //! | `mapping` | `blocks`, `pages` (force 4 KiB pages in the EL2 map, the heap and stage 2: a benchmark baseline) | `blocks` |
 //! | `fail_table_alloc` | `N` >= 1: the N-th page-table allocation fails (fault injection) | none |
+//! | `stage2_table_cap` | `N` >= 1: each guest's stage 2 may hold at most N table pages; a MEM_PROTECT that needs more gets NO_MEMORY | the guest's own worst case (all its RAM in 4 KiB pages) |
 //! | `selftest` | a bare flag: run the EL2 selftests and the test guest instead of Linux | off |
 //! | `panic_on_boot` | a bare flag: panic after the boot report (exercises the crash record) | off |
 //! | `passthrough` | `PATH[,PATH...]`: host DT nodes given to the guest, by full path with unit addresses (`passthrough=/pl031@9010000,/pl061@9030000`); at most 16; a `,` starts the next path only where a `/` follows it (node names may hold `,`) | none |
@@ -65,6 +66,8 @@ pub struct HypervisorArgs {
     pub mapping: MappingMode,
     /// `fail_table_alloc=N`.
     pub fail_table_alloc: Option<NonZeroU32>,
+    /// `stage2_table_cap=N`.
+    pub stage2_table_cap: Option<NonZeroU32>,
     /// `selftest`.
     pub selftest: bool,
     /// `panic_on_boot`.
@@ -218,17 +221,19 @@ enum KnownOption {
     Split,
     Mapping,
     FailTableAlloc,
+    Stage2TableCap,
     Selftest,
     PanicOnBoot,
     Passthrough,
 }
 
-const OPTIONS: [(&str, KnownOption); 8] = [
+const OPTIONS: [(&str, KnownOption); 9] = [
     ("loglevel", KnownOption::LogLevel),
     ("crashkernel", KnownOption::CrashKernel),
     ("split", KnownOption::Split),
     ("mapping", KnownOption::Mapping),
     ("fail_table_alloc", KnownOption::FailTableAlloc),
+    ("stage2_table_cap", KnownOption::Stage2TableCap),
     ("selftest", KnownOption::Selftest),
     ("panic_on_boot", KnownOption::PanicOnBoot),
     ("passthrough", KnownOption::Passthrough),
@@ -333,6 +338,7 @@ impl HypervisorArgs {
             KnownOption::Split => self.split = word(&SPLITS, value, "auto, bbml2 or bbm")?,
             KnownOption::Mapping => self.mapping = word(&MAPPINGS, value, "blocks or pages")?,
             KnownOption::FailTableAlloc => self.fail_table_alloc = Some(parse_count(value)?),
+            KnownOption::Stage2TableCap => self.stage2_table_cap = Some(parse_count(value)?),
             KnownOption::Selftest | KnownOption::PanicOnBoot => {
                 return Err(ValueProblem::Unexpected { character: '=' });
             }
@@ -502,6 +508,9 @@ impl fmt::Display for HypervisorArgs {
         }
         if let Some(count) = self.fail_table_alloc {
             option(f, format_args!("fail_table_alloc={count}"))?;
+        }
+        if let Some(cap) = self.stage2_table_cap {
+            option(f, format_args!("stage2_table_cap={cap}"))?;
         }
         if self.selftest {
             option(f, format_args!("selftest"))?;

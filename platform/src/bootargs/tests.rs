@@ -39,7 +39,7 @@ fn empty_and_blank_give_defaults() {
 #[test]
 fn every_option() {
     let parsed = args(
-        "loglevel=debug crashkernel=256M@0x60000000 split=bbml2 mapping=pages fail_table_alloc=3 selftest",
+        "loglevel=debug crashkernel=256M@0x60000000 split=bbml2 mapping=pages fail_table_alloc=3 stage2-table-cap=64 selftest",
     );
     assert_eq!(
         parsed,
@@ -49,6 +49,7 @@ fn every_option() {
             split: SplitRequest::Bbml2,
             mapping: MappingMode::Pages,
             fail_table_alloc: NonZeroU32::new(3),
+            stage2_table_cap: NonZeroU32::new(64),
             selftest: true,
             panic_on_boot: false,
         }
@@ -326,6 +327,7 @@ fn display_round_trips() {
         split: SplitRequest::Bbm,
         mapping: MappingMode::Pages,
         fail_table_alloc: NonZeroU32::new(42),
+        stage2_table_cap: None,
         selftest: true,
         panic_on_boot: true,
     };
