@@ -27,6 +27,39 @@
 #                           --guest-append and --check still add theirs
 #   --kernel FILE           guest kernel Image (default: .cache/guest/Image)
 #   --initrd FILE           guest initramfs (default: built from busybox)
+#   --guests N              (linux) N Linux guests side by side, described the way Xen's
+#                           dom0less does (Xen's docs/misc/arm/device-tree/booting.txt):
+#                           QEMU's own DTB for this machine (-cpu/-smp/-m as the run has
+#                           them, dumped with dumpdtb=; extra QEMU arguments are left out)
+#                           plus /chosen/domU1 .. domUN, each with compatible "xen,domain",
+#                           memory, cpus, vpl011 and its kernel and initrd as multiboot
+#                           modules (the kernel's with the guest's bootargs), written to
+#                           target/guests.dtb (also by --print-qemu, so the line it prints
+#                           runs) and passed with -dtb. QEMU's generic loader (-device
+#                           loader, raw) puts the modules 2 MiB aligned from RAM base +
+#                           256 MiB, in the order kernel 1, initrd 1, kernel 2, ...
+#                           Static partitioning, as in Bao, Jailhouse and hvisor: each vCPU
+#                           is pinned to its own physical CPU, so the guests' vCPUs add up
+#                           to at most --smp. Defaults: --mem (N+1)G; per guest, RAM
+#                           (--mem - 1G) / N rounded down to a multiple of 256M (256M at
+#                           least), and as vCPUs the CPUs of --smp that --guest-cpus leave,
+#                           split evenly, the remainder to the lowest-numbered guests. The
+#                           guests' RAM must leave 512M of --mem to the hypervisor and the
+#                           modules. --check adds "hyp.check=1 hyp.smp=<its vCPUs>" to each
+#                           guest's command line and wants, for every guest I, "pass" as the
+#                           last verdict in its console lines (tagged "(gI) ") and a MemTotal
+#                           of 85-100% of the RAM the hypervisor says it gave it ("hyp-facts:
+#                           guest=I ..."); one line per guest on standard error.
+#                           Not with --disk, --net or --probe-devices yet
+#   --guest I               (with --guests) the options after it, up to the next --guest, are
+#                           guest I's alone (I from 1 to N): --kernel, --initrd, --guest-append
+#                           and --guest-cmdline, each in place of the value given before any
+#                           --guest (which is every guest's), and the two below. Any other
+#                           option stays the run's wherever it stands, e.g.
+#                           scripts/run.sh --guests 2 --smp 3 --check --guest 2 --guest-mem 512M
+#                           --guest-append hyp.isolation=1
+#   --guest-mem SIZE        (after --guest I) guest I's RAM, a number with M or G
+#   --guest-cpus N          (after --guest I) guest I's vCPUs
 #   --hypervisor FILE       boot FILE as the hypervisor instead of target/hypervisor.bin,
 #                           which is then not built (a copy of it, or another hypervisor's
 #                           arm64 Image such as Xen's)
@@ -83,10 +116,11 @@
 #                           a missing file is an error that names what makes it
 #   -h, --help              this text
 #
-# Exit status: 0 when the hypervisor's last line is "hyp-exit: success" (direct: when the
-# guest's checks passed with --check, else QEMU's status); 1 when it reports a failure or
-# never reports (QEMU stopped without the marker); 124 on timeout; 2 on a usage error or
-# a missing input file.
+# Exit status: 0 when the hypervisor's last line is "hyp-exit: success" (with --check, and
+# the guest's checks passed: every guest's with --guests; direct: when the guest's checks
+# passed with --check, else QEMU's status); 1 when it reports a failure or never reports
+# (QEMU stopped without the marker); 124 on timeout; 2 on a usage error or a missing input
+# file.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -94,6 +128,7 @@ mode=linux
 cpu=max
 smp=2
 mem=2G
+mem_set=0
 append=""
 guest_append=""
 guest_cmdline=""
@@ -117,6 +152,15 @@ timeout_s=""
 log="$repo/target/run.log"
 build_flag=""
 extra=()
+# --guests N: guests 1..N; 0 is the single guest of the guest-loader path.
+guests=0
+guests_set=0
+# The I of the last --guest I (none before the first), the highest I named, and guest I's
+# own options, keyed "I:kernel", "I:initrd", "I:guest_append", "I:guest_cmdline", "I:mem",
+# "I:cpus".
+guest_section=""
+guest_max=0
+declare -A per_guest=()
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 die_usage() { echo "run.sh: $*" >&2; echo "try: scripts/run.sh --help" >&2; exit 2; }
@@ -125,6 +169,19 @@ die_missing() {
     echo "run.sh: $1 not found; $2" >&2
     [ "$skip_setup" -eq 0 ] || echo "run.sh: (setup and builds were skipped: --skip-setup or HYP_SKIP_SETUP=1)" >&2
     exit 2
+}
+# --kernel, --initrd, --guest-append, --guest-cmdline: after --guest I guest I's alone, before
+# any --guest every guest's (the global variable of that name).
+guest_or_all() {
+    if [ -n "$guest_section" ]; then
+        per_guest[$guest_section:$1]=$2
+    else
+        printf -v "$1" '%s' "$2"
+    fi
+}
+# --guest-mem, --guest-cpus: guest I's only, so meaningless before the first --guest.
+guest_only() {
+    [ -n "$guest_section" ] || die_usage "$1 is one guest's: put it after --guest I (with --guests N)"
 }
 # One argument in POSIX shell quoting: bare when it holds only safe characters, else in
 # single quotes with each ' inside written '\''.
@@ -142,12 +199,32 @@ while [ $# -gt 0 ]; do
         linux|selftest|none|direct) mode=$1 ;;
         --cpu) cpu=${2:?--cpu needs a model}; shift ;;
         --smp) smp=${2:?--smp needs a number}; shift ;;
-        --mem) mem=${2:?--mem needs a size}; shift ;;
+        --mem) mem=${2:?--mem needs a size}; mem_set=1; shift ;;
         --append) append=${2?--append needs arguments}; shift ;;
-        --guest-append) guest_append=${2?--guest-append needs arguments}; shift ;;
-        --guest-cmdline) guest_cmdline=${2?--guest-cmdline needs arguments}; guest_cmdline_set=1; shift ;;
-        --kernel) kernel=${2:?--kernel needs a file}; shift ;;
-        --initrd) initrd=${2:?--initrd needs a file}; shift ;;
+        --guest-append) guest_or_all guest_append "${2?--guest-append needs arguments}"; shift ;;
+        --guest-cmdline)
+            guest_or_all guest_cmdline "${2?--guest-cmdline needs arguments}"
+            [ -n "$guest_section" ] || guest_cmdline_set=1
+            shift ;;
+        --kernel) guest_or_all kernel "${2:?--kernel needs a file}"; shift ;;
+        --initrd) guest_or_all initrd "${2:?--initrd needs a file}"; shift ;;
+        --guests) guests=${2:?--guests needs a number}; guests_set=1; shift ;;
+        --guest)
+            guest_section=${2:?--guest needs a guest number}
+            [[ "$guest_section" =~ ^[1-9][0-9]*$ ]] \
+                || die_usage "--guest wants a guest number from 1 to N (--guests N), not '$guest_section'"
+            (( guest_section <= guest_max )) || guest_max=$guest_section
+            shift ;;
+        --guest-mem)
+            guest_only "$1"
+            [[ "${2-}" =~ ^[1-9][0-9]*[MG]$ ]] \
+                || die_usage "--guest-mem (guest $guest_section) wants a size like 512M or 2G, not '${2-}'"
+            per_guest[$guest_section:mem]=$2; shift ;;
+        --guest-cpus)
+            guest_only "$1"
+            [[ "${2-}" =~ ^[1-9][0-9]*$ ]] \
+                || die_usage "--guest-cpus (guest $guest_section) wants a positive number, not '${2-}'"
+            per_guest[$guest_section:cpus]=$2; shift ;;
         --hypervisor) hypervisor=${2:?--hypervisor needs a file}; shift ;;
         --check) check=1 ;;
         --disk)
@@ -193,6 +270,20 @@ fi
 # Without the hypervisor (direct) the devices answer; the none mode boots no guest to probe them.
 [ "$probe_devices" -eq 0 ] || [ "$mode" = linux ] || [ "$mode" = selftest ] \
     || die_usage "--probe-devices is for the linux and selftest modes"
+if [ "$guests_set" -eq 1 ]; then
+    [[ "$guests" =~ ^[1-9][0-9]*$ ]] || die_usage "--guests wants a number of guests from 1, not '$guests'"
+    [ "$mode" = linux ] || die_usage "--guests is for the linux mode"
+    # Each of these gives one guest its devices; which guest, and how the guests share the
+    # SMMU, has no option yet.
+    [ "$disk" -eq 0 ] || die_usage "--disk does not work with --guests yet"
+    [ "$net" -eq 0 ] || die_usage "--net does not work with --guests yet"
+    [ "$probe_devices" -eq 0 ] || die_usage "--probe-devices does not work with --guests yet"
+    (( guest_max <= guests )) || die_usage "--guest $guest_max: there are guests 1 to $guests only (--guests $guests)"
+    # 1G for the hypervisor and the modules, 1G for each guest.
+    [ "$mem_set" -eq 1 ] || mem="$((guests + 1))G"
+elif [ "$guest_max" -gt 0 ]; then
+    die_usage "--guest $guest_max is for several guests: give --guests N too"
+fi
 
 mem_mib() {
     case "$1" in
@@ -407,6 +498,147 @@ PY
     [ "$status" -eq 0 ] || { echo "run.sh: --probe-devices: no probe list" >&2; exit 2; }
 }
 
+# The default initramfs, target/initramfs.cpio.gz. Even with --skip-setup: a cheap stamp
+# check, which also packs a hypmem.ko built since (scripts/build-guest-module.sh, as the
+# hypercall QEMU test does).
+default_initrd() {
+    [ "$skip_setup" -eq 0 ] || [ -x "$repo/.cache/guest/busybox" ] \
+        || die_missing "$repo/.cache/guest/busybox" "scripts/setup.sh fetches it"
+    "$repo/scripts/make-initramfs.sh" "$repo/target/initramfs.cpio.gz" >&2
+}
+
+# --guests: every guest's kernel, initrd, bootargs, RAM (MiB), vCPUs and where its modules
+# go, in the arrays g_* indexed 1..N; a usage error for what cannot boot. Reads the options,
+# $mem and $ram_base.
+plan_guests() {
+    local i what file size end addr per_mib each=0 spare=0 unpinned=0 pinned=0 total_mib=0 initrd_built=0
+    local mem_total cmdline cmdline_set extra_args
+    for ((i = 1; i <= guests; i++)); do
+        g_kernel[i]=${per_guest[$i:kernel]:-${kernel:-$repo/.cache/guest/Image}}
+        [ -f "${g_kernel[i]}" ] \
+            || die_usage "guest $i's kernel '${g_kernel[i]}' not found (scripts/setup.sh fetches the default one)"
+        g_initrd[i]=${per_guest[$i:initrd]:-$initrd}
+        if [ -z "${g_initrd[i]}" ]; then
+            g_initrd[i]="$repo/target/initramfs.cpio.gz"
+            [ "$initrd_built" -eq 1 ] || { default_initrd; initrd_built=1; }
+        fi
+        [ -f "${g_initrd[i]}" ] || die_usage "guest $i's initrd '${g_initrd[i]}' not found"
+        # The command line as the single guest's is made, from this guest's options.
+        cmdline=$guest_cmdline cmdline_set=$guest_cmdline_set extra_args=$guest_append
+        if [ -n "${per_guest[$i:guest_cmdline]+set}" ]; then
+            cmdline=${per_guest[$i:guest_cmdline]} cmdline_set=1
+        fi
+        [ -z "${per_guest[$i:guest_append]+set}" ] || extra_args=${per_guest[$i:guest_append]}
+        if [ "$cmdline_set" -eq 1 ]; then
+            g_bootargs[i]="$cmdline${extra_args:+ $extra_args}"
+        else
+            g_bootargs[i]="console=ttyAMA0 earlycon=pl011,0x9000000 $extra_args"
+        fi
+        if [ -n "${per_guest[$i:cpus]-}" ]; then
+            pinned=$((pinned + ${per_guest[$i:cpus]}))
+        else
+            unpinned=$((unpinned + 1))
+        fi
+    done
+
+    # Static partitioning: each vCPU has a physical CPU of its own, so the guests share --smp.
+    (( pinned <= smp )) \
+        || die_usage "the guests' --guest-cpus add up to $pinned vCPUs, more than --smp $smp (each vCPU is pinned to its own CPU)"
+    if [ "$unpinned" -gt 0 ]; then
+        each=$(( (smp - pinned) / unpinned )) spare=$(( (smp - pinned) % unpinned ))
+        (( each >= 1 )) \
+            || die_usage "--smp $smp leaves $((smp - pinned)) CPU(s) to the $unpinned guest(s) without --guest-cpus, and each guest needs one (each vCPU is pinned to its own CPU)"
+    fi
+    for ((i = 1; i <= guests; i++)); do
+        if [ -n "${per_guest[$i:cpus]-}" ]; then
+            g_cpus[i]=${per_guest[$i:cpus]}
+        else
+            g_cpus[i]=$each
+            if [ "$spare" -gt 0 ]; then g_cpus[i]=$((each + 1)) spare=$((spare - 1)); fi
+        fi
+        [ "$check" -eq 0 ] || g_bootargs[i]="${g_bootargs[i]} hyp.check=1 hyp.smp=${g_cpus[i]}"
+    done
+
+    # RAM: 1G of --mem for the hypervisor and the modules, the rest in equal whole 256M
+    # pieces; what the guests take must leave the hypervisor 512M.
+    mem_total=$(mem_mib "$mem")
+    per_mib=$(( (mem_total - 1024) / guests / 256 * 256 ))
+    (( per_mib >= 256 )) || per_mib=256
+    for ((i = 1; i <= guests; i++)); do
+        g_mem_mib[i]=$per_mib
+        [ -z "${per_guest[$i:mem]-}" ] || g_mem_mib[i]=$(mem_mib "${per_guest[$i:mem]}")
+        total_mib=$((total_mib + g_mem_mib[i]))
+    done
+    (( total_mib + 512 <= mem_total )) \
+        || die_usage "the guests' RAM adds up to ${total_mib}M, which leaves less than 512M of --mem $mem to the hypervisor and the modules"
+
+    # The modules, 2 MiB aligned from RAM base + 256 MiB as in the single guest's case (clear
+    # of the hypervisor and of the DTB QEMU places at RAM base + 128 MiB), one after another.
+    addr=$((ram_base + 0x10000000))
+    for ((i = 1; i <= guests; i++)); do
+        for what in kernel initrd; do
+            if [ "$what" = kernel ]; then file=${g_kernel[i]}; else file=${g_initrd[i]}; fi
+            size=$(stat -L -c %s "$file")
+            (( size > 0 )) || die_usage "guest $i's $what '$file' is empty"
+            end=$((addr + size))
+            (( end <= ram_base + mem_total * 1024 * 1024 )) \
+                || die_usage "the guests' modules do not fit in --mem $mem: guest $i's $what '$file' ($size bytes at $(printf '%#x' "$addr")) would end past the end of RAM"
+            if [ "$what" = kernel ]; then
+                g_kernel_addr[i]=$addr g_kernel_size[i]=$size
+            else
+                g_initrd_addr[i]=$addr g_initrd_size[i]=$size
+            fi
+            addr=$(( (end + 0x1fffff) & ~0x1fffff ))
+        done
+    done
+}
+
+# --guests: QEMU's own DTB for this machine (dumped as device_probes does) plus Xen's dom0less
+# description of the guests under /chosen, written to $target_dir/guests.dtb for -dtb. QEMU
+# rewrites /memory in a -dtb blob and sets /chosen/bootargs from -append, and keeps the rest
+# of /chosen. fdtput puts a new node or property in front of its siblings: adding everything
+# last to first leaves the tree in reading order, domU1 first (the hypervisor numbers the
+# guests in DT order) and each kernel before its ramdisk (Xen's order for untyped modules).
+write_guests_dtb() {
+    local i node module out status=0
+    local dtb="$target_dir/guests.dtb.$$"
+    command -v fdtput >/dev/null \
+        || die_missing "fdtput" "scripts/setup.sh installs device-tree-compiler, which has it"
+    mkdir -p "$target_dir"
+    out=$(qemu-system-aarch64 -machine "$machine,dumpdtb=$dtb" -cpu "$cpu" -smp "$smp" -m "$mem" \
+        "${memory_backend[@]}" -nographic -nic none 2>&1) || status=$?
+    if [ "$status" -ne 0 ] || [ ! -s "$dtb" ]; then
+        printf '%s\n' "$out" >&2; rm -f "$dtb"
+        echo "run.sh: --guests: QEMU could not dump its DTB" >&2; exit 2
+    fi
+    # fdtput, or a stop that leaves no half-written blob behind.
+    put() { fdtput "$@" || { rm -f "$dtb"; echo "run.sh: --guests: fdtput $* failed" >&2; exit 2; }; }
+    for ((i = guests; i >= 1; i--)); do
+        node=/chosen/domU$i
+        put -c "$dtb" "$node"
+        module=$node/module@$(printf '%x' "${g_initrd_addr[i]}")
+        put -c "$dtb" "$module"
+        put -t u "$dtb" "$module" reg $((g_initrd_addr[i] >> 32)) $((g_initrd_addr[i] & 0xffffffff)) \
+            $((g_initrd_size[i] >> 32)) $((g_initrd_size[i] & 0xffffffff))
+        put -t s "$dtb" "$module" compatible multiboot,ramdisk multiboot,module
+        module=$node/module@$(printf '%x' "${g_kernel_addr[i]}")
+        put -c "$dtb" "$module"
+        # "--": the command line may start with a dash, which fdtput would take for an option.
+        put -t s -- "$dtb" "$module" bootargs "${g_bootargs[i]}"
+        put -t u "$dtb" "$module" reg $((g_kernel_addr[i] >> 32)) $((g_kernel_addr[i] & 0xffffffff)) \
+            $((g_kernel_size[i] >> 32)) $((g_kernel_size[i] & 0xffffffff))
+        put -t s "$dtb" "$module" compatible multiboot,kernel multiboot,module
+        put "$dtb" "$node" vpl011
+        put -t u "$dtb" "$node" cpus "${g_cpus[i]}"
+        # KiB, 64-bit in two cells.
+        put -t u "$dtb" "$node" memory $(( g_mem_mib[i] * 1024 >> 32 )) $(( g_mem_mib[i] * 1024 & 0xffffffff ))
+        put -t u "$dtb" "$node" "#size-cells" 2
+        put -t u "$dtb" "$node" "#address-cells" 2
+        put -t s "$dtb" "$node" compatible xen,domain
+    done
+    mv -f "$dtb" "$target_dir/guests.dtb"
+}
+
 # Above this, RAM is a non-reserving memory backend (see --mem).
 lazy_ram_above_mib=$((16 * 1024))
 
@@ -469,16 +701,12 @@ qemu=(qemu-system-aarch64
 [ -n "$append" ] && [ "$mode" != selftest ] && qemu+=(-append "$append")
 
 ram_base=$((0x40000000))
-if [ "$mode" = linux ] || [ "$mode" = direct ]; then
+if [ "$guests" -eq 0 ] && { [ "$mode" = linux ] || [ "$mode" = direct ]; }; then
     kernel=${kernel:-$repo/.cache/guest/Image}
     [ -f "$kernel" ] || die_usage "guest kernel '$kernel' not found (scripts/setup.sh fetches the default one)"
     if [ -z "$initrd" ]; then
         initrd="$repo/target/initramfs.cpio.gz"
-        # Even with --skip-setup: a cheap stamp check, which also packs a hypmem.ko built
-        # since (scripts/build-guest-module.sh, as the hypercall QEMU test does).
-        [ "$skip_setup" -eq 0 ] || [ -x "$repo/.cache/guest/busybox" ] \
-            || die_missing "$repo/.cache/guest/busybox" "scripts/setup.sh fetches it"
-        "$repo/scripts/make-initramfs.sh" "$initrd" >&2
+        default_initrd
     fi
     [ -f "$initrd" ] || die_usage "initrd '$initrd' not found"
     if [ "$guest_cmdline_set" -eq 1 ]; then
@@ -497,6 +725,16 @@ fi
 if [ "$mode" = direct ]; then
     # QEMU's own Linux loader, at EL2 on the same machine: the benchmarks' baseline.
     qemu+=(-kernel "$kernel" -initrd "$initrd" -append "$bootargs")
+elif [ "$mode" = linux ] && [ "$guests" -ge 1 ]; then
+    # Xen's dom0less description (see --guests). QEMU's guest-loader cannot serve here: it
+    # writes its own /chosen/module nodes into QEMU's DTB, which -dtb replaces.
+    plan_guests
+    write_guests_dtb
+    qemu+=(-dtb "$target_dir/guests.dtb")
+    for ((i = 1; i <= guests; i++)); do
+        qemu+=(-device "loader,file=${g_kernel[i]//,/,,},addr=$(printf '0x%x' "${g_kernel_addr[i]}"),force-raw=on"
+               -device "loader,file=${g_initrd[i]//,/,,},addr=$(printf '0x%x' "${g_initrd_addr[i]}"),force-raw=on")
+    done
 elif [ "$mode" = linux ]; then
     # Modules go 256 MiB into RAM, clear of the hypervisor (RAM base + 2 MiB) and of the
     # DTB QEMU places at RAM base + 128 MiB; the initrd follows the kernel, 2 MiB aligned.
@@ -592,9 +830,9 @@ if [ "$mode" = direct ]; then
 fi
 outcome=$(tr -d '\r' <"$log" | grep -a '^hyp-exit:' | tail -n 1 || true)
 # A guest's console lines reach the log tagged "(gN) " (hypervisor/src/console/
-# guest_output.rs); this reads the first guest's, untagged.
-guest_lines() { tr -d '\r' <"$log" | sed -n 's/^(g1) //p'; }
-if [ "$check" -eq 1 ] && [ "$outcome" = "hyp-exit: success" ]; then
+# guest_output.rs); this reads guest N's (default the first), untagged.
+guest_lines() { tr -d '\r' <"$log" | sed -n "s/^(g${1:-1}) //p"; }
+if [ "$check" -eq 1 ] && [ "$guests" -eq 0 ] && [ "$outcome" = "hyp-exit: success" ]; then
     # The guest's own verdict, and its memory against what the hypervisor gave it:
     # MemTotal excludes the kernel's reserved memory, so it must lie in [85%, 100%].
     verdict=$(guest_lines | grep -a '^guest-check: \(pass\|fail\)$' | tail -n 1 || true)
@@ -607,6 +845,30 @@ if [ "$check" -eq 1 ] && [ "$outcome" = "hyp-exit: success" ]; then
         echo "run.sh: guest MemTotal ${memtotal_kb:-?} kB does not match the ${given:-?} bytes the hypervisor gave" >&2; exit 1
     fi
     echo "run.sh: guest checks passed; MemTotal $memtotal_kb kB of $given bytes given" >&2
+fi
+if [ "$check" -eq 1 ] && [ "$guests" -ge 1 ] && [ "$outcome" = "hyp-exit: success" ]; then
+    # Each guest as the single guest above: its own verdict, and its MemTotal against what the
+    # hypervisor says it gave that guest ("hyp-facts: guest=I name=domUI guest_ram_bytes=B ...").
+    # Every guest is reported before the run fails.
+    failed=""
+    for ((i = 1; i <= guests; i++)); do
+        facts=$(tr -d '\r' <"$log" | grep -a "^hyp-facts: guest=$i " | tail -n 1 || true)
+        name=$(sed -n 's/.* name=\([^ ]*\).*/\1/p' <<<"$facts")
+        name=${name:-domU$i}
+        given=$(sed -n 's/.* guest_ram_bytes=\([0-9]*\).*/\1/p' <<<"$facts")
+        verdict=$(guest_lines "$i" | grep -a '^guest-check: \(pass\|fail\)$' | tail -n 1 || true)
+        memtotal_kb=$(guest_lines "$i" | sed -n 's/^guest-check: memtotal_kb=\([0-9]*\).*/\1/p' | tail -n 1)
+        if [ "$verdict" != "guest-check: pass" ]; then
+            echo "run.sh: guest $i ($name): the guest checks did not pass (${verdict:-no verdict})" >&2
+            failed+=" $i"
+        elif [ -z "$memtotal_kb" ] || [ -z "$given" ] || (( memtotal_kb * 1024 > given || memtotal_kb * 1024 * 100 < given * 85 )); then
+            echo "run.sh: guest $i ($name): MemTotal ${memtotal_kb:-?} kB does not match the ${given:-?} bytes the hypervisor gave" >&2
+            failed+=" $i"
+        else
+            echo "run.sh: guest $i ($name): checks passed; MemTotal $memtotal_kb kB of $given bytes given" >&2
+        fi
+    done
+    [ -z "$failed" ] || { echo "run.sh: the checks failed on guest(s)$failed of $guests" >&2; exit 1; }
 fi
 if [ "$mode" = selftest ] && [ "$outcome" = "hyp-exit: success" ]; then
     # One summary over the EL2 selftests and the test guest's own summary line.

@@ -99,9 +99,15 @@ impl fmt::Display for BackingError {
 /// the hypervisor's, the modules and firmware reservations). The result is in request
 /// order; the backings never overlap one another and lie inside `free`.
 ///
+/// A 1 GiB congruence is a preference, not a need: where taking it for one guest would
+/// leave another no room (a 1 GiB-aligned run splits the free memory around it), that
+/// guest gets a 2 MiB congruence instead. The search tries 1 GiB first for every guest
+/// that can have it, largest guest first, and backs off one choice at a time (at most
+/// 2^guests tries; guests are few).
+///
 /// # Errors
-/// [`BackingError`] for the first request that is malformed or does not fit; nothing is
-/// half given.
+/// [`BackingError`] for a malformed request, or the first guest (in the order placed)
+/// that fits under no choice; nothing is half given.
 pub fn back_guest_ram(
     free: &[PhysRange],
     requests: &[RamRequest],
@@ -109,37 +115,62 @@ pub fn back_guest_ram(
     let mut order: Vec<usize> = (0..requests.len()).collect();
     // Largest first; equal sizes keep the order asked (a stable sort).
     order.sort_by_key(|&guest| core::cmp::Reverse(requests[guest].bytes));
-    let mut free: Vec<PhysRange> = free.iter().copied().filter(|r| r.size > 0).collect();
-    free.sort_unstable();
-    let mut given: Vec<Option<RamBacking>> = alloc::vec![None; requests.len()];
-    for guest in order {
-        let request = requests[guest];
+    let mut ipas = Vec::with_capacity(requests.len());
+    for (guest, request) in requests.iter().enumerate() {
         let ipa = PhysRange::new(request.ipa_base, request.bytes)
             .filter(|ipa| ipa.size > 0 && ipa.size % 4096 == 0 && ipa.base % MIB_2 == 0)
             .ok_or(BackingError::BadRequest { guest })?;
-        let alignments: &[u64] = if request.bytes >= GIB {
-            &[GIB, MIB_2]
-        } else {
-            &[MIB_2]
+        ipas.push(ipa);
+    }
+    let mut free: Vec<PhysRange> = free.iter().copied().filter(|r| r.size > 0).collect();
+    free.sort_unstable();
+    let mut given: Vec<Option<RamBacking>> = alloc::vec![None; requests.len()];
+    place(&free, &order, &ipas, &mut given)?;
+    Ok(given.into_iter().flatten().collect())
+}
+
+/// Places `order[0]` and, recursively, the rest; on failure the error of the deepest
+/// guest that could not be placed under the last choice tried.
+fn place(
+    free: &[PhysRange],
+    order: &[usize],
+    ipas: &[PhysRange],
+    given: &mut [Option<RamBacking>],
+) -> Result<(), BackingError> {
+    let Some((&guest, rest)) = order.split_first() else {
+        return Ok(());
+    };
+    let ipa = ipas[guest];
+    let alignments: &[u64] = if ipa.size >= GIB {
+        &[GIB, MIB_2]
+    } else {
+        &[MIB_2]
+    };
+    let mut failure = BackingError::DoesNotFit {
+        guest,
+        bytes: ipa.size,
+        largest_free: free.iter().map(|r| r.size).max().unwrap_or(0),
+    };
+    for &align in alignments {
+        let Some(pa) = lowest_fit(free, ipa.size, align, ipa.base % align) else {
+            continue;
         };
-        let pa = alignments
-            .iter()
-            .find_map(|&align| lowest_fit(&free, request.bytes, align, ipa.base % align))
-            .ok_or(BackingError::DoesNotFit {
-                guest,
-                bytes: request.bytes,
-                largest_free: free.iter().map(|r| r.size).max().unwrap_or(0),
-            })?;
-        free = carve(
-            &free,
+        let left = carve(
+            free,
             PhysRange {
                 base: pa,
-                size: request.bytes,
+                size: ipa.size,
             },
         );
-        given[guest] = Some(RamBacking { ipa, pa });
+        match place(&left, rest, ipas, given) {
+            Ok(()) => {
+                given[guest] = Some(RamBacking { ipa, pa });
+                return Ok(());
+            }
+            Err(deeper) => failure = deeper,
+        }
     }
-    Ok(given.into_iter().flatten().collect())
+    Err(failure)
 }
 
 /// The lowest `pa` with `pa % align == residue` such that `[pa, pa + bytes)` lies in
@@ -212,6 +243,34 @@ mod tests {
         assert_eq!(given[1].congruence(), MIB_2);
         assert_eq!(given[1].pa_of(0x4000_1000), Some(0x5800_1000));
         assert_eq!(given[1].pa_of(0x6000_0000), None);
+    }
+
+    #[test]
+    fn a_gigabyte_congruence_gives_way_when_it_would_leave_another_guest_no_room() {
+        // run.sh --guests 2 --mem 3G: free RAM from just above the modules to the pool.
+        // Guest 1 on the 1 GiB boundary at 0x8000_0000 would split it into 696 MiB and
+        // 1010 MiB: no room for guest 2's 1 GiB. Both get 2 MiB congruence instead.
+        let free = [range(
+            0x5480_0000,
+            0x1_0000_0000 + 0x3f20_0000 - 0x5480_0000,
+        )];
+        let requests = [
+            RamRequest {
+                ipa_base: 0x4000_0000,
+                bytes: GIB,
+            },
+            RamRequest {
+                ipa_base: 0x4000_0000,
+                bytes: GIB,
+            },
+        ];
+        let given = back_guest_ram(&free, &requests).unwrap();
+        assert!(!given[0].physical().overlaps(&given[1].physical()));
+        assert!(given.iter().all(|b| b.congruence() >= MIB_2));
+        // With room for both on gigabyte boundaries, both get them.
+        let free = [range(0x4000_0000, 4 * GIB)];
+        let given = back_guest_ram(&free, &requests).unwrap();
+        assert!(given.iter().all(|b| b.congruence() == GIB), "{given:x?}");
     }
 
     #[test]

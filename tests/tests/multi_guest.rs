@@ -1,0 +1,126 @@
+//! Several Linux guests side by side (issue 20), described the way Xen's dom0less does
+//! (`scripts/run.sh --guests N` builds the DTB): each boots to userspace on vCPUs pinned
+//! to its own physical CPUs, with its own RAM (at the same IPA, on different physical
+//! memory congruent to it), passes its checks and powers off alone; the run succeeds
+//! once every guest has.
+
+use std::sync::Mutex;
+
+use qemu_tests::{Run, run};
+
+/// `run.sh --guests` writes one `target/guests.dtb`: these runs take turns.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// The `hyp-facts: guest=N ...` line of guest `number`, as key/value pairs.
+fn guest_facts(run: &Run, number: u16) -> Vec<(String, String)> {
+    run.facts()
+        .into_iter()
+        .find(|pairs| {
+            pairs
+                .iter()
+                .any(|(k, v)| k == "guest" && *v == number.to_string())
+        })
+        .unwrap_or_else(|| panic!("no hyp-facts line for guest {number}\n{}", run.console))
+}
+
+fn value<'a>(pairs: &'a [(String, String)], key: &str) -> &'a str {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {key} in {pairs:?}"))
+}
+
+fn number(text: &str) -> u64 {
+    let parsed = match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    parsed.unwrap_or_else(|_| panic!("not a number: {text}"))
+}
+
+/// Every guest of `expected` (vCPUs, RAM bytes) booted, passed its checks with its own
+/// CPU count, and got RAM at the same IPA on physical memory of its own, congruent to
+/// the IPA modulo 1 GiB when it has a gigabyte, else 2 MiB; no two guests share a
+/// physical CPU.
+fn assert_guests(run: &Run, expected: &[(u32, u64)]) {
+    run.assert_success();
+    let mut physical_ram = Vec::new();
+    let mut cpus_seen = Vec::new();
+    for (index, &(vcpus, bytes)) in expected.iter().enumerate() {
+        let guest = index as u16 + 1;
+        assert!(
+            run.guest_printed(guest, "guest-check: pass"),
+            "guest {guest} did not pass\n{}",
+            run.console
+        );
+        assert!(
+            run.guest_printed(guest, &format!("guest-check: nproc={vcpus} ok")),
+            "guest {guest}: nproc\n{}",
+            run.console
+        );
+        let facts = guest_facts(run, guest);
+        assert_eq!(number(value(&facts, "guest_ram_bytes")), bytes, "{facts:?}");
+        assert_eq!(number(value(&facts, "guest_vcpus")), u64::from(vcpus));
+        let ipa = number(value(&facts, "ram_ipa"));
+        let pa = number(value(&facts, "ram_pa"));
+        let congruence = number(value(&facts, "ipa_pa_congruence"));
+        assert_eq!(ipa, 0x4000_0000, "guest RAM where QEMU virt's DT says");
+        let wanted = if bytes >= 1 << 30 { 1 << 30 } else { 2 << 20 };
+        assert!(congruence >= wanted, "{facts:?}");
+        assert_eq!(ipa % wanted, pa % wanted, "{facts:?}");
+        physical_ram.push((pa, pa + bytes));
+        for cpu in value(&facts, "physical_cpus").split(',') {
+            assert!(!cpus_seen.contains(&cpu.to_owned()), "cpu{cpu} given twice");
+            cpus_seen.push(cpu.to_owned());
+        }
+        // Its own report at power-off.
+        assert!(
+            run.console
+                .lines()
+                .any(|l| l.starts_with(&format!("hyp-exits: guest={guest} "))),
+            "{}",
+            run.console
+        );
+    }
+    for (i, a) in physical_ram.iter().enumerate() {
+        for b in &physical_ram[i + 1..] {
+            assert!(a.1 <= b.0 || b.1 <= a.0, "guest RAM overlaps: {a:x?} {b:x?}");
+        }
+    }
+    assert!(
+        !run.console.contains("guest access outside its memory"),
+        "{}",
+        run.console
+    );
+}
+
+#[test]
+fn two_guests_of_different_sizes_boot_side_by_side_on_max() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let run = run(
+        "multi_guest_two_max",
+        &[
+            "linux", "--check", "--cpu", "max", "--smp", "4", "--mem", "3G", "--guests", "2",
+            "--guest", "1", "--guest-mem", "1G", "--guest-cpus", "3", "--guest", "2",
+            "--guest-mem", "512M", "--guest-cpus", "1", "--guest-append", "quiet",
+            "--timeout", "600",
+        ],
+    );
+    assert_guests(&run, &[(3, 1 << 30), (1, 512 << 20)]);
+}
+
+#[test]
+fn three_guests_boot_side_by_side_on_cortex_a72() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let run = run(
+        "multi_guest_three_a72",
+        &[
+            "linux", "--check", "--cpu", "cortex-a72", "--smp", "4", "--mem", "2G", "--guests",
+            "3", "--guest", "1", "--guest-mem", "512M", "--guest-cpus", "2", "--guest", "2",
+            "--guest-mem", "384M", "--guest-cpus", "1", "--guest", "3", "--guest-mem", "256M",
+            "--guest-cpus", "1", "--timeout", "600",
+        ],
+    );
+    assert_guests(&run, &[(2, 512 << 20), (1, 384 << 20), (1, 256 << 20)]);
+}
