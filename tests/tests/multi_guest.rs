@@ -85,7 +85,10 @@ fn assert_guests(run: &Run, expected: &[(u32, u64)]) {
     }
     for (i, a) in physical_ram.iter().enumerate() {
         for b in &physical_ram[i + 1..] {
-            assert!(a.1 <= b.0 || b.1 <= a.0, "guest RAM overlaps: {a:x?} {b:x?}");
+            assert!(
+                a.1 <= b.0 || b.1 <= a.0,
+                "guest RAM overlaps: {a:x?} {b:x?}"
+            );
         }
     }
     assert!(
@@ -101,10 +104,32 @@ fn two_guests_of_different_sizes_boot_side_by_side_on_max() {
     let run = run(
         "multi_guest_two_max",
         &[
-            "linux", "--check", "--cpu", "max", "--smp", "4", "--mem", "3G", "--guests", "2",
-            "--guest", "1", "--guest-mem", "1G", "--guest-cpus", "3", "--guest", "2",
-            "--guest-mem", "512M", "--guest-cpus", "1", "--guest-append", "quiet",
-            "--timeout", "600",
+            "linux",
+            "--check",
+            "--cpu",
+            "max",
+            "--smp",
+            "4",
+            "--mem",
+            "3G",
+            "--guests",
+            "2",
+            "--guest",
+            "1",
+            "--guest-mem",
+            "1G",
+            "--guest-cpus",
+            "3",
+            "--guest",
+            "2",
+            "--guest-mem",
+            "512M",
+            "--guest-cpus",
+            "1",
+            "--guest-append",
+            "quiet",
+            "--timeout",
+            "600",
         ],
     );
     assert_guests(&run, &[(3, 1 << 30), (1, 512 << 20)]);
@@ -116,11 +141,102 @@ fn three_guests_boot_side_by_side_on_cortex_a72() {
     let run = run(
         "multi_guest_three_a72",
         &[
-            "linux", "--check", "--cpu", "cortex-a72", "--smp", "4", "--mem", "2G", "--guests",
-            "3", "--guest", "1", "--guest-mem", "512M", "--guest-cpus", "2", "--guest", "2",
-            "--guest-mem", "384M", "--guest-cpus", "1", "--guest", "3", "--guest-mem", "256M",
-            "--guest-cpus", "1", "--timeout", "600",
+            "linux",
+            "--check",
+            "--cpu",
+            "cortex-a72",
+            "--smp",
+            "4",
+            "--mem",
+            "2G",
+            "--guests",
+            "3",
+            "--guest",
+            "1",
+            "--guest-mem",
+            "512M",
+            "--guest-cpus",
+            "2",
+            "--guest",
+            "2",
+            "--guest-mem",
+            "384M",
+            "--guest-cpus",
+            "1",
+            "--guest",
+            "3",
+            "--guest-mem",
+            "256M",
+            "--guest-cpus",
+            "1",
+            "--timeout",
+            "600",
         ],
     );
     assert_guests(&run, &[(2, 512 << 20), (1, 384 << 20), (1, 256 << 20)]);
+}
+
+#[test]
+fn a_guest_that_panics_restarts_alone_while_the_other_runs_on() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // Guest 2 panics once (scripts/guest/init, hyp.crash=1); panic=1 reboots it through
+    // PSCI SYSTEM_RESET, and the hypervisor restarts it alone from its images, RAM
+    // scrubbed, with hyp.reset=1 on its command line; then it passes its checks.
+    let run = run(
+        "multi_guest_panic_reset",
+        &[
+            "linux",
+            "--check",
+            "--cpu",
+            "max",
+            "--smp",
+            "4",
+            "--mem",
+            "3G",
+            "--guests",
+            "2",
+            "--guest",
+            "1",
+            "--guest-mem",
+            "1G",
+            "--guest-cpus",
+            "2",
+            "--guest",
+            "2",
+            "--guest-mem",
+            "512M",
+            "--guest-cpus",
+            "2",
+            "--guest-append",
+            "panic=1 hyp.crash=1",
+            "--timeout",
+            "600",
+        ],
+    );
+    assert_guests(&run, &[(2, 1 << 30), (2, 512 << 20)]);
+    assert!(
+        run.guest_printed(2, "guest-crash: panicking on purpose"),
+        "{}",
+        run.console
+    );
+    assert!(
+        run.guest_printed(2, "guest-reset: restarted (hyp.reset=1)"),
+        "{}",
+        run.console
+    );
+    assert!(
+        run.console.contains("guest 2: reset (1 so far)"),
+        "{}",
+        run.console
+    );
+    // Guest 1 booted once and never saw a reset.
+    assert!(!run.guest_lines(1).any(|l| l.starts_with("guest-reset:")));
+    assert_eq!(
+        run.guest_lines(1)
+            .filter(|l| l.starts_with("guest: userspace reached"))
+            .count(),
+        1,
+        "{}",
+        run.console
+    );
 }

@@ -534,6 +534,7 @@ pub fn prepare(
         console: Mutex::new(VirtualConsole::new(GUEST_NUMBER)),
         devices,
         number: GUEST_NUMBER,
+        boot: None,
     };
     let guest_ram_bytes: u64 = layout.guest_ram.iter().map(|r| r.size).sum();
     crate::console::write_raw(format_args!(

@@ -32,7 +32,7 @@ use crate::vm::build::{
 use crate::vm::change_window::ChangeWindow;
 use crate::vm::controls::GuestControls;
 use crate::vm::foreign_access::HostMemoryMap;
-use crate::vm::guest::{VcpuSetup, Vcpus, Vm, VmStats};
+use crate::vm::guest::{GuestBoot, VcpuSetup, Vcpus, Vm, VmStats};
 use crate::vm::virtual_console::VirtualConsole;
 
 /// Stops the boot for a bad description, naming what is wrong.
@@ -218,42 +218,10 @@ fn prepare_one(
 ) -> PreparedGuest {
     let vcpus = physical.len();
     let ipa_ram = [backing.ipa];
-    let config = GuestConfig {
-        guest_ram: &ipa_ram,
-        // The host's reservations are physical; the backing avoided them.
-        reserved: &[],
-        // The guest's address space is its own: nothing of the host's lies in its RAM.
-        hidden: &[],
-        vcpus,
-        psci_conduit: Conduit::Hvc,
-        kaslr_seed: None,
-        rng_seed: None,
-    };
-    let read_head = |kernel: PhysRange| -> &[u8] {
-        // SAFETY: the kernel module lies in host RAM (checked by `parse_domains`), which
-        // the EL2 direct map covers.
-        unsafe {
-            core::slice::from_raw_parts(kernel.base as *const u8, kernel.size.min(4096) as usize)
-        }
-    };
-    let plan = match guest_loader::plan_domain(domain, host_dtb, &config, read_head) {
-        Ok(plan) => plan,
+    let (entry, dtb) = match load_domain(domain, host_dtb, backing, vcpus) {
+        Ok(started) => started,
         Err(error) => refuse(format_args!("{}: {error}", domain.path)),
     };
-    let to_pa = |ipa: u64| backing.pa_of(ipa).unwrap_or(u64::MAX);
-    if plan
-        .placement
-        .copies
-        .iter()
-        .any(|c| backing.pa_of(c.dst).is_none() || backing.pa_of(c.dst + c.len - 1).is_none())
-        || backing.pa_of(plan.placement.dtb.end() - 1).is_none()
-    {
-        refuse(format_args!(
-            "{}: a module placed outside its RAM",
-            domain.path
-        ));
-    }
-    place_modules(&plan, to_pa);
     let devices = emulated_devices(info, vcpus);
     let ram = [RamMapping {
         ipa: backing.ipa,
@@ -269,6 +237,17 @@ fn prepare_one(
     let ids = sysreg::id_registers();
     let mpidrs: ArrayVec<u64, MAX_CPUS> = info.cpus.iter().take(vcpus).map(|c| c.mpidr).collect();
     let vgic = vgic_for(info, &mpidrs, &devices, &[]);
+    // SAFETY: the host DTB stays mapped in the EL2 direct map for the hypervisor's life
+    // and nothing writes it (no guest's RAM, the pool or the crash region covers it).
+    let host_dtb: &'static [u8] =
+        unsafe { core::slice::from_raw_parts(host_dtb.as_ptr(), host_dtb.len()) };
+    let boot = GuestBoot {
+        ram: *backing,
+        domain: domain.clone(),
+        host_dtb,
+        vcpus,
+        vgic: vgic.clone(),
+    };
     let vmid = number;
     let vttbr = (u64::from(vmid) << 48) | table.root().0;
     table.hardware_mut().set_vttbr(vttbr);
@@ -299,6 +278,7 @@ fn prepare_one(
         console: Mutex::new(VirtualConsole::new(number)),
         devices,
         number,
+        boot: Some(boot),
     };
     let cpus: Vec<alloc::string::String> = physical
         .iter()
@@ -309,8 +289,8 @@ fn prepare_one(
         "hyp-facts: guest={number} name={} guest_ram_bytes={} guest_vcpus={vcpus} guest_entry={:#x} guest_dtb={:#x} ram_ipa={:#x} ram_pa={:#x} ipa_pa_congruence={:#x} physical_cpus={cpus} stage2_ipa_bits={} stage2_tables={} stage2_table_cap={cap}\n",
         domain.name,
         backing.ipa.size,
-        plan.placement.entry,
-        plan.placement.dtb.base,
+        entry,
+        dtb,
         backing.ipa.base,
         backing.pa,
         backing.congruence(),
@@ -320,7 +300,54 @@ fn prepare_one(
     PreparedGuest {
         // The guest lives as long as the hypervisor.
         vm: alloc::boxed::Box::leak(alloc::boxed::Box::new(vm)),
-        entry: plan.placement.entry,
-        dtb: plan.placement.dtb.base,
+        entry,
+        dtb,
     }
+}
+
+/// Plans `domain` in `backing`'s RAM and puts its images and DTB there (through the
+/// EL2 direct map); returns its entry point and DTB address. At boot and again at each
+/// reset (`crate::vm::reset`), so a restarted guest boots as it did the first time.
+///
+/// # Errors
+/// The loader's refusal, or a plan that would write outside the guest's RAM.
+pub fn load_domain(
+    domain: &DomainSpec,
+    host_dtb: &[u8],
+    backing: &RamBacking,
+    vcpus: usize,
+) -> Result<(u64, u64), alloc::string::String> {
+    let ipa_ram = [backing.ipa];
+    let config = GuestConfig {
+        guest_ram: &ipa_ram,
+        // The host's reservations are physical; the backing avoided them.
+        reserved: &[],
+        // The guest's address space is its own: nothing of the host's lies in its RAM.
+        hidden: &[],
+        vcpus,
+        psci_conduit: Conduit::Hvc,
+        kaslr_seed: None,
+        rng_seed: None,
+    };
+    let read_head = |kernel: PhysRange| -> &[u8] {
+        // SAFETY: the kernel module lies in host RAM (checked by `parse_domains`), which
+        // the EL2 direct map covers.
+        unsafe {
+            core::slice::from_raw_parts(kernel.base as *const u8, kernel.size.min(4096) as usize)
+        }
+    };
+    let plan = guest_loader::plan_domain(domain, host_dtb, &config, read_head)
+        .map_err(|error| alloc::format!("{error}"))?;
+    let inside = |ipa: u64, len: u64| {
+        len > 0 && backing.pa_of(ipa).is_some() && backing.pa_of(ipa + (len - 1)).is_some()
+    };
+    if !plan.placement.copies.iter().all(|c| inside(c.dst, c.len))
+        || !inside(plan.placement.dtb.base, plan.dtb.len() as u64)
+    {
+        return Err(alloc::string::String::from(
+            "a module placed outside its RAM",
+        ));
+    }
+    place_modules(&plan, |ipa| backing.pa_of(ipa).unwrap_or(u64::MAX));
+    Ok((plan.placement.entry, plan.placement.dtb.base))
 }

@@ -177,6 +177,8 @@ pub struct VmStats {
     pub foreign_accesses: ForeignAccessTally,
     /// Counter ticks spent at EL2 on its exits.
     pub el2_ticks: AtomicU64,
+    /// SYSTEM_RESETs done for it alone (one of several guests).
+    pub resets: AtomicU64,
     /// Physical interrupts nobody owned (deactivated and dropped).
     pub unexpected_interrupts: AtomicU64,
     /// Kick SGIs sent to its vCPUs on other CPUs.
@@ -238,6 +240,21 @@ pub struct Vm {
     pub devices: EmulatedDevices,
     /// Its number: the `(gN) ` tag of its console lines and `guest=N` in reports.
     pub number: u16,
+    /// How to boot it again from its original images (a dom0less guest: the single
+    /// guest's SYSTEM_RESET resets the machine instead).
+    pub boot: Option<GuestBoot>,
+}
+
+/// What a guest's (re)boot needs: its RAM and the physical memory behind it, the module
+/// copies and DTB that put its images in place, where it starts, and its vGIC as built.
+pub struct GuestBoot {
+    pub ram: crate::mm::guest_backing::RamBacking,
+    /// Its dom0less description and the host DT it was planned from (which stays
+    /// mapped and untouched), to plan it again.
+    pub domain: guest_loader::DomainSpec,
+    pub host_dtb: &'static [u8],
+    pub vcpus: usize,
+    pub vgic: Vgic,
 }
 
 impl Vm {

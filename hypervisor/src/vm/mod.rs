@@ -30,4 +30,6 @@ pub mod interrupts;
 #[cfg(target_os = "none")]
 pub mod registry;
 #[cfg(target_os = "none")]
+pub mod reset;
+#[cfg(target_os = "none")]
 pub mod vcpu;

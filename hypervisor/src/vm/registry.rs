@@ -70,6 +70,8 @@ pub enum GuestEnd {
 const RUNNING: u8 = 0;
 const POWERED_OFF: u8 = 1;
 const RESET_REFUSED: u8 = 2;
+/// Between its SYSTEM_RESET and its vCPU 0's restart: its vCPUs leave their CPUs.
+const RESETTING: u8 = 3;
 
 static ENDS: [AtomicU8; MAX_GUESTS] = [const { AtomicU8::new(RUNNING) }; MAX_GUESTS];
 /// How many guests have ended.
@@ -96,14 +98,33 @@ pub fn end(number: u16, how: GuestEnd) -> bool {
         GuestEnd::PoweredOff => POWERED_OFF,
         GuestEnd::ResetRefused => RESET_REFUSED,
     };
-    if ENDS[slot]
-        .compare_exchange(RUNNING, value, Ordering::AcqRel, Ordering::Acquire)
-        .is_err()
-    {
+    // A guest ends from running, or from a reset that could not be finished.
+    let ended = [RUNNING, RESETTING].into_iter().any(|from| {
+        ENDS[slot]
+            .compare_exchange(from, value, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    });
+    if !ended {
         return false;
     }
     // One count for all ends: exactly one caller reaches the total.
     ENDED.fetch_add(1, Ordering::AcqRel) + 1 == usize::from(count())
+}
+
+/// Guest `number` starts a reset (`true`), unless it is not running.
+pub fn begin_reset(number: u16) -> bool {
+    slot_of(number).is_some_and(|i| {
+        ENDS[i]
+            .compare_exchange(RUNNING, RESETTING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    })
+}
+
+/// Guest `number` runs again after its reset.
+pub fn end_reset(number: u16) {
+    if let Some(i) = slot_of(number) {
+        let _ = ENDS[i].compare_exchange(RESETTING, RUNNING, Ordering::AcqRel, Ordering::Acquire);
+    }
 }
 
 /// The first guest that did not end cleanly, if any.

@@ -292,8 +292,11 @@ fn smccc_call(vm: &'static Vm, frame: &mut TrapFrame) {
         Some(Followup::CpuOff) => cpu::power_off_this_cpu(vcpu_is_off),
         Some(Followup::SystemOff) => guest_ended(vm, GuestEnd::PoweredOff),
         Some(Followup::SystemReset) if registry::count() > 1 => {
-            log::warn!(
-                "guest {}: PSCI SYSTEM_RESET: restarting one of several guests is not done yet; it is stopped",
+            log::info!("guest {}: PSCI SYSTEM_RESET", vm.number);
+            let vcpu = this_vcpu(vm).map_or(0, |(_, vcpu)| vcpu);
+            let error = crate::vm::reset::reset_guest(vm, vcpu);
+            log::error!(
+                "guest {}: cannot be reset alone ({error:?}); it is stopped",
                 vm.number
             );
             guest_ended(vm, GuestEnd::ResetRefused)
@@ -552,6 +555,35 @@ fn guest_ended(vm: &Vm, how: GuestEnd) -> ! {
     cpu::power_off_this_cpu(vcpu_is_off)
 }
 
+/// After `vm`'s reset (`crate::vm::reset`), on this CPU (which ran its vCPU `own`):
+/// vCPU 0 starts at `entry` with x0 = `dtb`, here when this is vCPU 0's CPU, else on
+/// vCPU 0's CPU (fresh from firmware) while this one powers off. The EL1 timers of this
+/// CPU are stopped first: a timer the old kernel left armed must not fire into the new.
+pub fn restart_vcpu0(vm: &'static Vm, this: usize, own: usize, entry: u64, dtb: u64) -> ! {
+    write_sysreg!("cntv_ctl_el0", 0);
+    write_sysreg!("cntp_ctl_el0", 0);
+    vm.vcpus.set_power(0, CpuPowerState::OnPending);
+    if own == 0 {
+        run_vcpu(vm, this, entry, dtb)
+    }
+    let Some(first) = vm.vcpus.physical_cpu(0) else {
+        boot::stop_failure("a guest with no vCPU");
+    };
+    make_current(first, vm);
+    let work = cpu::Work {
+        run: enter_vcpu,
+        args: [entry, dtb],
+    };
+    if let Err(why) = cpu::post(first, work) {
+        log::error!(
+            "guest {}: cpu{first} cannot restart it ({why:?})",
+            vm.number
+        );
+        vm.vcpus.set_power(0, CpuPowerState::Off);
+    }
+    cpu::power_off_this_cpu(vcpu_is_off)
+}
+
 /// The console's interrupt goes to a CPU that keeps running a guest.
 fn move_hypervisor_interrupts_off(this: usize) {
     if let Some(mpidr) = registry::running_cpu_mpidr(this) {
@@ -559,7 +591,8 @@ fn move_hypervisor_interrupts_off(this: usize) {
     }
 }
 
-/// A vCPU of a guest that has ended leaves at its next exit: this CPU powers off.
+/// A vCPU of a guest that has ended (or is being reset) leaves at its next exit: this
+/// CPU powers off.
 fn stop_if_guest_ended(vm: &Vm) {
     if registry::is_running(vm.number) {
         return;
