@@ -18,6 +18,8 @@
 #include <linux/gfp.h>
 #include <linux/mm.h>
 #include <linux/module.h>
+#include <linux/sizes.h>
+#include <linux/slab.h>
 #include <linux/uaccess.h>
 
 #define HYP_CALL_UID	ARM_SMCCC_VENDOR_HYP_CALL_UID_FUNC_ID	/* 0x8600ff01 */
@@ -230,9 +232,77 @@ free:
 	return why;
 }
 
+static unsigned int exhaust;
+module_param(exhaust, uint, 0444);
+MODULE_PARM_DESC(exhaust,
+		 "instead of the self-test: split up to this many 2 MiB stage-2 blocks until the hypervisor's per-guest table cap answers NO_MEMORY");
+
+/*
+ * The per-guest cap on stage-2 table pages (hypervisor option stage2_table_cap=): one
+ * read-only page in each of up to @chunks 2 MiB-aligned 2 MiB chunks this module owns
+ * splits one block each, one more table page each, until MEM_PROTECT says NO_MEMORY.
+ * Then every page is made RWX again (the blocks collapse, the tables are freed) and one
+ * more split must succeed: the cap counts what the guest holds now, not what it once
+ * took. Returns NULL on success.
+ */
+static const char *hypmem_exhaust(unsigned int chunks)
+{
+	unsigned long *blocks;
+	unsigned int i, got = 0, split = 0;
+	long status = HYP_SUCCESS, again;
+	const char *why = NULL;
+	phys_addr_t ipa;
+
+	blocks = kcalloc(chunks, sizeof(*blocks), GFP_KERNEL);
+	if (!blocks)
+		return "cannot allocate the chunk list";
+	for (i = 0; i < chunks; i++) {
+		blocks[i] = __get_free_pages(GFP_KERNEL | __GFP_NOWARN, get_order(SZ_2M));
+		if (!blocks[i])
+			break;
+		got++;
+	}
+	show_stats("before exhausting");
+	for (i = 0; i < got; i++) {
+		ipa = virt_to_phys((void *)blocks[i]);
+		status = mem_protect(ipa, PAGE_SIZE, PERM_R);
+		if (status != HYP_SUCCESS)
+			break;
+		split++;
+	}
+	pr_info("exhaust: chunks=%u split=%u then status=%ld\n", got, split, status);
+	if (status != HYP_NO_MEMORY)
+		why = "the table cap never answered NO_MEMORY";
+	for (i = 0; i < split; i++) {
+		ipa = virt_to_phys((void *)blocks[i]);
+		if (mem_protect(ipa, PAGE_SIZE, PERM_RWX) != HYP_SUCCESS) {
+			/* Never free a page that may still be read-only. */
+			pr_info("exhaust: restoring chunk %u failed, leaking the chunks\n", i);
+			kfree(blocks);
+			return "restoring RWX failed";
+		}
+	}
+	show_stats("after restoring");
+	if (got) {
+		ipa = virt_to_phys((void *)blocks[0]);
+		again = mem_protect(ipa, PAGE_SIZE, PERM_R);
+		pr_info("exhaust: a split after restoring = %ld\n", again);
+		if (again == HYP_SUCCESS && mem_protect(ipa, PAGE_SIZE, PERM_RWX) != HYP_SUCCESS) {
+			kfree(blocks);
+			return "restoring RWX after the last split failed";
+		}
+		if (again != HYP_SUCCESS && !why)
+			why = "no split was possible after restoring: the cap kept freed tables";
+	}
+	for (i = 0; i < got; i++)
+		free_pages(blocks[i], get_order(SZ_2M));
+	kfree(blocks);
+	return why;
+}
+
 static int __init hypmem_init(void)
 {
-	const char *why = hypmem_test();
+	const char *why = exhaust ? hypmem_exhaust(exhaust) : hypmem_test();
 
 	if (why) {
 		pr_info("fail: %s\n", why);

@@ -240,3 +240,89 @@ fn a_guest_that_panics_restarts_alone_while_the_other_runs_on() {
         run.console
     );
 }
+
+#[test]
+fn a_guest_at_its_table_cap_gets_no_memory_while_the_other_still_splits() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let built =
+        std::process::Command::new(qemu_tests::repo_root().join("scripts/build-guest-module.sh"))
+            .output()
+            .expect("cannot start scripts/build-guest-module.sh");
+    assert!(
+        built.status.success(),
+        "scripts/build-guest-module.sh failed\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    // Cap 12 table pages a guest: guest 1 splits one 2 MiB block after another
+    // (hypmem.ko exhaust=32) until MEM_PROTECT says NO_MEMORY, restores them and splits
+    // again; guest 2 runs the ordinary MEM_PROTECT self-test meanwhile, under its own cap.
+    let run = run(
+        "multi_guest_table_cap",
+        &[
+            "linux",
+            "--cpu",
+            "max",
+            "--smp",
+            "4",
+            "--mem",
+            "3G",
+            "--append",
+            "stage2_table_cap=12",
+            "--guests",
+            "2",
+            "--guest",
+            "1",
+            "--guest-mem",
+            "1G",
+            "--guest-cpus",
+            "2",
+            "--guest-append",
+            "hyp.modtest=1 hyp.modtest_exhaust=32",
+            "--guest",
+            "2",
+            "--guest-mem",
+            "512M",
+            "--guest-cpus",
+            "2",
+            "--guest-append",
+            "hyp.modtest=1",
+            "--timeout",
+            "600",
+        ],
+    );
+    run.assert_success();
+    for guest in [1, 2] {
+        assert!(
+            run.guest_printed(guest, "guest-modtest: pass"),
+            "guest {guest}\n{}",
+            run.console
+        );
+        let facts = guest_facts(&run, guest);
+        assert_eq!(value(&facts, "stage2_table_cap"), "12", "{facts:?}");
+    }
+    let exhaust = run
+        .guest_lines(1)
+        .find_map(|l| l.split("hypmem: exhaust: chunks=").nth(1))
+        .unwrap_or_else(|| panic!("no exhaust line\n{}", run.console));
+    // "32 split=N then status=-5": NO_MEMORY (-5) after some splits, well before 32.
+    let split: u32 = exhaust
+        .split("split=")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{exhaust}"));
+    assert!((1..12).contains(&split), "{exhaust}");
+    assert!(exhaust.ends_with("then status=-5"), "{exhaust}");
+    assert!(
+        run.guest_lines(1)
+            .any(|l| l.contains("hypmem: exhaust: a split after restoring = 0")),
+        "{}",
+        run.console
+    );
+    assert!(
+        run.hypervisor_lines()
+            .any(|l| l.contains("no table memory")),
+        "{}",
+        run.console
+    );
+}
