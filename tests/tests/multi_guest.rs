@@ -326,3 +326,85 @@ fn a_guest_at_its_table_cap_gets_no_memory_while_the_other_still_splits() {
         run.console
     );
 }
+
+/// Guest `number`'s `foreign-access:` tally (several guests: the line names it).
+fn foreign_accesses(run: &Run, number: u16) -> Vec<(String, u64)> {
+    let prefix = format!("foreign-access: guest={number} ");
+    let line = run
+        .console
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no tally for guest {number}\n{}", run.console));
+    line.split_whitespace()
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| {
+            (
+                k.to_owned(),
+                v.parse()
+                    .unwrap_or_else(|_| panic!("{pair_k}={v}", pair_k = k)),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn each_guest_is_refused_everything_outside_its_ram_including_the_others_ram() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // Both sweep /dev/mem past their RAM (scripts/guest/isolation). Guest 2's 512 MiB end
+    // at IPA 0x6000_0000; its 2 GiB sweep crosses guest 1's RAM, which sits at PA
+    // 0x8000_0000 (1 GiB congruent): the hypervisor names those accesses other_guest.
+    let run = run(
+        "multi_guest_isolation",
+        &[
+            "linux",
+            "--cpu",
+            "max",
+            "--smp",
+            "4",
+            "--mem",
+            "3G",
+            "--guests",
+            "2",
+            "--guest",
+            "1",
+            "--guest-mem",
+            "1G",
+            "--guest-cpus",
+            "2",
+            "--guest-append",
+            "hyp.isolation=1",
+            "--guest",
+            "2",
+            "--guest-mem",
+            "512M",
+            "--guest-cpus",
+            "2",
+            "--guest-append",
+            "hyp.isolation=1 hyp.sweep_span=0x80000000",
+            "--timeout",
+            "600",
+        ],
+    );
+    run.assert_success();
+    for guest in [1, 2] {
+        assert!(
+            run.guest_printed(guest, "guest-isolation: pass"),
+            "guest {guest}\n{}",
+            run.console
+        );
+    }
+    let guest1_pa = number(value(&guest_facts(&run, 1), "ram_pa"));
+    assert_eq!(guest1_pa, 0x8000_0000, "the sweep below assumes it");
+    let tally = foreign_accesses(&run, 2);
+    let other_guest = tally
+        .iter()
+        .find(|(k, _)| k == "other_guest")
+        .map_or(0, |&(_, n)| n);
+    // 1 GiB of guest 1 in 16 MiB steps, a read and a write each.
+    assert_eq!(other_guest, 2 * 64, "{tally:?}\n{}", run.console);
+    assert!(
+        run.hypervisor_lines().any(|l| l.contains("guest 1's RAM")),
+        "{}",
+        run.console
+    );
+}
