@@ -152,36 +152,48 @@ fn place(
         largest_free: free.iter().map(|r| r.size).max().unwrap_or(0),
     };
     for &align in alignments {
-        let Some(pa) = lowest_fit(free, ipa.size, align, ipa.base % align) else {
-            continue;
-        };
-        let left = carve(
-            free,
-            PhysRange {
+        // A gigabyte-congruent run may sit at any of a few places, and which one decides
+        // what is left for the others: try each (up to a bound). A 2 MiB one takes the
+        // lowest fit: what it leaves is as good as it gets.
+        let tries = if align == GIB { GIB_CANDIDATES } else { 1 };
+        for pa in fits(free, ipa.size, align, ipa.base % align).take(tries) {
+            let taken = PhysRange {
                 base: pa,
                 size: ipa.size,
-            },
-        );
-        match place(&left, rest, ipas, given) {
-            Ok(()) => {
-                given[guest] = Some(RamBacking { ipa, pa });
-                return Ok(());
+            };
+            match place(&carve(free, taken), rest, ipas, given) {
+                Ok(()) => {
+                    given[guest] = Some(RamBacking { ipa, pa });
+                    return Ok(());
+                }
+                Err(deeper) => failure = deeper,
             }
-            Err(deeper) => failure = deeper,
         }
     }
     Err(failure)
 }
 
-/// The lowest `pa` with `pa % align == residue` such that `[pa, pa + bytes)` lies in
-/// one free range.
-fn lowest_fit(free: &[PhysRange], bytes: u64, align: u64, residue: u64) -> Option<u64> {
-    free.iter().find_map(|range| {
-        let base = range.base;
-        let offset = (residue + align - base % align) % align;
-        let pa = base.checked_add(offset)?;
-        let end = pa.checked_add(bytes)?;
-        (end <= range.end()).then_some(pa)
+/// How many gigabyte-congruent places are tried for one guest.
+const GIB_CANDIDATES: usize = 16;
+
+/// Every `pa` with `pa % align == residue` such that `[pa, pa + bytes)` lies in one free
+/// range, lowest first.
+fn fits(
+    free: &[PhysRange],
+    bytes: u64,
+    align: u64,
+    residue: u64,
+) -> impl Iterator<Item = u64> + '_ {
+    free.iter().flat_map(move |range| {
+        let first = range
+            .base
+            .checked_add((residue + align - range.base % align) % align);
+        let last = range.end().checked_sub(bytes);
+        let count = match (first, last) {
+            (Some(first), Some(last)) if first <= last => (last - first) / align + 1,
+            _ => 0,
+        };
+        (0..count).filter_map(move |i| first?.checked_add(i * align))
     })
 }
 
@@ -247,13 +259,10 @@ mod tests {
 
     #[test]
     fn a_gigabyte_congruence_gives_way_when_it_would_leave_another_guest_no_room() {
-        // run.sh --guests 2 --mem 3G: free RAM from just above the modules to the pool.
-        // Guest 1 on the 1 GiB boundary at 0x8000_0000 would split it into 696 MiB and
-        // 1010 MiB: no room for guest 2's 1 GiB. Both get 2 MiB congruence instead.
-        let free = [range(
-            0x5480_0000,
-            0x1_0000_0000 + 0x3f20_0000 - 0x5480_0000,
-        )];
+        // 3G of RAM at 1 GiB, the pool at the top, modules below 0x5480_0000: guest 1 on
+        // the 1 GiB boundary at 0x8000_0000 would leave 696 MiB and 768 MiB, no room for
+        // guest 2's gigabyte; at 0xc000_0000 it does not fit. Both get 2 MiB congruence.
+        let free = [range(0x5480_0000, 0xf000_0000 - 0x5480_0000)];
         let requests = [
             RamRequest {
                 ipa_base: 0x4000_0000,
@@ -265,12 +274,40 @@ mod tests {
             },
         ];
         let given = back_guest_ram(&free, &requests).unwrap();
-        assert!(!given[0].physical().overlaps(&given[1].physical()));
+        assert_eq!((given[0].pa, given[1].pa), (0x5480_0000, 0x9480_0000));
         assert!(given.iter().all(|b| b.congruence() >= MIB_2));
         // With room for both on gigabyte boundaries, both get them.
         let free = [range(0x4000_0000, 4 * GIB)];
         let given = back_guest_ram(&free, &requests).unwrap();
         assert!(given.iter().all(|b| b.congruence() == GIB), "{given:x?}");
+    }
+
+    #[test]
+    fn a_later_gigabyte_boundary_is_tried_when_the_first_leaves_no_room() {
+        // Guest 2 (1.5 GiB, placed first) on 0x8000_0000 leaves guest 1 no room at all;
+        // at 2 MiB congruence from the bottom it leaves guest 1 the gigabyte boundary
+        // 0xc000_0000.
+        let free = [range(0x5480_0000, 0x1_0000_0000 - 0x5480_0000)];
+        let requests = [
+            RamRequest {
+                ipa_base: 0x4000_0000,
+                bytes: GIB,
+            },
+            RamRequest {
+                ipa_base: 0x4000_0000,
+                bytes: 1536 << 20,
+            },
+        ];
+        let given = back_guest_ram(&free, &requests).unwrap();
+        assert_eq!(given[0].pa, 0xc000_0000, "{given:x?}");
+        assert_eq!(given[0].congruence(), GIB);
+        assert_eq!(given[1].pa, 0x5480_0000);
+        // The 3G machine with the pool under 0x1_0000_0000 and two 1 GiB guests: the
+        // first gigabyte boundary (0x8000_0000) leaves the second guest 0xc000_0000.
+        let free = [range(0x5480_0000, 0x1_0000_0000 - 0x5480_0000)];
+        let two = [requests[0], requests[0]];
+        let given = back_guest_ram(&free, &two).unwrap();
+        assert_eq!((given[0].pa, given[1].pa), (0x8000_0000, 0xc000_0000));
     }
 
     #[test]
