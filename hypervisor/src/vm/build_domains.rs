@@ -216,6 +216,7 @@ fn prepare_one(
     physical: &[(usize, u64)],
     other_guests: Vec<(u16, PhysRange)>,
 ) -> PreparedGuest {
+    let heap_before = crate::mm::heap::bytes_in_use();
     let vcpus = physical.len();
     let ipa_ram = [backing.ipa];
     let (entry, dtb) = match load_domain(domain, host_dtb, backing, vcpus) {
@@ -280,13 +281,19 @@ fn prepare_one(
         number,
         boot: Some(boot),
     };
+    // What this guest costs the hypervisor: its `Vm` (vGIC, console queue, counters,
+    // boot recipe) and whatever its preparation kept on the heap; the plan's DTB and
+    // scratch were freed again.
+    let vm = alloc::boxed::Box::new(vm);
+    let heap_bytes = crate::mm::heap::bytes_in_use().saturating_sub(heap_before);
+    let vgic_bytes = core::mem::size_of_val(&*vm.vgic.lock());
     let cpus: Vec<alloc::string::String> = physical
         .iter()
         .map(|&(cpu, _)| alloc::format!("{cpu}"))
         .collect();
     let cpus = cpus.join(",");
     crate::console::write_raw(format_args!(
-        "hyp-facts: guest={number} name={} guest_ram_bytes={} guest_vcpus={vcpus} guest_entry={:#x} guest_dtb={:#x} ram_ipa={:#x} ram_pa={:#x} ipa_pa_congruence={:#x} physical_cpus={cpus} stage2_ipa_bits={} stage2_tables={} stage2_table_cap={cap}\n",
+        "hyp-facts: guest={number} name={} guest_ram_bytes={} guest_vcpus={vcpus} guest_entry={:#x} guest_dtb={:#x} ram_ipa={:#x} ram_pa={:#x} ipa_pa_congruence={:#x} physical_cpus={cpus} stage2_ipa_bits={} stage2_tables={} stage2_table_cap={cap} heap_bytes={heap_bytes} vm_bytes={} vgic_inline_bytes={vgic_bytes}\n",
         domain.name,
         backing.ipa.size,
         entry,
@@ -296,10 +303,11 @@ fn prepare_one(
         backing.congruence(),
         regime.ia_bits(),
         vm.stage2.lock().hardware().page_use().0,
+        core::mem::size_of::<Vm>(),
     ));
     PreparedGuest {
         // The guest lives as long as the hypervisor.
-        vm: alloc::boxed::Box::leak(alloc::boxed::Box::new(vm)),
+        vm: alloc::boxed::Box::leak(vm),
         entry,
         dtb,
     }
