@@ -16,7 +16,10 @@ use super::global_error::{GlobalError, GlobalErrors};
 use super::queue::{COMMAND_BYTES, EVENT_BYTES, QueueGeometry};
 use super::registers::{self as reg, SmmuFeatures, cr0, gbpa, irq_ctrl};
 use super::ste::{Stage2Config, Ste};
-use super::stream_table::{SteLocation, StreamTableLayout};
+use super::stream_table::{
+    Format, L1_DESCRIPTOR_BYTES, L2_ENTRIES, L2_TABLE_BYTES, SteLocation, StreamTableError,
+    StreamTableLayout, l1_descriptor,
+};
 use crate::arch::aarch64::sysreg;
 use crate::mm::FRAMES;
 
@@ -80,6 +83,9 @@ struct Queues {
     evtq_memory: u64,
     stream_table: StreamTableLayout,
     strtab_memory: u64,
+    /// A two-level table's L2 tables, by L1 index: one per group of 2^SPLIT StreamIDs
+    /// holding an assigned one (the other groups' L1 descriptors stay invalid).
+    l2_tables: alloc::vec::Vec<(u32, u64)>,
 }
 
 fn read32(base: usize, offset: usize) -> u32 {
@@ -134,8 +140,9 @@ impl Smmu {
 
     /// Brings up the SMMU at `regs` with `streams` translating as their STE says and
     /// every other StreamID aborting. The STEs are written before the SMMU is enabled,
-    /// so no stream ever sees another configuration. The table is linear (two-level
-    /// tables' L2 tables are not allocated yet): the streams must fit one.
+    /// so no stream ever sees another configuration. The table is linear while that is
+    /// small (`stream_table`'s rule), two-level (with the SMMU's IDR0.ST_LEVEL) beyond:
+    /// an L2 table for each group of StreamIDs holding an assigned one.
     pub fn bring_up(regs: PhysRange, streams: &[(Range<u32>, Ste)]) -> Result<Self, SmmuError> {
         let base = regs.base as usize;
         let features = Self::features_at(regs);
@@ -143,8 +150,12 @@ impl Smmu {
             .iter()
             .filter_map(|(sids, _)| sids.clone().last())
             .max();
-        let stream_table = StreamTableLayout::choose(features.sid_bits, false, highest.as_slice())
-            .map_err(SmmuError::StreamTable)?;
+        let stream_table = StreamTableLayout::choose(
+            features.sid_bits,
+            features.two_level_stream_table,
+            highest.as_slice(),
+        )
+        .map_err(SmmuError::StreamTable)?;
         let queues = Self::allocate(&features, stream_table)?;
         let smmu = Self {
             base,
@@ -176,6 +187,7 @@ impl Smmu {
             evtq_memory,
             stream_table,
             strtab_memory,
+            l2_tables: alloc::vec::Vec::new(),
         })
     }
 
@@ -250,30 +262,66 @@ impl Smmu {
         self.set_cr0(cr0::EVTQEN | cr0::CMDQEN | cr0::SMMUEN)
     }
 
-    /// Every STE of the (linear) table aborts except `streams`' (IHI 0070 §5.2: an STE
-    /// with V = 1 and Config = abort terminates the stream's transactions).
+    /// Every STE of the table aborts except `streams`' (IHI 0070 §5.2: an STE with V = 1
+    /// and Config = abort terminates the stream's transactions). In a two-level table
+    /// each group holding an assigned StreamID gets an L2 table of abort STEs plus those
+    /// streams' STEs, its L1 descriptor written last; every other group keeps an invalid
+    /// descriptor (SPAN 0: C_BAD_STREAMID, an abort). The SMMU is not enabled yet, and
+    /// `reset` publishes all of it (DSB) before STRTAB_BASE is written.
     fn fill_stream_table(&self, streams: &[(Range<u32>, Ste)]) -> Result<(), SmmuError> {
-        let q = self.queues.lock();
+        let mut q = self.queues.lock();
         let abort = Ste::abort().words();
-        for sid in 0..q.stream_table.stream_ids() {
-            let ste = (q.strtab_memory + sid * 64) as *mut [u64; 8];
-            // SAFETY: `sid` is below the table's entry count, so the 64-byte STE lies in
-            // the stream table's own zeroed pool memory; the SMMU is not enabled yet.
-            unsafe { ste.write_volatile(abort) };
+        let too_large =
+            |stream_id| SmmuError::StreamTable(StreamTableError::StreamIdTooLarge { stream_id });
+        if q.stream_table.format() == Format::Linear {
+            for sid in 0..q.stream_table.stream_ids() {
+                let ste = (q.strtab_memory + sid * 64) as *mut [u64; 8];
+                // SAFETY: `sid` is below the table's entry count, so the 64-byte STE lies
+                // in the stream table's own zeroed pool memory; the SMMU is not enabled.
+                unsafe { ste.write_volatile(abort) };
+            }
         }
         for (sids, ste) in streams {
             for sid in sids.clone() {
-                let Some(SteLocation::Linear { index }) = q.stream_table.locate(sid) else {
-                    return Err(SmmuError::StreamTable(
-                        super::stream_table::StreamTableError::StreamIdTooLarge { stream_id: sid },
-                    ));
+                let Some(location) = q.stream_table.locate(sid) else {
+                    return Err(too_large(sid));
                 };
-                let slot = (q.strtab_memory + u64::from(index) * 64) as *mut [u64; 8];
-                // SAFETY: as above, `locate` keeps `index` inside the table.
-                unsafe { slot.write_volatile(ste.words()) };
+                if let SteLocation::TwoLevel { l1_index, .. } = location
+                    && !q.l2_tables.iter().any(|&(index, _)| index == l1_index)
+                {
+                    let table = zeroed_pool_memory(L2_TABLE_BYTES)?;
+                    for slot in 0..L2_ENTRIES {
+                        // SAFETY: the L2 table was just allocated: L2_ENTRIES STEs of 64
+                        // bytes in pool memory only this driver uses.
+                        unsafe { ((table + slot * 64) as *mut [u64; 8]).write_volatile(abort) };
+                    }
+                    q.l2_tables.push((l1_index, table));
+                }
+                let address = Self::ste_slot(&q, location).ok_or(too_large(sid))?;
+                // SAFETY: `ste_slot` gives the STE's 64-byte slot inside the table.
+                unsafe { (address as *mut [u64; 8]).write_volatile(ste.words()) };
             }
         }
+        for &(l1_index, table) in &q.l2_tables {
+            let descriptor = l1_descriptor(table).map_err(SmmuError::StreamTable)?;
+            let slot = q.strtab_memory + u64::from(l1_index) * L1_DESCRIPTOR_BYTES;
+            // SAFETY: `l1_index` came from `locate`, so it is below the L1 table's entry
+            // count: the 8-byte descriptor lies in the base table's memory.
+            unsafe { (slot as *mut u64).write_volatile(descriptor) };
+        }
         Ok(())
+    }
+
+    /// The address of the STE `location` names, if its table exists.
+    fn ste_slot(q: &Queues, location: SteLocation) -> Option<u64> {
+        match location {
+            SteLocation::Linear { .. } => Some(q.strtab_memory + location.ste_offset()),
+            SteLocation::TwoLevel { l1_index, .. } => q
+                .l2_tables
+                .iter()
+                .find(|&&(index, _)| index == l1_index)
+                .map(|&(_, table)| table + location.ste_offset()),
+        }
     }
 
     /// Installs a stage-2 STE for `stream_id` translating through `config` (the guest's
@@ -295,16 +343,16 @@ impl Smmu {
         self.submit_and_sync(&mut [Command::cfgi_ste(stream_id, true)])
     }
 
-    /// Where `stream_id`'s STE lives (linear tables only for now: two-level tables need
-    /// their L2 tables allocated first).
+    /// Where `stream_id`'s STE lives (in a two-level table only the groups filled at
+    /// bring-up have one).
     fn ste_address(&self, stream_id: u32) -> Result<u64, SmmuError> {
         let q = self.queues.lock();
-        match q.stream_table.locate(stream_id) {
-            Some(SteLocation::Linear { index }) => Ok(q.strtab_memory + u64::from(index) * 64),
-            _ => Err(SmmuError::StreamTable(
-                super::stream_table::StreamTableError::StreamIdTooLarge { stream_id },
-            )),
-        }
+        q.stream_table
+            .locate(stream_id)
+            .and_then(|location| Self::ste_slot(&q, location))
+            .ok_or(SmmuError::StreamTable(StreamTableError::StreamIdTooLarge {
+                stream_id,
+            }))
     }
 
     /// Queues `commands`, then a CMD_SYNC, and waits until the SMMU has consumed the

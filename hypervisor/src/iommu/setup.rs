@@ -18,11 +18,8 @@ use platform::info::{MAX_SMMUS, PlatformInfo, SmmuV3};
 use super::driver::Smmu;
 use super::registers::Stage2Needs;
 use super::ste::{Stage2Config, Ste};
+use super::stream_table::coverable_streams;
 use crate::arch::aarch64::gic::distributor;
-
-/// StreamIDs a guest can be given per SMMU: the linear stream table covers them (16
-/// buses of a PCI segment, 256 KiB of table). Streams above it abort, and the log says so.
-pub const MAX_STREAM_IDS: u32 = 4096;
 
 /// An SMMU the hypervisor drives.
 pub struct DrivenSmmu {
@@ -76,14 +73,27 @@ pub fn bring_up(
         .iter()
         .filter(|s| s.phandle.is_some_and(|p| drivable.contains(&p)))
     {
-        let mine: ArrayVec<Range<u32>, 8> = streams
+        let features = Smmu::features_at(smmu.regs);
+        let asked: alloc::vec::Vec<Range<u32>> = streams
             .iter()
             .filter(|(phandle, _)| Some(*phandle) == smmu.phandle)
-            .map(|(_, sids)| capped(smmu, sids.clone()))
-            .take(8)
+            .map(|(_, sids)| sids.clone())
             .collect();
+        let (coverable, dropped) =
+            coverable_streams(&asked, features.two_level_stream_table, features.sid_bits);
+        if dropped > 0 {
+            log::warn!(
+                "SMMU {}: {dropped} StreamID(s) of the guest's stay aborting: beyond what its stream table covers ({})",
+                smmu.path,
+                if features.two_level_stream_table {
+                    "two-level, at most 16 L2 tables of 256 StreamIDs"
+                } else {
+                    "linear, the first 4096"
+                }
+            );
+        }
+        let mine: ArrayVec<Range<u32>, 8> = coverable.into_iter().take(8).collect();
         let highest = mine.iter().filter_map(|sids| sids.clone().last()).max();
-        let features = Smmu::features_at(smmu.regs);
         let ste = config
             .for_smmu(&features, output_end, highest)
             .map(|config| Ste::stage2(&config))
@@ -111,19 +121,6 @@ pub fn bring_up(
     }
     DRIVEN.call_once(|| driven);
     Ok(serving)
-}
-
-/// The streams the linear table can hold; the rest is reported and aborts.
-fn capped(smmu: &SmmuV3, sids: Range<u32>) -> Range<u32> {
-    if sids.end > MAX_STREAM_IDS {
-        log::warn!(
-            "SMMU {}: StreamIDs {:#x}..{:#x} stay aborting (the stream table covers the first {MAX_STREAM_IDS})",
-            smmu.path,
-            sids.start.max(MAX_STREAM_IDS),
-            sids.end
-        );
-    }
-    sids.start.min(MAX_STREAM_IDS)..sids.end.min(MAX_STREAM_IDS)
 }
 
 /// Routes the SMMU's event and global-error interrupts to this CPU, edge-triggered: the

@@ -426,3 +426,83 @@ mod tests {
         }
     }
 }
+
+/// L2 tables (16 KiB each) a two-level stream table may have: as much memory as the
+/// largest linear table ([`MAX_LINEAR_ENTRIES`] STEs, 256 KiB). A PCI host bridge given
+/// whole maps every Requester ID, and which buses its devices will sit on is the guest's
+/// choice (it numbers the buses behind bridges), so its StreamIDs cannot be narrowed to
+/// the ones in use: they are covered from the lowest group up, to this budget.
+pub const MAX_L2_TABLES: usize = 16;
+
+/// The most STEs of a linear stream table this driver builds (256 KiB).
+pub const MAX_LINEAR_ENTRIES: u32 = 4096;
+
+/// The StreamID ranges a stream table can cover for a guest, from `ranges` (in order of
+/// StreamID, each clipped): below [`MAX_LINEAR_ENTRIES`] for a linear table; for a
+/// two-level one, below 2^`sid_bits` (at most 2^25) and within [`MAX_L2_TABLES`] groups
+/// of [`L2_ENTRIES`], lowest first. Returns the kept ranges and how many StreamIDs were
+/// left out (those abort).
+pub fn coverable_streams(
+    ranges: &[core::ops::Range<u32>],
+    two_level: bool,
+    sid_bits: u8,
+) -> (alloc::vec::Vec<core::ops::Range<u32>>, u64) {
+    let mut sorted: alloc::vec::Vec<core::ops::Range<u32>> =
+        ranges.iter().filter(|r| r.start < r.end).cloned().collect();
+    sorted.sort_by_key(|r| r.start);
+    let sid_end = if two_level {
+        (MAX_L1_ENTRIES << SPLIT).min(1u64 << sid_bits.min(32))
+    } else {
+        u64::from(MAX_LINEAR_ENTRIES).min(1u64 << sid_bits.min(32))
+    };
+    let mut groups: alloc::vec::Vec<u64> = alloc::vec::Vec::new();
+    let mut kept = alloc::vec::Vec::new();
+    let mut dropped = 0u64;
+    for range in sorted {
+        let (start, end) = (u64::from(range.start), u64::from(range.end));
+        let mut keep_end = start;
+        for sid in start..end.min(sid_end) {
+            if two_level {
+                let group = sid >> SPLIT;
+                if !groups.contains(&group) {
+                    if groups.len() == MAX_L2_TABLES {
+                        break;
+                    }
+                    groups.push(group);
+                }
+            }
+            keep_end = sid + 1;
+        }
+        dropped += end - keep_end;
+        if keep_end > start {
+            // Both ends fit u32: they come from a u32 range.
+            kept.push(range.start..keep_end as u32);
+        }
+    }
+    (kept, dropped)
+}
+
+#[cfg(test)]
+mod coverage_tests {
+    use super::*;
+
+    #[test]
+    fn a_whole_bridge_is_covered_to_the_budget_and_sparse_streams_beyond_4096_fit() {
+        // QEMU's PCIe bridge maps every Requester ID.
+        let (kept, dropped) = coverable_streams(&[0..0x1_0000], false, 16);
+        assert_eq!((kept, dropped), (alloc::vec![0..4096], 0x1_0000 - 4096));
+        let (kept, dropped) = coverable_streams(&[0..0x1_0000], true, 16);
+        assert_eq!((kept, dropped), (alloc::vec![0..16 * 256], 0x1_0000 - 4096));
+        // Two platform devices far apart: two L2 tables, nothing dropped.
+        let (kept, dropped) = coverable_streams(&[0x12_3400..0x12_3401, 0x10..0x11], true, 24);
+        assert_eq!(
+            (kept, dropped),
+            (alloc::vec![0x10..0x11, 0x12_3400..0x12_3401], 0)
+        );
+        // Linear: nothing beyond 4096; SIDSIZE limits both.
+        let (kept, dropped) = coverable_streams(&[0x12_3400..0x12_3401], false, 24);
+        assert_eq!((kept, dropped), (alloc::vec![], 1));
+        let (kept, dropped) = coverable_streams(&[0..0x1_0000], true, 8);
+        assert_eq!((kept, dropped), (alloc::vec![0..256], 0x1_0000 - 256));
+    }
+}
