@@ -33,9 +33,12 @@
 #                           them, dumped with dumpdtb=; extra QEMU arguments are left out)
 #                           plus /chosen/domU1 .. domUN, each with compatible "xen,domain",
 #                           memory, cpus, vpl011 and its kernel and initrd as multiboot
-#                           modules (the kernel's with the guest's bootargs), written to
-#                           target/guests.dtb (also by --print-qemu, so the line it prints
-#                           runs) and passed with -dtb. QEMU's generic loader (-device
+#                           modules (the kernel's with the guest's bootargs), and --append
+#                           also as xen,xen-bootargs (where Xen reads its command line; the
+#                           hypervisor reads bootargs), written to target/guests-<hash>.dtb,
+#                           one file per content (also by --print-qemu, so the line it prints
+#                           runs, and runs of other shapes never share one) and passed with
+#                           -dtb. QEMU's generic loader (-device
 #                           loader, raw) puts the modules 2 MiB aligned from RAM base +
 #                           256 MiB, in the order kernel 1, initrd 1, kernel 2, ...
 #                           Static partitioning, as in Bao, Jailhouse and hvisor: each vCPU
@@ -636,7 +639,11 @@ write_guests_dtb() {
         put -t u "$dtb" "$node" "#address-cells" 2
         put -t s "$dtb" "$node" compatible xen,domain
     done
-    mv -f "$dtb" "$target_dir/guests.dtb"
+    # Xen takes its command line from here (the hypervisor from /chosen/bootargs, which
+    # QEMU writes from -append): the same DTB boots either.
+    [ -z "$append" ] || put -t s -- "$dtb" /chosen xen,xen-bootargs "$append"
+    guests_dtb="$target_dir/guests-$(sha256sum "$dtb" | cut -c1-16).dtb"
+    mv -f "$dtb" "$guests_dtb"
 }
 
 # Above this, RAM is a non-reserving memory backend (see --mem).
@@ -730,7 +737,7 @@ elif [ "$mode" = linux ] && [ "$guests" -ge 1 ]; then
     # writes its own /chosen/module nodes into QEMU's DTB, which -dtb replaces.
     plan_guests
     write_guests_dtb
-    qemu+=(-dtb "$target_dir/guests.dtb")
+    qemu+=(-dtb "$guests_dtb")
     for ((i = 1; i <= guests; i++)); do
         qemu+=(-device "loader,file=${g_kernel[i]//,/,,},addr=$(printf '0x%x' "${g_kernel_addr[i]}"),force-raw=on"
                -device "loader,file=${g_initrd[i]//,/,,},addr=$(printf '0x%x' "${g_initrd_addr[i]}"),force-raw=on")

@@ -253,13 +253,13 @@ MIB = 1 << 20
                      "run.sh --guests wants qemu-system-aarch64 and fdtput, these tests dtc")
 class RunShGuests(RunShCase):
     """run.sh --guests N: the QEMU command line, and the dom0less DTB it writes to
-    $CARGO_TARGET_DIR/guests.dtb (here the temporary directory)."""
+    $CARGO_TARGET_DIR/guests-<hash>.dtb (here the temporary directory)."""
 
     def guests(self, *args):
         """(argv, {path: props} of guests.dtb, the DTS text) of run.sh --print-qemu with args."""
         argv = self.print_qemu("--hypervisor", self.hyp, *args, env={"CARGO_TARGET_DIR": self.tmp.name})
-        dtb = os.path.join(self.tmp.name, "guests.dtb")
-        self.assertEqual(argv[argv.index("-dtb") + 1], dtb)
+        dtb = argv[argv.index("-dtb") + 1]
+        self.assertRegex(dtb, "^" + re.escape(os.path.join(self.tmp.name, "guests-")) + "[0-9a-f]{16}[.]dtb$")
         dts = subprocess.run(["dtc", "-I", "dtb", "-O", "dts", dtb], capture_output=True, text=True)
         self.assertEqual(dts.returncode, 0, dts.stderr)
         return argv, parse_dts(dts.stdout), dts.stdout

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use qemu_tests::{Run, run};
 
-/// `run.sh --guests` writes one `target/guests.dtb`: these runs take turns.
+/// Two-to-four-vCPU machines on a small host: these runs take turns.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// The `hyp-facts: guest=N ...` line of guest `number`, as key/value pairs.
