@@ -34,6 +34,12 @@
   scripts/bench.sh phases     where the boot time goes: host time between kernel messages
                               (earlycon), direct vs stage-2 blocks vs stage-2 pages, and PC
                               samples of the phase that grows most under the hypervisor
+  scripts/bench.sh guests     several guests at once (run.sh --guests N, 1 GiB and one vCPU each):
+                              wall time until every guest's userspace is up, 1 guest against
+                              2, and the hypervisor's memory per additional guest; with
+                              --with-xen also Xen 4.17 booting the same dom0less DTB on the same
+                              QEMU line (its free memory, debug key m, with 1 guest minus with
+                              2, less the guest's RAM), and the goal: ours lower
   scripts/bench.sh all        every table above on standard output, no report files
 
 Options:
@@ -60,7 +66,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchlib import devices, phases, scale, sections  # noqa: E402
+from benchlib import devices, guests, phases, scale, sections  # noqa: E402
 from benchlib.common import REPO, BenchError, progress  # noqa: E402
 from benchlib.report import write_report  # noqa: E402
 
@@ -78,9 +84,11 @@ SINGLE = {
     "scale": [("Scale: EL2 map and stage 2 from 1 GiB up, blocks against forced 4K pages", scale.section_scale)],
     "engine": [("Engine host benchmarks", sections.section_engine)],
     "phases": [("Guest boot phases", phases.section_phases)],
+    "guests": [("Several guests at once", guests.section_guests)],
 }
 SINGLE["all"] = SINGLE["map"] + SINGLE["exits"] + SINGLE["latency"] + SINGLE["disk"] + SINGLE["stage2"] \
-    + SINGLE["heap"][2:] + SINGLE["scale"] + SINGLE["protect"] + SINGLE["smmu"] + SINGLE["engine"] + SINGLE["phases"]
+    + SINGLE["heap"][2:] + SINGLE["scale"] + SINGLE["protect"] + SINGLE["smmu"] + SINGLE["engine"] + SINGLE["phases"] \
+    + SINGLE["guests"]
 
 
 def build(ctx, snapshot_dir):

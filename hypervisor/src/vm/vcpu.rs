@@ -477,9 +477,13 @@ pub fn inject_into_guest(frame: &mut TrapFrame, exception: SyncException) {
 
 /// The report of a guest that ended: its refused accesses, console tail, exits and vGIC.
 /// With several guests each line names the guest (`guest=N` first).
-fn report_guest_end(vm: &Vm) {
+fn report_guest_end(vm: &Vm, how: GuestEnd) {
+    let what = match how {
+        GuestEnd::PoweredOff => "PSCI SYSTEM_OFF",
+        GuestEnd::ResetRefused => "stopped, its reset refused",
+    };
     log::info!(
-        "guest {}: ended ({} stage-2 fault(s) retried, {} TLB conflict abort(s) at EL2, {} from the guest)",
+        "guest {}: {what} ({} stage-2 fault(s) retried, {} TLB conflict abort(s) at EL2, {} from the guest)",
         vm.number,
         vm.stats.retried_faults.load(Ordering::Relaxed),
         crate::arch::aarch64::conflict::el2_tlb_conflicts(),
@@ -520,7 +524,7 @@ fn report_guest_end(vm: &Vm) {
 /// stop its other vCPUs and this CPU. The last guest to end ends the run: success when
 /// every guest powered off cleanly, else a failure naming the first that did not.
 fn guest_ended(vm: &Vm, how: GuestEnd) -> ! {
-    report_guest_end(vm);
+    report_guest_end(vm, how);
     if registry::end(vm.number, how) {
         log::info!(
             "stage 2: {} TLBI(s) issued with their guest's VMID switched in",
