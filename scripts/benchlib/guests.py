@@ -66,7 +66,12 @@ def run_guests(argv, count, xen, timeout=300, log=None):
     start = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines, pending, up = [], b"", set()
-    up_s, free_kib, asked = None, None, False
+    up_s, free_kib, asked, switches = None, None, False, 0
+
+    def send(keys):
+        proc.stdin.write(keys)
+        proc.stdin.flush()
+
     try:
         while time.monotonic() - start < timeout:
             ready, _, _ = select.select([proc.stdout], [], [], 1.0)
@@ -88,13 +93,17 @@ def run_guests(argv, count, xen, timeout=300, log=None):
                 if up_s is None and len(up) == count:
                     up_s = time.monotonic() - start
                     if xen:
-                        # Xen's console: three Ctrl-a switch input to Xen, `m` dumps memory.
-                        proc.stdin.write(CTRL_A * 3)
-                        proc.stdin.flush()
-                        time.sleep(0.5)
-                        proc.stdin.write(b"m")
-                        proc.stdin.flush()
+                        # Xen's console input cycles DOM0 (none here), DOM1, ..., Xen, each
+                        # step three Ctrl-a; once it says Xen has it, `m` dumps memory.
+                        switches += 1
+                        send(CTRL_A * 3)
+                if xen and up_s is not None and not asked and "*** Serial input to " in line:
+                    if "*** Serial input to Xen" in line:
+                        send(b"m")
                         asked = True
+                    elif switches <= count + 2:
+                        switches += 1
+                        send(CTRL_A * 3)
                 if asked:
                     found = re.search(r"Dom heap: (\d+)kB free", line)
                     if found:
