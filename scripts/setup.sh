@@ -7,6 +7,11 @@
 #   scripts/setup.sh --no-guest skip the guest kernel and busybox download
 #   scripts/setup.sh --module   also install what cross-building guest kernel modules needs
 #                               (scripts/build-guest-module.sh)
+#   scripts/setup.sh --stable-kernel
+#                               also Debian bookworm's own arm64 cloud kernel (an older
+#                               stable series than the default guest's backports one), as
+#                               .cache/guest-stable/Image: a second stock kernel for the
+#                               tests that boot different kernels side by side
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,8 +19,15 @@ cache="$repo/.cache"
 guest_dir="$cache/guest"
 want_guest=1
 want_module=0
-[ "${1:-}" = "--no-guest" ] && want_guest=0
-[ "${1:-}" = "--module" ] && want_module=1
+want_stable_kernel=0
+for arg in "$@"; do
+    case "$arg" in
+        --no-guest) want_guest=0 ;;
+        --module) want_module=1 ;;
+        --stable-kernel) want_stable_kernel=1 ;;
+        *) printf 'setup: error: unknown argument %s\n' "$arg" >&2; exit 2 ;;
+    esac
+done
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -122,6 +134,38 @@ download_arm64() {
     ls -t "$guest_dir/debs/${name}"_*_arm64.deb 2>/dev/null | head -n 1
 }
 
+# Debian's arm64 cloud kernel of `suite` as `dir`/Image, its package name in
+# `dir`/kernel-package (resolved through the metapackage, so nothing names a version).
+fetch_kernel() {
+    local suite=$1 dir=$2
+    mkdir -p "$dir"
+    local meta
+    meta=$(download_arm64 linux-image-cloud-arm64 "$suite") \
+        || die "cannot download linux-image-cloud-arm64:arm64 from $suite"
+    local kpkg
+    kpkg=$(dpkg-deb -f "$meta" Depends | tr ',' '\n' | sed -n 's/^ *\(linux-image-[^ (]*\).*/\1/p' | head -n 1)
+    [ -n "$kpkg" ] || die "cannot resolve the kernel package from $(basename "$meta")"
+    kpkg=${kpkg%:arm64}
+    say "downloading kernel $kpkg ($suite) into ${dir#"$repo"/}"
+    local kdeb
+    kdeb=$(download_arm64 "$kpkg" "$suite") || die "cannot download $kpkg:arm64"
+    rm -rf "$dir/kernel-root"
+    dpkg-deb -x "$kdeb" "$dir/kernel-root"
+    local vmlinuz
+    vmlinuz=$(ls "$dir"/kernel-root/boot/vmlinuz-* 2>/dev/null | head -n 1)
+    [ -n "$vmlinuz" ] || die "$kpkg has no /boot/vmlinuz-*"
+    cp "$vmlinuz" "$dir/Image"
+    echo "$kpkg" >"$dir/kernel-package"
+    rm -rf "$dir/kernel-root"
+}
+
+ensure_stable_kernel() {
+    [ "$want_stable_kernel" -eq 1 ] || return 0
+    [ -s "$cache/guest-stable/Image" ] && return
+    apt_update
+    fetch_kernel bookworm "$cache/guest-stable"
+}
+
 ensure_guest() {
     [ "$want_guest" -eq 1 ] || return 0
     if [ -s "$guest_dir/Image" ] && [ -x "$guest_dir/busybox" ]; then return; fi
@@ -133,26 +177,7 @@ ensure_guest() {
     ensure_backports_source
     apt_update
     mkdir -p "$guest_dir"
-    local suite=${GUEST_KERNEL_SUITE:-bookworm-backports}
-    # Resolve the versioned kernel package through the metapackage's dependency.
-    local meta
-    meta=$(download_arm64 linux-image-cloud-arm64 "$suite") \
-        || die "cannot download linux-image-cloud-arm64:arm64 from $suite"
-    local kpkg
-    kpkg=$(dpkg-deb -f "$meta" Depends | tr ',' '\n' | sed -n 's/^ *\(linux-image-[^ (]*\).*/\1/p' | head -n 1)
-    [ -n "$kpkg" ] || die "cannot resolve the kernel package from $(basename "$meta")"
-    kpkg=${kpkg%:arm64}
-    say "downloading guest kernel $kpkg ($suite)"
-    local kdeb
-    kdeb=$(download_arm64 "$kpkg" "$suite") || die "cannot download $kpkg:arm64"
-    rm -rf "$guest_dir/kernel-root"
-    dpkg-deb -x "$kdeb" "$guest_dir/kernel-root"
-    local vmlinuz
-    vmlinuz=$(ls "$guest_dir"/kernel-root/boot/vmlinuz-* 2>/dev/null | head -n 1)
-    [ -n "$vmlinuz" ] || die "$kpkg has no /boot/vmlinuz-*"
-    cp "$vmlinuz" "$guest_dir/Image"
-    echo "$kpkg" >"$guest_dir/kernel-package"
-    rm -rf "$guest_dir/kernel-root"
+    fetch_kernel "${GUEST_KERNEL_SUITE:-bookworm-backports}" "$guest_dir"
 
     say "downloading busybox-static:arm64"
     local bdeb
@@ -256,5 +281,6 @@ ensure_host_packages
 ensure_qemu
 ensure_rust_target
 ensure_guest
+ensure_stable_kernel
 [ "$want_module" -eq 1 ] && ensure_guest_module_toolchain
 say "ready: $(qemu-system-aarch64 --version | head -n 1); guest kernel: $(cat "$guest_dir/kernel-package" 2>/dev/null || echo none)"

@@ -98,9 +98,26 @@ fn assert_guests(run: &Run, expected: &[(u32, u64)]) {
     );
 }
 
+/// Debian bookworm's own cloud kernel (6.1), beside the default guest's backports one
+/// (`scripts/setup.sh --stable-kernel` fetches it once).
+fn stable_kernel() -> String {
+    let setup = std::process::Command::new(qemu_tests::repo_root().join("scripts/setup.sh"))
+        .arg("--stable-kernel")
+        .output()
+        .expect("cannot start scripts/setup.sh");
+    assert!(
+        setup.status.success(),
+        "scripts/setup.sh --stable-kernel failed\n{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+    let image = qemu_tests::repo_root().join(".cache/guest-stable/Image");
+    image.to_string_lossy().into_owned()
+}
+
 #[test]
-fn two_guests_of_different_sizes_boot_side_by_side_on_max() {
+fn two_guests_of_different_kernels_and_sizes_boot_side_by_side_on_max() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let stable = stable_kernel();
     let run = run(
         "multi_guest_two_max",
         &[
@@ -122,6 +139,8 @@ fn two_guests_of_different_sizes_boot_side_by_side_on_max() {
             "3",
             "--guest",
             "2",
+            "--kernel",
+            &stable,
             "--guest-mem",
             "512M",
             "--guest-cpus",
@@ -133,6 +152,17 @@ fn two_guests_of_different_sizes_boot_side_by_side_on_max() {
         ],
     );
     assert_guests(&run, &[(3, 1 << 30), (1, 512 << 20)]);
+    // Each runs its own kernel: the default (backports) one and bookworm's 6.1.
+    let release = |guest| {
+        run.guest_lines(guest)
+            .find_map(|l| l.strip_prefix("guest: userspace reached on "))
+            .and_then(|rest| rest.split(',').next())
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("guest {guest} reached no userspace\n{}", run.console))
+    };
+    let (first, second) = (release(1), release(2));
+    assert_ne!(first, second, "both guests ran one kernel");
+    assert!(second.starts_with("6.1."), "guest 2 ran {second}");
 }
 
 #[test]
