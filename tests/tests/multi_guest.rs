@@ -438,3 +438,122 @@ fn each_guest_is_refused_everything_outside_its_ram_including_the_others_ram() {
         run.console
     );
 }
+
+/// The DTB `run.sh` writes for `args` (from its `--print-qemu` line), copied to
+/// `target/qemu-tests/NAME.dtb` for a test to break.
+fn guests_dtb_copy(name: &str, args: &[&str]) -> std::path::PathBuf {
+    let root = qemu_tests::repo_root();
+    let out = std::process::Command::new(root.join("scripts/run.sh"))
+        .args(args)
+        .arg("--print-qemu")
+        .output()
+        .expect("cannot start scripts/run.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words
+        .iter()
+        .position(|w| *w == "-dtb")
+        .expect("a -dtb argument");
+    let copy = root.join("target/qemu-tests").join(format!("{name}.dtb"));
+    std::fs::create_dir_all(copy.parent().expect("a folder")).expect("target/qemu-tests");
+    std::fs::copy(words[at + 1], &copy).expect("copy the guests' DTB");
+    copy
+}
+
+fn fdtput(dtb: &std::path::Path, args: &[&str]) {
+    let status = std::process::Command::new("fdtput")
+        .arg("-t")
+        .arg("u")
+        .arg(dtb)
+        .args(args)
+        .status()
+        .expect("cannot start fdtput");
+    assert!(status.success(), "fdtput {args:?}");
+}
+
+#[test]
+fn a_bad_description_is_refused_naming_the_node_before_any_guest_starts() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let args = [
+        "linux",
+        "--smp",
+        "2",
+        "--mem",
+        "3G",
+        "--guests",
+        "2",
+        "--timeout",
+        "120",
+    ];
+    // domU2 asks for 64 GiB (in KiB, two cells); domU1 is fine.
+    let dtb = guests_dtb_copy("multi_guest_bad_memory", &args);
+    fdtput(
+        &dtb,
+        &["/chosen/domU2", "memory", "0", &(64u64 << 20).to_string()],
+    );
+    let dtb = dtb.to_string_lossy().into_owned();
+    let mut with_dtb: Vec<&str> = args.to_vec();
+    with_dtb.extend(["--", "-dtb", &dtb]);
+    let run = run("multi_guest_bad_memory", &with_dtb);
+    assert_eq!(run.status, Some(1), "{}", run.console);
+    let outcome = run.outcome_line().unwrap_or_default();
+    assert!(outcome.starts_with("hyp-exit: failure"), "{}", run.console);
+    assert!(
+        run.hypervisor_lines()
+            .any(|l| l.contains("/chosen/domU2") && l.contains("RAM")),
+        "{}",
+        run.console
+    );
+    assert_eq!(run.guest_lines(1).count() + run.guest_lines(2).count(), 0);
+
+    // domU1's kernel module is said to be 1 MiB: shorter than its own PE/COFF sections.
+    let dtb = guests_dtb_copy("multi_guest_truncated_kernel", &args);
+    let listing = std::process::Command::new("fdtget")
+        .args(["-l"])
+        .arg(&dtb)
+        .arg("/chosen/domU1")
+        .output()
+        .expect("cannot start fdtget");
+    let kernel = String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .map(|module| format!("/chosen/domU1/{module}"))
+        .find(|path| {
+            std::process::Command::new("fdtget")
+                .arg(&dtb)
+                .arg(path)
+                .arg("compatible")
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("multiboot,kernel"))
+        })
+        .expect("domU1's kernel module");
+    let base = std::process::Command::new("fdtget")
+        .args(["-t", "u"])
+        .arg(&dtb)
+        .arg(&kernel)
+        .arg("reg")
+        .output()
+        .expect("fdtget reg");
+    let reg: Vec<String> = String::from_utf8_lossy(&base.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(reg.len(), 4, "{reg:?}");
+    fdtput(&dtb, &[&kernel, "reg", &reg[0], &reg[1], "0", "1048576"]);
+    let dtb = dtb.to_string_lossy().into_owned();
+    let mut with_dtb: Vec<&str> = args.to_vec();
+    with_dtb.extend(["--", "-dtb", &dtb]);
+    let run = qemu_tests::run("multi_guest_truncated_kernel", &with_dtb);
+    assert_eq!(run.status, Some(1), "{}", run.console);
+    assert!(
+        run.hypervisor_lines()
+            .any(|l| l.contains("/chosen/domU1") && l.contains("truncated")),
+        "{}",
+        run.console
+    );
+    assert_eq!(run.guest_lines(1).count() + run.guest_lines(2).count(), 0);
+}
