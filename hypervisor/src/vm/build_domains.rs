@@ -221,7 +221,7 @@ fn prepare_one(
     let ipa_ram = [backing.ipa];
     let (entry, dtb) = match load_domain(domain, host_dtb, backing, vcpus) {
         Ok(started) => started,
-        Err(error) => refuse(format_args!("{}: {error}", domain.path)),
+        Err(error) => refuse(format_args!("{error}")),
     };
     let devices = emulated_devices(info, vcpus);
     let ram = [RamMapping {
@@ -318,7 +318,8 @@ fn prepare_one(
 /// reset (`crate::vm::reset`), so a restarted guest boots as it did the first time.
 ///
 /// # Errors
-/// The loader's refusal, or a plan that would write outside the guest's RAM.
+/// The loader's refusal, or a plan that would write outside the guest's RAM, each
+/// naming the domain's node.
 pub fn load_domain(
     domain: &DomainSpec,
     host_dtb: &[u8],
@@ -344,16 +345,23 @@ pub fn load_domain(
             core::slice::from_raw_parts(kernel.base as *const u8, kernel.size.min(4096) as usize)
         }
     };
-    let plan = guest_loader::plan_domain(domain, host_dtb, &config, read_head)
-        .map_err(|error| alloc::format!("{error}"))?;
+    let plan =
+        guest_loader::plan_domain(domain, host_dtb, &config, read_head).map_err(|error| {
+            match error {
+                // Already names the domain's node.
+                guest_loader::LoadError::KernelExtent { .. } => alloc::format!("{error}"),
+                other => alloc::format!("{}: {other}", domain.path),
+            }
+        })?;
     let inside = |ipa: u64, len: u64| {
         len > 0 && backing.pa_of(ipa).is_some() && backing.pa_of(ipa + (len - 1)).is_some()
     };
     if !plan.placement.copies.iter().all(|c| inside(c.dst, c.len))
         || !inside(plan.placement.dtb.base, plan.dtb.len() as u64)
     {
-        return Err(alloc::string::String::from(
-            "a module placed outside its RAM",
+        return Err(alloc::format!(
+            "{}: a module placed outside its RAM",
+            domain.path
         ));
     }
     place_modules(&plan, |ipa| backing.pa_of(ipa).unwrap_or(u64::MAX));
