@@ -12,8 +12,11 @@ use hyp_abi::console::{OUTCOME_PREFIX, Outcome};
 use qemu_tests::repo_root;
 
 fn qmp(stream: &mut UnixStream, reader: &mut BufReader<UnixStream>, command: &str) -> String {
-    stream.write_all(command.as_bytes()).expect("qmp write");
-    stream.write_all(b"\n").expect("qmp write");
+    // One write: QEMU acts on a command as soon as its JSON object is complete, so after
+    // a `quit` a separate newline could meet a closed socket.
+    stream
+        .write_all(format!("{command}\n").as_bytes())
+        .expect("qmp write");
     let mut line = String::new();
     loop {
         line.clear();
@@ -100,7 +103,8 @@ fn a_panic_leaves_a_decodable_record_in_the_crash_region() {
         ),
     );
     assert!(reply.contains("\"return\""), "pmemsave: {reply}");
-    let _ = qmp(&mut stream, &mut reader, r#"{"execute":"quit"}"#);
+    // QEMU may close the socket before it answers: nothing to check.
+    let _ = stream.write_all(b"{\"execute\":\"quit\"}\n");
     let _ = child.wait();
 
     let decoded = Command::new("python3")
