@@ -489,6 +489,15 @@ fn report_guest_end(vm: &Vm, how: GuestEnd) {
         crate::arch::aarch64::conflict::el2_tlb_conflicts(),
         vm.stats.tlb_conflicts.load(Ordering::Relaxed)
     );
+    let (pages, cap, capped) = vm.stage2.lock().hardware().page_use();
+    log::info!(
+        "guest {}: its stage 2 holds {pages} table page(s) at the end{}",
+        vm.number,
+        match cap {
+            Some(cap) => alloc::format!(" (cap {cap}, {capped} allocation(s) refused by it)"),
+            None => alloc::string::String::new(),
+        }
+    );
     let several = registry::count() > 1;
     let guest = |number: u16| {
         if several {
