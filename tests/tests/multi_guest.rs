@@ -557,3 +557,70 @@ fn a_bad_description_is_refused_naming_the_node_before_any_guest_starts() {
     );
     assert_eq!(run.guest_lines(1).count() + run.guest_lines(2).count(), 0);
 }
+
+#[test]
+fn console_input_reaches_each_guest_in_turn_and_the_hypervisor() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let root = qemu_tests::repo_root();
+    let log = root.join("target/qemu-tests/multi_guest_console_focus.log");
+    let _ = std::fs::remove_file(&log);
+    // Both guests end at a shell (no check options); what is typed goes to the guest with
+    // focus, Ctrl-a three times moves it on: guest 1, guest 2, the hypervisor, guest 1.
+    let mut child = std::process::Command::new(root.join("scripts/run.sh"))
+        .arg("--log")
+        .arg(&log)
+        .args(["linux", "--guests", "2", "--timeout", "300"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cannot start scripts/run.sh");
+    let mut input = child.stdin.take().expect("stdin");
+    let console = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .replace('\r', "")
+    };
+    let wait_for = |what: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            let text = console();
+            if what(&text) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "timed out\n{text}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let mut send = |bytes: &[u8]| {
+        input.write_all(bytes).expect("type");
+        input.flush().expect("type");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let printed = |text: &str, guest: u16, line: &str| {
+        text.lines().any(|l| l == format!("(g{guest}) {line}"))
+    };
+    wait_for(&|t| t.matches("guest: type 'poweroff -f' to stop").count() == 2);
+    // The shell computes what it echoes, so only the guest's own answer matches.
+    send(b"echo typed-into-$((40+1))\r");
+    wait_for(&|t| printed(t, 1, "typed-into-41"));
+    send(b"\x01\x01\x01");
+    send(b"echo typed-into-$((40+2))\r");
+    wait_for(&|t| printed(t, 2, "typed-into-42"));
+    send(b"\x01\x01\x01");
+    send(b"s");
+    wait_for(&|t| t.contains("guest 2: exits "));
+    send(b"\x01\x01\x01");
+    send(b"poweroff -f\r");
+    wait_for(&|t| t.contains("hyp-exits: guest=1 "));
+    // Focus stays on guest 1, which has ended; one more switch reaches guest 2.
+    send(b"\x01\x01\x01");
+    send(b"poweroff -f\r");
+    wait_for(&|t| t.contains("hyp-exit: "));
+    let _ = child.wait();
+    let text = console();
+    assert!(text.contains("hyp-exit: success"), "{text}");
+    assert!(!printed(&text, 2, "typed-into-41") && !printed(&text, 1, "typed-into-42"));
+}
