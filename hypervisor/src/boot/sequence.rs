@@ -284,6 +284,7 @@ fn init_console_input(info: &PlatformInfo<'_>) {
         crate::console::input::InputSinks {
             guest: crate::vm::emulation::console_input_for,
             hypervisor: crate::vm::emulation::hypervisor_key,
+            guest_alive: crate::vm::registry::is_running,
         },
     );
 }

@@ -1,6 +1,7 @@
 //! Whose console input it is. Typed characters go to the guest (or the hypervisor) that
 //! has focus; Ctrl-a three times in a row moves focus on: guest 1, guest 2, ..., the
-//! hypervisor, guest 1 again (Xen's switch, with the same key). Ctrl-a's that do not make
+//! hypervisor, guest 1 again (Xen's switch, with the same key), passing over guests that
+//! have ended. Ctrl-a's that do not make
 //! a run of three are handed on as typed, so a guest still receives a lone Ctrl-a (a
 //! shell's beginning-of-line). Portable.
 
@@ -56,12 +57,17 @@ impl InputFocus {
     /// One typed character: at most [`SWITCH_RUN`] deliveries (held-back Ctrl-a's and the
     /// byte), or a switch.
     pub fn take(&mut self, byte: u8) -> ArrayVec<Routed, 3> {
+        self.take_among(byte, &|_| true)
+    }
+
+    /// [`Self::take`], a switch passing over the guests `alive` says have ended.
+    pub fn take_among(&mut self, byte: u8, alive: &dyn Fn(u16) -> bool) -> ArrayVec<Routed, 3> {
         let mut out = ArrayVec::new();
         if byte == SWITCH_KEY {
             self.switch_run += 1;
             if self.switch_run == SWITCH_RUN {
                 self.switch_run = 0;
-                self.focus = self.next();
+                self.focus = self.next_among(alive);
                 out.push(Routed::Switched(self.focus));
             }
             return out;
@@ -73,8 +79,21 @@ impl InputFocus {
         out
     }
 
-    fn next(&self) -> Focus {
-        match self.focus {
+    /// The next focus in the cycle whose guest is alive (the hypervisor always is).
+    fn next_among(&self, alive: &dyn Fn(u16) -> bool) -> Focus {
+        let mut candidate = self.next_after(self.focus);
+        // At most one lap: guests and the hypervisor.
+        for _ in 0..=self.guests {
+            match candidate {
+                Focus::Guest(n) if !alive(n) => candidate = self.next_after(candidate),
+                _ => break,
+            }
+        }
+        candidate
+    }
+
+    fn next_after(&self, focus: Focus) -> Focus {
+        match focus {
             Focus::Guest(n) if n < self.guests => Focus::Guest(n + 1),
             Focus::Guest(_) => Focus::Hypervisor,
             Focus::Hypervisor if self.guests > 0 => Focus::Guest(1),
@@ -107,6 +126,29 @@ mod tests {
             typed(&mut f, &[1, 1, 1]),
             [Routed::Switched(Focus::Guest(1))]
         );
+    }
+
+    #[test]
+    fn a_switch_passes_over_guests_that_ended() {
+        let mut f = InputFocus::new(3);
+        let alive = |n: u16| n != 2;
+        let mut switch = |f: &mut InputFocus| {
+            [1u8, 1, 1]
+                .iter()
+                .flat_map(|&b| f.take_among(b, &alive))
+                .collect::<alloc::vec::Vec<_>>()
+        };
+        assert_eq!(switch(&mut f), [Routed::Switched(Focus::Guest(3))]);
+        assert_eq!(switch(&mut f), [Routed::Switched(Focus::Hypervisor)]);
+        assert_eq!(switch(&mut f), [Routed::Switched(Focus::Guest(1))]);
+        // Every guest ended: the hypervisor keeps focus.
+        let mut none = InputFocus::new(2);
+        let dead = |_: u16| false;
+        let routed: alloc::vec::Vec<_> = [1u8, 1, 1]
+            .iter()
+            .flat_map(|&b| none.take_among(b, &dead))
+            .collect();
+        assert_eq!(routed, [Routed::Switched(Focus::Hypervisor)]);
     }
 
     #[test]

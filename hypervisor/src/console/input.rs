@@ -23,6 +23,8 @@ static DROPPED: AtomicU64 = AtomicU64::new(0);
 pub struct InputSinks {
     pub guest: fn(u16, &[u8]) -> usize,
     pub hypervisor: fn(u8),
+    /// Whether guest N still runs (a switch passes over those that ended).
+    pub guest_alive: fn(u16) -> bool,
 }
 
 static SINKS: spin::Once<InputSinks> = spin::Once::new();
@@ -83,7 +85,7 @@ fn receive() {
     {
         let mut focus = FOCUS.lock();
         for &byte in &typed {
-            for outcome in focus.take(byte) {
+            for outcome in focus.take_among(byte, &sinks.guest_alive) {
                 let _ = routed.try_push(outcome);
             }
         }
