@@ -85,6 +85,29 @@ fn free_for_guests(
     free
 }
 
+/// What a dom0less node may ask that this hypervisor does not do yet, said once per
+/// domain rather than dropped silently.
+fn warn_unhonoured(domain: &DomainSpec) {
+    if domain.device_tree.is_some() {
+        log::warn!(
+            "{}: its multiboot,device-tree (passthrough) fragment is not applied: dom0less guests get no host device yet",
+            domain.path
+        );
+    }
+    if domain.direct_map {
+        log::warn!(
+            "{}: direct-map is not honoured: its RAM is at the host's RAM base (IPA), backed elsewhere",
+            domain.path
+        );
+    }
+    if !domain.static_mem.is_empty() {
+        log::warn!(
+            "{}: xen,static-mem is not honoured: its RAM is backed where the hypervisor chooses",
+            domain.path
+        );
+    }
+}
+
 /// Physical CPUs in the order guests get them: the boot CPU first (guest 1's vCPU 0
 /// runs there, where the boot continues), then the others in the DT's order.
 fn cpu_order(info: &PlatformInfo<'_>) -> Vec<(usize, u64)> {
@@ -161,6 +184,9 @@ pub fn prepare_domains(
             refuse(format_args!("{path}: {error}"))
         }
     };
+    for domain in domains {
+        warn_unhonoured(domain);
+    }
     let order = cpu_order(info);
     let mut next_cpu = 0;
     let mut prepared = Vec::with_capacity(domains.len());
