@@ -274,15 +274,7 @@ fn a_guest_that_panics_restarts_alone_while_the_other_runs_on() {
 #[test]
 fn a_guest_at_its_table_cap_gets_no_memory_while_the_other_still_splits() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let built =
-        std::process::Command::new(qemu_tests::repo_root().join("scripts/build-guest-module.sh"))
-            .output()
-            .expect("cannot start scripts/build-guest-module.sh");
-    assert!(
-        built.status.success(),
-        "scripts/build-guest-module.sh failed\n{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    build_guest_module();
     // Cap 12 table pages a guest: guest 1 splits one 2 MiB block after another
     // (hypmem.ko exhaust=32) until MEM_PROTECT says NO_MEMORY, restores them and splits
     // again; guest 2 runs the ordinary MEM_PROTECT self-test meanwhile, under its own cap.
@@ -380,9 +372,11 @@ fn foreign_accesses(run: &Run, number: u16) -> Vec<(String, u64)> {
 #[test]
 fn each_guest_is_refused_everything_outside_its_ram_including_the_others_ram() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    // Both sweep /dev/mem past their RAM (scripts/guest/isolation). Guest 2's 512 MiB end
-    // at IPA 0x6000_0000; its 2 GiB sweep crosses guest 1's RAM, which sits at PA
-    // 0x8000_0000 (1 GiB congruent): the hypervisor names those accesses other_guest.
+    build_guest_module();
+    // Both sweep /dev/mem past their RAM (scripts/guest/isolation) while their
+    // MEM_PROTECT self-test (hypmem.ko) runs. Guest 2's 512 MiB end at IPA 0x6000_0000;
+    // its 2 GiB sweep crosses guest 1's RAM, which sits at PA 0x8000_0000 (1 GiB
+    // congruent): the hypervisor names those accesses other_guest.
     let run = run(
         "multi_guest_isolation",
         &[
@@ -402,7 +396,7 @@ fn each_guest_is_refused_everything_outside_its_ram_including_the_others_ram() {
             "--guest-cpus",
             "2",
             "--guest-append",
-            "hyp.isolation=1",
+            "hyp.isolation=1 hyp.modtest=1",
             "--guest",
             "2",
             "--guest-mem",
@@ -410,7 +404,7 @@ fn each_guest_is_refused_everything_outside_its_ram_including_the_others_ram() {
             "--guest-cpus",
             "2",
             "--guest-append",
-            "hyp.isolation=1 hyp.sweep_span=0x80000000",
+            "hyp.isolation=1 hyp.modtest=1 hyp.sweep_span=0x80000000",
             "--timeout",
             "600",
         ],
@@ -418,7 +412,8 @@ fn each_guest_is_refused_everything_outside_its_ram_including_the_others_ram() {
     run.assert_success();
     for guest in [1, 2] {
         assert!(
-            run.guest_printed(guest, "guest-isolation: pass"),
+            run.guest_printed(guest, "guest-isolation: pass")
+                && run.guest_printed(guest, "guest-modtest: pass"),
             "guest {guest}\n{}",
             run.console
         );
@@ -623,4 +618,17 @@ fn console_input_reaches_each_guest_in_turn_and_the_hypervisor() {
     let text = console();
     assert!(text.contains("hyp-exit: success"), "{text}");
     assert!(!printed(&text, 2, "typed-into-41") && !printed(&text, 1, "typed-into-42"));
+}
+
+/// hypmem.ko for the guest kernel (scripts/build-guest-module.sh; the initramfs packs it).
+fn build_guest_module() {
+    let built =
+        std::process::Command::new(qemu_tests::repo_root().join("scripts/build-guest-module.sh"))
+            .output()
+            .expect("cannot start scripts/build-guest-module.sh");
+    assert!(
+        built.status.success(),
+        "scripts/build-guest-module.sh failed\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
 }
