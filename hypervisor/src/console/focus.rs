@@ -132,7 +132,7 @@ mod tests {
     fn a_switch_passes_over_guests_that_ended() {
         let mut f = InputFocus::new(3);
         let alive = |n: u16| n != 2;
-        let mut switch = |f: &mut InputFocus| {
+        let switch = |f: &mut InputFocus| {
             [1u8, 1, 1]
                 .iter()
                 .flat_map(|&b| f.take_among(b, &alive))

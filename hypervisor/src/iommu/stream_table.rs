@@ -489,9 +489,9 @@ mod coverage_tests {
     #[test]
     fn a_whole_bridge_is_covered_to_the_budget_and_sparse_streams_beyond_4096_fit() {
         // QEMU's PCIe bridge maps every Requester ID.
-        let (kept, dropped) = coverable_streams(&[0..0x1_0000], false, 16);
+        let (kept, dropped) = coverable_streams(core::slice::from_ref(&(0..0x1_0000)), false, 16);
         assert_eq!((kept, dropped), (alloc::vec![0..4096], 0x1_0000 - 4096));
-        let (kept, dropped) = coverable_streams(&[0..0x1_0000], true, 16);
+        let (kept, dropped) = coverable_streams(core::slice::from_ref(&(0..0x1_0000)), true, 16);
         assert_eq!((kept, dropped), (alloc::vec![0..16 * 256], 0x1_0000 - 4096));
         // Two platform devices far apart: two L2 tables, nothing dropped.
         let (kept, dropped) = coverable_streams(&[0x12_3400..0x12_3401, 0x10..0x11], true, 24);
@@ -500,9 +500,10 @@ mod coverage_tests {
             (alloc::vec![0x10..0x11, 0x12_3400..0x12_3401], 0)
         );
         // Linear: nothing beyond 4096; SIDSIZE limits both.
-        let (kept, dropped) = coverable_streams(&[0x12_3400..0x12_3401], false, 24);
+        let (kept, dropped) =
+            coverable_streams(core::slice::from_ref(&(0x12_3400..0x12_3401)), false, 24);
         assert_eq!((kept, dropped), (alloc::vec![], 1));
-        let (kept, dropped) = coverable_streams(&[0..0x1_0000], true, 8);
+        let (kept, dropped) = coverable_streams(core::slice::from_ref(&(0..0x1_0000)), true, 8);
         assert_eq!((kept, dropped), (alloc::vec![0..256], 0x1_0000 - 256));
     }
 }

@@ -19,7 +19,6 @@ use core::sync::atomic::Ordering;
 use pgtable::{Access, Attributes, MemoryType};
 
 use crate::arch::cache;
-use crate::cpu;
 use crate::vm::guest::{GuestBoot, Vm};
 use crate::vm::psci::CpuPowerState;
 use crate::vm::registry;
@@ -40,22 +39,27 @@ pub enum ResetError {
     Reload(alloc::string::String),
 }
 
-/// Resets `vm` from its vCPU `vcpu` on this CPU and restarts it; returns only when that
-/// could not be done, with the guest stopped, for the caller to report.
-pub fn reset_guest(vm: &'static Vm, vcpu: usize) -> ResetError {
+/// A guest reset and ready to start again: where its vCPU 0 enters, x0 there (its DTB).
+pub struct Restart {
+    pub entry: u64,
+    pub dtb: u64,
+}
+
+/// Resets `vm` from its vCPU `vcpu` on this CPU: its other vCPUs have left, its memory
+/// and images are as at boot. The caller starts vCPU 0 (`vm::vcpu`). An error leaves the
+/// guest stopped, for the caller to report.
+///
+/// # Errors
+/// [`ResetError`]: what could not be done.
+pub fn reset_guest(vm: &Vm, vcpu: usize) -> Result<Restart, ResetError> {
     let Some(boot) = vm.boot.as_ref() else {
-        return ResetError::NotResettable;
+        return Err(ResetError::NotResettable);
     };
     if !registry::begin_reset(vm.number) {
-        return ResetError::NotResettable;
+        return Err(ResetError::NotResettable);
     }
-    let this = cpu::this_cpu().unwrap_or(0);
-    if let Err(error) = stop_other_vcpus(vm, vcpu) {
-        return error;
-    }
-    if let Err(error) = restore_stage2(vm, boot) {
-        return ResetError::Stage2(error);
-    }
+    stop_other_vcpus(vm, vcpu)?;
+    restore_stage2(vm, boot).map_err(ResetError::Stage2)?;
     scrub(boot);
     let resets = vm.stats.resets.fetch_add(1, Ordering::Relaxed) + 1;
     let mut domain = boot.domain.clone();
@@ -64,15 +68,9 @@ pub fn reset_guest(vm: &'static Vm, vcpu: usize) -> ResetError {
         Some(args) => alloc::format!("{args} {marker}"),
         None => marker,
     });
-    let (entry, dtb) = match crate::vm::build_domains::load_domain(
-        &domain,
-        boot.host_dtb,
-        &boot.ram,
-        boot.vcpus,
-    ) {
-        Ok(started) => started,
-        Err(error) => return ResetError::Reload(error),
-    };
+    let (entry, dtb) =
+        crate::vm::build_domains::load_domain(&domain, boot.host_dtb, &boot.ram, boot.vcpus)
+            .map_err(ResetError::Reload)?;
     *vm.vgic.lock() = boot.vgic.clone();
     log::info!(
         "guest {}: reset ({resets} so far): RAM [{:#x}, +{:#x}) scrubbed, images reloaded, restarting at {entry:#x}",
@@ -81,7 +79,7 @@ pub fn reset_guest(vm: &'static Vm, vcpu: usize) -> ResetError {
         boot.ram.ipa.size,
     );
     registry::end_reset(vm.number);
-    crate::vm::vcpu::restart_vcpu0(vm, this, vcpu, entry, dtb)
+    Ok(Restart { entry, dtb })
 }
 
 /// Kicks every other vCPU of `vm` that is on, and waits until each reads as off.

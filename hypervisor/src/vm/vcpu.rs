@@ -293,13 +293,17 @@ fn smccc_call(vm: &'static Vm, frame: &mut TrapFrame) {
         Some(Followup::SystemOff) => guest_ended(vm, GuestEnd::PoweredOff),
         Some(Followup::SystemReset) if registry::count() > 1 => {
             log::info!("guest {}: PSCI SYSTEM_RESET", vm.number);
-            let vcpu = this_vcpu(vm).map_or(0, |(_, vcpu)| vcpu);
-            let error = crate::vm::reset::reset_guest(vm, vcpu);
-            log::error!(
-                "guest {}: cannot be reset alone ({error:?}); it is stopped",
-                vm.number
-            );
-            guest_ended(vm, GuestEnd::ResetRefused)
+            let (this, vcpu) = this_vcpu(vm).unwrap_or((0, 0));
+            match crate::vm::reset::reset_guest(vm, vcpu) {
+                Ok(restart) => restart_vcpu0(vm, this, vcpu, restart.entry, restart.dtb),
+                Err(error) => {
+                    log::error!(
+                        "guest {}: cannot be reset alone ({error:?}); it is stopped",
+                        vm.number
+                    );
+                    guest_ended(vm, GuestEnd::ResetRefused)
+                }
+            }
         }
         Some(Followup::SystemReset) => {
             log::info!("guest: PSCI SYSTEM_RESET");
