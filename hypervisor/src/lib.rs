@@ -14,7 +14,7 @@
 //! | [`vm`] | a guest: building its stage 2, vCPUs, PSCI, exception injection, stage-2 faults, trapped registers |
 //! | [`hypercall`] | the SMCCC conduit and the vendor hypercall ABI; the handler on the guest's stage 2 |
 //! | [`iommu`] | the SMMUv3: stage-2 STEs from VTCR_EL2, commands mirroring the CPU's TLBIs, queues, event records (portable); bringing it up and attaching a guest's streams to its stage 2 (EL2) |
-//! | [`crash`] | the crash record's format; claiming a crash and writing the record |
+//! | [`crash`] | the crash record's format and the ELF core header for a capture kernel; claiming a crash and writing the record |
 //! | `selftest` | the EL2 selftests and the MEM_PROTECT benchmark (EL2 only) |
 #![cfg_attr(not(test), no_std)]
 
