@@ -134,6 +134,18 @@ download_arm64() {
     ls -t "$guest_dir/debs/${name}"_*_arm64.deb 2>/dev/null | head -n 1
 }
 
+# apt can fetch arm64 packages (dpkg's foreign architecture) from bookworm and
+# bookworm-backports, with an up-to-date index.
+ensure_arm64_packages() {
+    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        say "dpkg --add-architecture arm64"
+        as_root dpkg --add-architecture arm64
+        apt_updated=0
+    fi
+    ensure_backports_source
+    apt_update
+}
+
 # Debian's arm64 cloud kernel of `suite` as `dir`/Image, its package name in
 # `dir`/kernel-package (resolved through the metapackage, so nothing names a version).
 fetch_kernel() {
@@ -162,20 +174,14 @@ fetch_kernel() {
 ensure_stable_kernel() {
     [ "$want_stable_kernel" -eq 1 ] || return 0
     [ -s "$cache/guest-stable/Image" ] && return
-    apt_update
+    ensure_arm64_packages
     fetch_kernel bookworm "$cache/guest-stable"
 }
 
 ensure_guest() {
     [ "$want_guest" -eq 1 ] || return 0
     if [ -s "$guest_dir/Image" ] && [ -x "$guest_dir/busybox" ]; then return; fi
-    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-        say "dpkg --add-architecture arm64"
-        as_root dpkg --add-architecture arm64
-        apt_updated=0
-    fi
-    ensure_backports_source
-    apt_update
+    ensure_arm64_packages
     mkdir -p "$guest_dir"
     fetch_kernel "${GUEST_KERNEL_SUITE:-bookworm-backports}" "$guest_dir"
 
@@ -214,13 +220,7 @@ ensure_guest_module_toolchain() {
         && [ -d "$(sed -n 2p "$hroot/toolchain")/scripts" ]; then
         return
     fi
-    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-        say "dpkg --add-architecture arm64"
-        as_root dpkg --add-architecture arm64
-        apt_updated=0
-    fi
-    ensure_backports_source
-    apt_update
+    ensure_arm64_packages
 
     # The kernel package's version (the headers must be the same build).
     local kdeb version
