@@ -197,8 +197,8 @@ fn fits(
     })
 }
 
-/// `free` less `taken`.
-fn carve(free: &[PhysRange], taken: PhysRange) -> Vec<PhysRange> {
+/// `free` less `taken` (no empty pieces).
+pub fn carve(free: &[PhysRange], taken: PhysRange) -> Vec<PhysRange> {
     free.iter()
         .flat_map(|range| {
             if !range.overlaps(&taken) {

@@ -98,6 +98,16 @@ pub(super) fn vgic_for(
     }
 }
 
+/// The first bytes of a kernel module (up to a page: enough for the Image header and the
+/// PE/COFF section table), for the guest loader's checks while it plans a guest.
+pub(super) fn module_head<'h>(kernel: PhysRange) -> &'h [u8] {
+    // SAFETY: boot modules lie in host RAM (the platform parser and `parse_domains` check
+    // it), which the EL2 direct map covers; the loader reads the slice only while it
+    // plans. The single guest's modules are read before it runs; a dom0less guest's are
+    // no guest's RAM (also when a reset plans it again).
+    unsafe { core::slice::from_raw_parts(kernel.base as *const u8, kernel.size.min(4096) as usize) }
+}
+
 fn plan<'d>(info: &PlatformInfo<'d>, host_dtb: &[u8], layout: &Layout) -> GuestPlan<'d> {
     let reserved: ArrayVec<PhysRange, MAX_RESERVED> =
         info.reserved.iter().map(|r| r.range).collect();
@@ -117,12 +127,6 @@ fn plan<'d>(info: &PlatformInfo<'d>, host_dtb: &[u8], layout: &Layout) -> GuestP
         kaslr_seed: None,
         rng_seed: None,
     };
-    let read_head = |kernel: PhysRange| -> &[u8] {
-        // SAFETY: the kernel module lies in RAM, which the EL2 direct map covers.
-        unsafe {
-            core::slice::from_raw_parts(kernel.base as *const u8, kernel.size.min(4096) as usize)
-        }
-    };
     // The command line was checked and its diagnostics logged by `boot::bootargs`.
     let cmdline = platform::bootargs::parse(info.bootargs.unwrap_or(""));
     let passthrough = cmdline.passthrough.as_slice();
@@ -136,7 +140,7 @@ fn plan<'d>(info: &PlatformInfo<'d>, host_dtb: &[u8], layout: &Layout) -> GuestP
         host_dtb,
         &config,
         &devices,
-        read_head,
+        module_head,
     ) {
         Ok(plan) => plan,
         Err(error) => {

@@ -23,11 +23,12 @@ use crate::arch::sysreg;
 use crate::boot;
 use crate::boot::facts::CpuFacts;
 use crate::cpu::features::GuestFeatures;
-use crate::mm::guest_backing::{BackingError, RamBacking, RamRequest, back_guest_ram};
+use crate::mm::guest_backing::{BackingError, RamBacking, RamRequest, back_guest_ram, carve};
 use crate::mm::image;
 use crate::mm::memory_plan::Layout;
 use crate::vm::build::{
-    PreparedGuest, RamMapping, emulated_devices, host_devices, place_modules, stage2_for, vgic_for,
+    PreparedGuest, RamMapping, emulated_devices, host_devices, module_head, place_modules,
+    stage2_for, vgic_for,
 };
 use crate::vm::change_window::ChangeWindow;
 use crate::vm::controls::GuestControls;
@@ -61,28 +62,11 @@ fn free_for_guests(
     layout: &Layout,
     modules: &[(&str, PhysRange)],
 ) -> Vec<PhysRange> {
-    let mut free: Vec<PhysRange> = layout.guest_ram.to_vec();
-    let taken = modules
+    modules
         .iter()
         .map(|&(_, range)| range)
-        .chain(info.reserved.iter().map(|r| r.range));
-    for hole in taken {
-        free = free
-            .into_iter()
-            .flat_map(|range| {
-                if !range.overlaps(&hole) {
-                    return [Some(range), None];
-                }
-                let below = PhysRange::new(range.base, hole.base.saturating_sub(range.base));
-                let above_base = hole.end().max(range.base);
-                let above = PhysRange::new(above_base, range.end().saturating_sub(above_base));
-                [below, above]
-            })
-            .flatten()
-            .filter(|range| range.size > 0)
-            .collect();
-    }
-    free
+        .chain(info.reserved.iter().map(|r| r.range))
+        .fold(layout.guest_ram.to_vec(), |free, hole| carve(&free, hole))
 }
 
 /// What a dom0less node may ask that this hypervisor does not do yet, said once per
@@ -364,15 +348,8 @@ pub fn load_domain(
         kaslr_seed: None,
         rng_seed: None,
     };
-    let read_head = |kernel: PhysRange| -> &[u8] {
-        // SAFETY: the kernel module lies in host RAM (checked by `parse_domains`), which
-        // the EL2 direct map covers.
-        unsafe {
-            core::slice::from_raw_parts(kernel.base as *const u8, kernel.size.min(4096) as usize)
-        }
-    };
     let plan =
-        guest_loader::plan_domain(domain, host_dtb, &config, read_head).map_err(|error| {
+        guest_loader::plan_domain(domain, host_dtb, &config, module_head).map_err(|error| {
             match error {
                 // Already names the domain's node.
                 guest_loader::LoadError::KernelExtent { .. } => alloc::format!("{error}"),
