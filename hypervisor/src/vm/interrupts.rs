@@ -259,6 +259,20 @@ fn on_cpu_of(
     }
 }
 
+/// Sends the kick SGI to every vCPU of `vm` that is not off, except vCPU `own` (this
+/// CPU's): each takes an exit to EL2 at once, where it notices its guest ended or is
+/// being reset. A vCPU still starting (OnPending) is kicked too: it may be in the guest
+/// by the time the SGI arrives.
+pub fn kick_others(vm: &Vm, own: usize) {
+    for vcpu in (0..vm.vcpus.count()).filter(|&v| v != own) {
+        if vm.vcpus.power(vcpu) != crate::vm::psci::CpuPowerState::Off
+            && let Some(mpidr) = vm.vcpus.physical_mpidr(vcpu)
+        {
+            cpu_interface::send_sgi(mpidr, KICK_SGI);
+        }
+    }
+}
+
 /// Makes vCPU `vcpu` look at its pending interrupts: on this CPU that happens before it
 /// resumes anyway; a vCPU running elsewhere gets the kick SGI; one that is off loads them
 /// when it starts.

@@ -84,13 +84,7 @@ pub fn reset_guest(vm: &Vm, vcpu: usize) -> Result<Restart, ResetError> {
 
 /// Kicks every other vCPU of `vm` that is on, and waits until each reads as off.
 fn stop_other_vcpus(vm: &Vm, own: usize) -> Result<(), ResetError> {
-    for vcpu in (0..vm.vcpus.count()).filter(|&v| v != own) {
-        if vm.vcpus.power(vcpu) != CpuPowerState::Off
-            && let Some(mpidr) = vm.vcpus.physical_mpidr(vcpu)
-        {
-            crate::arch::aarch64::gic::cpu_interface::send_sgi(mpidr, crate::arch::gicv3::KICK_SGI);
-        }
-    }
+    crate::vm::interrupts::kick_others(vm, own);
     for vcpu in (0..vm.vcpus.count()).filter(|&v| v != own) {
         let off = || vm.vcpus.power(vcpu) == CpuPowerState::Off;
         if !crate::arch::sysreg::wait_until(off, STOP_TIMEOUT_US) {

@@ -62,17 +62,13 @@ pub fn start(guests: &[PreparedGuest]) -> ! {
             guest.vm.number,
             guest.vm.vcpus.count()
         );
-        make_current(first, guest.vm);
         guest.vm.vcpus.set_power(0, CpuPowerState::OnPending);
         if first == this {
+            make_current(first, guest.vm);
             own = Some(guest);
             continue;
         }
-        let work = cpu::Work {
-            run: enter_vcpu,
-            args: [guest.entry, guest.dtb],
-        };
-        if let Err(why) = cpu::post(first, work) {
+        if let Err(why) = start_on(first, guest.vm, guest.entry, guest.dtb) {
             log::error!(
                 "guest {}: cpu{first} cannot be started ({why:?})",
                 guest.vm.number
@@ -84,6 +80,19 @@ pub fn start(guests: &[PreparedGuest]) -> ! {
         boot::stop_failure("no guest runs on the boot CPU");
     };
     run_vcpu(guest.vm, this, guest.entry, guest.dtb)
+}
+
+/// Starts physical CPU `physical` (off) on `vm`'s vCPU pinned there, at `entry` with x0
+/// = `x0`: what CPU_ON, the first entry and a reset's restart all do for another CPU.
+fn start_on(physical: usize, vm: &'static Vm, entry: u64, x0: u64) -> Result<(), cpu::NotStarted> {
+    make_current(physical, vm);
+    cpu::post(
+        physical,
+        cpu::Work {
+            run: enter_vcpu,
+            args: [entry, x0],
+        },
+    )
 }
 
 /// [`run_vcpu`] as [`cpu::Work`], which a guest's CPU_ON sends to an idle CPU:
@@ -161,12 +170,7 @@ impl PsciPlatform for Firmware {
         }
         // The physical CPU it is pinned to is off (its vCPU is): it runs this guest from
         // now on.
-        make_current(physical, self.vm);
-        let work = cpu::Work {
-            run: enter_vcpu,
-            args: [entry, context],
-        };
-        match cpu::post(physical, work) {
+        match start_on(physical, self.vm, entry, context) {
             Ok(()) => psci::SUCCESS,
             Err(why) => {
                 self.vm.vcpus.set_power(index, CpuPowerState::Off);
@@ -560,14 +564,8 @@ fn guest_ended(vm: &Vm, how: GuestEnd) -> ! {
     }
     let this = cpu::this_cpu().unwrap_or(0);
     // Its other vCPUs leave at their next exit (`stop_if_guest_ended`): kick them.
-    for vcpu in 0..vm.vcpus.count() {
-        if vm.vcpus.physical_cpu(vcpu) != Some(this)
-            && vm.vcpus.power(vcpu) == CpuPowerState::On
-            && let Some(mpidr) = vm.vcpus.physical_mpidr(vcpu)
-        {
-            crate::arch::aarch64::gic::cpu_interface::send_sgi(mpidr, crate::arch::gicv3::KICK_SGI);
-        }
-    }
+    let own = vm.vcpus.vcpu_on(this).unwrap_or(usize::MAX);
+    crate::vm::interrupts::kick_others(vm, own);
     move_hypervisor_interrupts_off(this);
     cpu::power_off_this_cpu(vcpu_is_off)
 }
@@ -586,12 +584,7 @@ pub fn restart_vcpu0(vm: &'static Vm, this: usize, own: usize, entry: u64, dtb: 
     let Some(first) = vm.vcpus.physical_cpu(0) else {
         boot::stop_failure("a guest with no vCPU");
     };
-    make_current(first, vm);
-    let work = cpu::Work {
-        run: enter_vcpu,
-        args: [entry, dtb],
-    };
-    if let Err(why) = cpu::post(first, work) {
+    if let Err(why) = start_on(first, vm, entry, dtb) {
         log::error!(
             "guest {}: cpu{first} cannot restart it ({why:?})",
             vm.number
