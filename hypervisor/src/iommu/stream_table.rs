@@ -428,17 +428,18 @@ mod tests {
 }
 
 /// L2 tables (16 KiB each) a two-level stream table may have: as much memory as the
-/// largest linear table ([`MAX_LINEAR_ENTRIES`] STEs, 256 KiB). A PCI host bridge given
+/// largest linear table ([`LARGEST_LINEAR_ENTRIES`] STEs, 256 KiB). A PCI host bridge given
 /// whole maps every Requester ID, and which buses its devices will sit on is the guest's
 /// choice (it numbers the buses behind bridges), so its StreamIDs cannot be narrowed to
 /// the ones in use: they are covered from the lowest group up, to this budget.
 pub const MAX_L2_TABLES: usize = 16;
 
-/// The most STEs of a linear stream table this driver builds (256 KiB).
-pub const MAX_LINEAR_ENTRIES: u32 = 4096;
+/// The most STEs of a linear stream table this driver builds (256 KiB); not to be
+/// confused with [`LINEAR_MAX_ENTRIES`], below which a table is linear by choice.
+pub const LARGEST_LINEAR_ENTRIES: u32 = 4096;
 
 /// The StreamID ranges a stream table can cover for a guest, from `ranges` (in order of
-/// StreamID, each clipped): below [`MAX_LINEAR_ENTRIES`] for a linear table; for a
+/// StreamID, each clipped): below [`LARGEST_LINEAR_ENTRIES`] for a linear table; for a
 /// two-level one, below 2^`sid_bits` (at most 2^25) and within [`MAX_L2_TABLES`] groups
 /// of [`L2_ENTRIES`], lowest first. Returns the kept ranges and how many StreamIDs were
 /// left out (those abort).
@@ -453,7 +454,7 @@ pub fn coverable_streams(
     let sid_end = if two_level {
         (MAX_L1_ENTRIES << SPLIT).min(1u64 << sid_bits.min(32))
     } else {
-        u64::from(MAX_LINEAR_ENTRIES).min(1u64 << sid_bits.min(32))
+        u64::from(LARGEST_LINEAR_ENTRIES).min(1u64 << sid_bits.min(32))
     };
     let mut groups: alloc::vec::Vec<u64> = alloc::vec::Vec::new();
     let mut kept = alloc::vec::Vec::new();
